@@ -1,0 +1,1 @@
+"""GitOps rollout controller: specs, validation, rendering, planning, git and the CLI."""

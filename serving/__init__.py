@@ -1,0 +1,1 @@
+"""The bundled TensorFlow Serving-compatible model server."""

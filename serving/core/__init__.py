@@ -1,0 +1,1 @@
+"""Framework-neutral serving core: version discovery, transition policies, the manager."""

@@ -1,0 +1,1 @@
+"""Platform loaders: turn a version directory into a servable."""
