@@ -1,0 +1,183 @@
+"""Canary progression as a pure fold over a journal of events.
+
+The journal lives in git notes on the commit that started the canary, so a
+restarted controller rebuilds exactly where a rollout stood: which step, since
+when, and how the last intervals went. `decide` is the only place that says
+what happens next; it takes the clock as an argument and does no I/O.
+
+Rules (Argo Rollouts / Flagger semantics):
+- Nothing is judged until the canary is ready (AVAILABLE, labelled and split on
+  every target); readiness is recorded by a `started` event.
+- Each step holds its weight for `hold`; an analysis interval is due every
+  `interval`. A step advances once its hold has passed, at least one interval in
+  it passed, and the latest judged interval did not fail.
+- `failure_limit` consecutive failed intervals fail the rollout. Inconclusive
+  intervals follow `on_no_data`: `pass` and `fail` count as such; `pause` counts
+  as neither and stops the step from advancing until data returns.
+- After the last step: promote (auto) or report ready to promote (manual).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal["started", "interval", "step", "verdict"]
+DecisionKind = Literal[
+    "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait"
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    weight_bp: int
+    hold_s: float
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    model: str
+    version: int
+    steps: tuple[Step, ...]
+    interval_s: float
+    failure_limit: int
+    on_no_data: Literal["pause", "fail", "pass"] = "pause"
+    promotion: Literal["auto", "manual"] = "auto"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    at: float
+    model: str
+    version: int
+    step: int = 0
+    outcome: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> Event | None:
+        try:
+            raw = json.loads(text)
+            return Event(
+                kind=raw["kind"],
+                at=float(raw["at"]),
+                model=str(raw["model"]),
+                version=int(raw["version"]),
+                step=int(raw.get("step", 0)),
+                outcome=str(raw.get("outcome", "")),
+                detail=dict(raw.get("detail", {})),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Progress:
+    started_at: float | None
+    step: int
+    step_started_at: float | None
+    last_interval_at: float | None
+    consecutive_failures: int
+    passes_in_step: int
+    latest_outcome: str
+    verdict: str  # "" while running, else the recorded final verdict
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: DecisionKind
+    weight_bp: int
+    step: int
+    # For "analyse": the window to judge. For "wait": when something is next due.
+    window: tuple[float, float] | None = None
+    due_at: float | None = None
+    reason: str = ""
+
+
+def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
+    """Where the rollout of `plan` stands after `events` (others' events ignored)."""
+    started_at: float | None = None
+    step = 0
+    step_started_at: float | None = None
+    last_interval_at: float | None = None
+    failures = 0
+    passes = 0
+    latest = ""
+    verdict = ""
+    for event in sorted(_mine(plan, events), key=lambda e: e.at):
+        if event.kind == "started" and started_at is None:
+            started_at = event.at
+            step_started_at = event.at
+            last_interval_at = event.at
+        elif event.kind == "interval" and started_at is not None:
+            last_interval_at = max(last_interval_at or event.at, event.at)
+            counted = _counted(event.outcome, plan.on_no_data)
+            latest = counted
+            if counted == "fail":
+                failures += 1
+            elif counted == "pass":
+                failures = 0
+                passes += 1
+        elif event.kind == "step" and event.step > step:
+            step = event.step
+            step_started_at = event.at
+            passes = 0
+        elif event.kind == "verdict":
+            verdict = event.outcome
+    return Progress(
+        started_at, step, step_started_at, last_interval_at, failures, passes, latest, verdict
+    )
+
+
+def decide(plan: CanaryPlan, events: Sequence[Event], *, ready: bool, now: float) -> Decision:
+    state = fold(plan, events)
+    steps = plan.steps
+    weight = steps[min(state.step, len(steps) - 1)].weight_bp if steps else 0
+    if state.verdict in ("fail", "promote"):
+        # Recorded but not yet carried out (e.g. the controller died in between).
+        kind: DecisionKind = "fail" if state.verdict == "fail" else "promote"
+        return Decision(kind, 0 if kind == "fail" else weight, state.step, reason="recorded")
+    if state.started_at is None:
+        return Decision("start" if ready else "wait_ready", weight, 0)
+    if state.consecutive_failures >= plan.failure_limit:
+        return Decision(
+            "fail",
+            0,
+            state.step,
+            reason=f"{state.consecutive_failures} consecutive failed interval(s)",
+        )
+    assert state.step_started_at is not None and state.last_interval_at is not None
+    if state.step >= len(steps):
+        kind = "promote" if plan.promotion == "auto" else "ready_to_promote"
+        return Decision(kind, weight, state.step)
+    hold = steps[state.step].hold_s
+    hold_over = now >= state.step_started_at + hold
+    if hold_over and state.passes_in_step > 0 and state.latest_outcome == "pass":
+        nxt = state.step + 1
+        if nxt >= len(steps):
+            kind = "promote" if plan.promotion == "auto" else "ready_to_promote"
+            return Decision(kind, weight, nxt)
+        return Decision("advance", steps[nxt].weight_bp, nxt)
+    next_interval = state.last_interval_at + plan.interval_s
+    if now >= next_interval:
+        return Decision("analyse", weight, state.step, window=(state.last_interval_at, now))
+    due = next_interval
+    if state.passes_in_step > 0 and state.latest_outcome == "pass":
+        due = min(due, state.step_started_at + hold)
+    return Decision("wait", weight, state.step, due_at=due)
+
+
+def _mine(plan: CanaryPlan, events: Sequence[Event]) -> list[Event]:
+    return [e for e in events if e.model == plan.model and e.version == plan.version]
+
+
+def _counted(outcome: str, on_no_data: str) -> str:
+    if outcome == "inconclusive":
+        return {"pause": "inconclusive", "fail": "fail", "pass": "pass"}[on_no_data]
+    return outcome

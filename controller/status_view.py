@@ -1,0 +1,45 @@
+"""Render the controller's status document as rich tables for `rollouts status`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render_status(document: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    applied = (document.get("commit_applied") or "-")[:12]
+    seen = (document.get("commit_seen") or "-")[:12]
+    sync = "in sync" if document.get("in_sync") else "converging"
+    console.print(
+        f"[bold]{document.get('repo')}[/] {document.get('branch')}  "
+        f"seen {seen}  applied {applied}  ({sync})"
+    )
+    for error in document.get("spec_errors", []):
+        console.print(f"[red]spec error[/] {error}")
+    if document.get("git_error"):
+        console.print(f"[red]git error[/] {document['git_error']}")
+    table = Table("model", "stable", "canary", "weight", "step", "target", "health", "labels")
+    for name, model in document.get("models", {}).items():
+        weight = model.get("split_weight_bp")
+        rollout = model.get("rollout") or {}
+        step = rollout.get("step_text", "")
+        first = True
+        for target, info in model.get("targets", {}).items():
+            health = "up" if info.get("reachable") else f"down: {info.get('error', '')}"
+            table.add_row(
+                name if first else "",
+                str(model.get("stable") or "-") if first else "",
+                str(model.get("canary") or "-") if first else "",
+                (f"{weight / 100:g}%" if weight is not None else "-") if first else "",
+                step if first else "",
+                target,
+                health,
+                ", ".join(f"{k}={v}" for k, v in sorted(info.get("labels", {}).items())),
+            )
+            first = False
+    console.print(table)
+    for finding in document.get("findings", []):
+        console.print(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")

@@ -1,0 +1,168 @@
+"""Tables for canary progression: steps, holds, intervals, failures, restarts."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.progress import CanaryPlan, Event, Step, decide, fold
+
+PLAN = CanaryPlan(
+    model="m",
+    version=2,
+    steps=(Step(1000, 60.0), Step(5000, 60.0)),
+    interval_s=30.0,
+    failure_limit=2,
+)
+
+
+def ev(kind: str, at: float, step: int = 0, outcome: str = "", version: int = 2) -> Event:
+    return Event(kind, at, "m", version, step, outcome)  # type: ignore[arg-type]
+
+
+def test_waits_for_ready_canary_before_judging() -> None:
+    d = decide(PLAN, [], ready=False, now=0)
+    assert d.kind == "wait_ready" and d.weight_bp == 1000
+    assert decide(PLAN, [], ready=True, now=0).kind == "start"
+
+
+def test_first_interval_is_due_after_interval() -> None:
+    events = [ev("started", 100)]
+    assert decide(PLAN, events, ready=True, now=110).kind == "wait"
+    d = decide(PLAN, events, ready=True, now=130)
+    assert d.kind == "analyse" and d.window == (100, 130) and d.weight_bp == 1000
+
+
+def test_hold_passed_with_passing_interval_advances() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="pass"),
+        ev("interval", 60, outcome="pass"),
+    ]
+    d = decide(PLAN, events, ready=True, now=60)
+    assert d.kind == "advance" and d.step == 1 and d.weight_bp == 5000
+
+
+def test_hold_not_passed_keeps_step() -> None:
+    events = [ev("started", 0), ev("interval", 30, outcome="pass")]
+    d = decide(PLAN, events, ready=True, now=45)
+    assert d.kind == "wait" and d.due_at == 60
+
+
+def test_no_advance_after_failed_latest_interval() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="pass"),
+        ev("interval", 60, outcome="fail"),
+    ]
+    d = decide(PLAN, events, ready=True, now=61)
+    assert d.kind == "wait"
+    assert decide(PLAN, events, ready=True, now=90).kind == "analyse"
+
+
+def test_failure_limit_consecutive_fails() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="fail"),
+        ev("interval", 60, outcome="fail"),
+    ]
+    d = decide(PLAN, events, ready=True, now=61)
+    assert d.kind == "fail" and d.weight_bp == 0
+
+
+def test_interleaved_failures_do_not_fail() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="fail"),
+        ev("interval", 60, outcome="pass"),
+        ev("interval", 90, outcome="fail"),
+    ]
+    assert fold(PLAN, events).consecutive_failures == 1
+    assert decide(PLAN, events, ready=True, now=91).kind != "fail"
+
+
+@pytest.mark.parametrize(
+    ("on_no_data", "expected"),
+    [("pause", "wait"), ("fail", "fail"), ("pass", "advance")],
+)
+def test_inconclusive_per_on_no_data(on_no_data: str, expected: str) -> None:
+    plan = CanaryPlan("m", 2, PLAN.steps, 30.0, 2, on_no_data)  # type: ignore[arg-type]
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="inconclusive"),
+        ev("interval", 60, outcome="inconclusive"),
+    ]
+    assert decide(plan, events, ready=True, now=61).kind == expected
+
+
+def test_pause_counts_neither_way() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="fail"),
+        ev("interval", 60, outcome="inconclusive"),
+        ev("interval", 90, outcome="fail"),
+    ]
+    # pause: the inconclusive interval neither resets nor adds to the failures
+    assert fold(PLAN, events).consecutive_failures == 2
+
+
+def test_last_step_promotes_or_reports_ready() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="pass"),
+        ev("interval", 60, outcome="pass"),
+        ev("step", 60, step=1),
+        ev("interval", 90, outcome="pass"),
+        ev("interval", 120, outcome="pass"),
+    ]
+    assert decide(PLAN, events, ready=True, now=120).kind == "promote"
+    manual = CanaryPlan("m", 2, PLAN.steps, 30.0, 2, promotion="manual")
+    assert decide(manual, events, ready=True, now=120).kind == "ready_to_promote"
+
+
+def test_passes_from_previous_step_do_not_advance_next_step() -> None:
+    events = [ev("started", 0), ev("interval", 30, outcome="pass"), ev("step", 60, step=1)]
+    d = decide(PLAN, events, ready=True, now=125)
+    assert d.kind == "analyse" and d.weight_bp == 5000
+
+
+def test_recorded_verdict_is_carried_out_after_restart() -> None:
+    events = [ev("started", 0), ev("verdict", 61, outcome="fail")]
+    assert decide(PLAN, events, ready=True, now=1000).kind == "fail"
+    events = [ev("started", 0), ev("verdict", 61, outcome="promote")]
+    assert decide(PLAN, events, ready=False, now=1000).kind == "promote"
+
+
+def test_events_of_other_versions_are_ignored() -> None:
+    events = [ev("started", 0, version=3), ev("interval", 30, outcome="fail", version=3)]
+    assert decide(PLAN, events, ready=False, now=100).kind == "wait_ready"
+
+
+def test_restart_in_every_phase_resumes_from_journal() -> None:
+    journal = [
+        ev("started", 0),
+        ev("interval", 30, outcome="pass"),
+        ev("interval", 60, outcome="pass"),
+        ev("step", 60, step=1),
+        ev("interval", 90, outcome="fail"),
+        ev("interval", 120, outcome="fail"),
+    ]
+    # (journal prefix a restarted controller reads back, now) -> exact decision
+    table = [
+        (0, 0, "start", None),
+        (1, 30, "analyse", (0, 30)),
+        (2, 60, "advance", None),
+        (3, 60, "advance", None),
+        (4, 90, "analyse", (60, 90)),
+        (5, 120, "analyse", (90, 120)),
+        (6, 121, "fail", None),
+    ]
+    for cut, now, kind, window in table:
+        got = decide(PLAN, journal[:cut], ready=True, now=now)
+        assert (got.kind, got.window) == (kind, window), (cut, got)
+
+
+def test_event_json_round_trip_and_garbage() -> None:
+    e = Event("interval", 12.5, "m", 2, 1, "pass", {"canary": {"requests": 10}})
+    assert Event.from_json(e.to_json()) == e
+    assert Event.from_json("not json") is None
+    assert Event.from_json('{"kind": "interval"}') is None
