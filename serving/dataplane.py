@@ -1,0 +1,494 @@
+"""The protocol-neutral data plane: predict, classify, regress, multi-inference
+and model metadata with TF Serving's semantics and error texts.
+
+Every call takes one servable handle from the core (so a request runs on one
+version from start to end), checks the request against the signature, runs it,
+and reports which model, version and label actually served it. The gRPC and
+REST adapters only translate wire formats; metrics are recorded here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    input_pb2,
+    regression_pb2,
+)
+
+from serving import tensor_codec as tc
+from serving.core.status import Code, ServingError, failed_precondition, invalid_argument
+
+DEFAULT_SIGNATURE = "serving_default"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+# ------------------------------------------------ what the data plane needs
+
+
+class TensorInfoLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> int: ...
+
+
+class SignatureLike(Protocol):
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
+
+
+class ServableLike(Protocol):
+    @property
+    def signatures(self) -> Mapping[str, Any]: ...
+
+    def run(
+        self,
+        signature_key: str,
+        inputs: Mapping[str, np.ndarray],
+        output_keys: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]: ...
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap: ...
+
+
+class HandleLike(Protocol):
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def servable(self) -> Any: ...
+
+
+class CoreLike(Protocol):
+    """The part of serving.server_core.ServerCore the data plane uses."""
+
+    def handle(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[Any]: ...
+
+    def list_models(self) -> Sequence[Any]: ...
+
+
+class MetricsLike(Protocol):
+    def observe(
+        self, model: str, version: int | None, label: str, api: str, entrypoint: str,
+        status_code: Code, seconds: float,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model a request asks for; headers feed the hash-split router."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Served:
+    """Who served a request: the version actually used and the label, if any."""
+
+    model: str
+    version: int
+    label: str | None
+    signature_name: str
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    served: Served
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    served: Served
+    result: classification_pb2.ClassificationResult
+
+
+@dataclass(frozen=True)
+class RegressResult:
+    served: Served
+    result: regression_pb2.RegressionResult
+
+
+@dataclass(frozen=True)
+class MultiInferenceResult:
+    served: Served
+    results: list[inference_pb2.InferenceResult]
+
+
+@dataclass(frozen=True)
+class MetadataResult:
+    served: Served
+    signature_def_map: get_model_metadata_pb2.SignatureDefMap
+
+
+# A request's inputs, or a function of the chosen signature that decodes them
+# (REST can only parse its JSON once it knows the signature's dtypes).
+Inputs = Mapping[str, np.ndarray] | Callable[[Any], Mapping[str, np.ndarray]]
+
+
+def predict_missing_signature(name: str) -> ServingError:
+    return failed_precondition(f'Serving signature key "{name}" not found.')
+
+
+# ------------------------------------------------------------ pure checks
+
+
+def check_input_names(signature: SignatureLike, names: Sequence[str]) -> None:
+    """predict_util.cc VerifyRequestInputsSize, then unknown aliases."""
+    sent, wanted = set(names), set(signature.inputs)
+    if len(sent) != len(wanted):
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(wanted)}"
+            f" len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}})."
+            f" Sent extra: {{{','.join(sorted(sent - wanted))}}}."
+            f" Missing but required: {{{','.join(sorted(wanted - sent))}}}."
+        )
+    for alias in sorted(sent - wanted):
+        raise invalid_argument(
+            f"input tensor alias not found in signature: {alias}."
+            f" Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
+        )
+
+
+def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(
+                f"output tensor alias not found in signature: {alias}"
+                f" Outputs expected to be in the set {{{','.join(sorted(signature.outputs))}}}."
+            )
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+
+
+def serialized_examples(inp: input_pb2.Input) -> np.ndarray:
+    """One serialized tf.Example per example (context bytes prepended), as
+    util.cc InputToSerializedExampleTensor builds the string input tensor."""
+    kind = inp.WhichOneof("kind")
+    if kind == "example_list":
+        records = [e.SerializeToString() for e in inp.example_list.examples]
+    elif kind == "example_list_with_context":
+        context = inp.example_list_with_context.context.SerializeToString()
+        records = [context + e.SerializeToString() for e in inp.example_list_with_context.examples]
+    else:
+        records = []
+    if not records:
+        raise invalid_argument("Input is empty.")
+    return np.array(records, dtype=object)
+
+
+def _debug(servable: Any, key: str) -> str:
+    try:
+        return str(servable.signature_def_map().signature_def[key])
+    except Exception:  # only decorates a message; never mask the real error
+        return key
+
+
+def _dt(a: np.ndarray) -> str:
+    """TensorFlow's DataType_Name of an array's dtype ("DT_FLOAT")."""
+    try:
+        return "DT_" + tc.dtype_name(tc.tf_dtype(a)).upper()
+    except ValueError:
+        return str(a.dtype)
+
+
+def _shape(a: np.ndarray) -> str:
+    return "[" + ",".join(map(str, a.shape)) + "]"
+
+
+def classification_outputs(servable: Any, key: str, signature: SignatureLike) -> list[str]:
+    """classifier.cc PreProcessClassification: the output aliases to fetch."""
+    if len(signature.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(signature.outputs) not in (1, 2):
+        raise invalid_argument(
+            f"Expected one or two output Tensors, found {len(signature.outputs)}"
+        )
+    if "inputs" not in signature.inputs:
+        raise invalid_argument(
+            f"No classification inputs found in SignatureDef: {_debug(servable, key)}"
+        )
+    outputs = [k for k in ("classes", "scores") if k in signature.outputs]
+    if not outputs:
+        raise invalid_argument(
+            'Expected classification signature outputs to contain at least one of "classes"'
+            f' or "scores". Signature was: {_debug(servable, key)}'
+        )
+    return outputs
+
+
+def regression_outputs(servable: Any, key: str, signature: SignatureLike) -> list[str]:
+    """regressor.cc PreProcessRegression."""
+    if len(signature.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if len(signature.outputs) != 1:
+        raise invalid_argument("Expected one output Tensor.")
+    if "inputs" not in signature.inputs:
+        raise invalid_argument(
+            f"No regression inputs found in SignatureDef: {_debug(servable, key)}"
+        )
+    if "outputs" not in signature.outputs:
+        raise invalid_argument(
+            f"No regression outputs found in SignatureDef: {_debug(servable, key)}"
+        )
+    return ["outputs"]
+
+
+def _check_batch(name: str, t: np.ndarray, dtype_ok: bool, dtype_text: str, n: int) -> None:
+    if t.ndim != 2:
+        raise invalid_argument(
+            f"Expected Tensor shape: [batch_size num_classes] but got {_shape(t)}"
+        )
+    if not dtype_ok:
+        raise invalid_argument(f"Expected {name} Tensor of {dtype_text}. Got: {_dt(t)}")
+    if t.shape[0] != n:
+        raise invalid_argument(f"Expected {name} output batch size of {n}. Got: {t.shape[0]}")
+
+
+def classification_result(
+    outputs: Mapping[str, np.ndarray], num_examples: int
+) -> classification_pb2.ClassificationResult:
+    """classifier.cc PostProcessClassificationResult."""
+    classes = outputs.get("classes")
+    scores = outputs.get("scores")
+    if classes is not None:
+        classes = np.asarray(classes)
+        _check_batch("classes", classes, classes.dtype.kind in "OSU", "DT_STRING", num_examples)
+    if scores is not None:
+        scores = np.asarray(scores)
+        _check_batch("scores", scores, scores.dtype == np.float32, "DT_FLOAT", num_examples)
+    if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+        raise invalid_argument(
+            "Tensors class and score should match in dim_size(1). Got"
+            f" {classes.shape[1]} vs. {scores.shape[1]}"
+        )
+    present = classes if classes is not None else scores
+    num_classes = present.shape[1] if present is not None else 0
+    result = classification_pb2.ClassificationResult()
+    for i in range(num_examples):
+        row = result.classifications.add()
+        for c in range(num_classes):
+            cl = row.classes.add()
+            if classes is not None:
+                v = classes[i, c]
+                cl.label = v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+            if scores is not None:
+                cl.score = float(scores[i, c])
+    return result
+
+
+def regression_result(
+    outputs: Mapping[str, np.ndarray], num_examples: int
+) -> regression_pb2.RegressionResult:
+    """regressor.cc PostProcessRegressionResult."""
+    if "outputs" not in outputs:
+        raise invalid_argument("Could not find output tensor 'outputs'")
+    t = np.asarray(outputs["outputs"])
+    if not (t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1)):
+        raise invalid_argument(
+            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1]"
+            f" but got {_shape(t)}"
+        )
+    if t.shape[0] != num_examples:
+        raise invalid_argument(
+            f"Input batch size did not match output batch size: {num_examples} vs. {t.shape[0]}"
+        )
+    if t.dtype != np.float32:
+        raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {_dt(t)}")
+    result = regression_pb2.RegressionResult()
+    for v in t.reshape(-1):
+        result.regressions.add().value = float(v)
+    return result
+
+
+# ------------------------------------------------------------- the plane
+
+
+class DataPlane:
+    """Runs inference requests against the core; records metrics per request."""
+
+    def __init__(self, core: CoreLike, metrics: MetricsLike | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.core = core
+        self.metrics = metrics
+        self._clock = clock
+
+    def _record(self, ref: ModelRef, served: list[Served], api: str, entrypoint: str,
+                code: Code, start: float) -> None:
+        if self.metrics is None:
+            return
+        s = served[0] if served else None
+        # Our per-label series: "" when the request named a version explicitly.
+        label = "" if ref.version is not None or s is None else (s.label or "")
+        self.metrics.observe(ref.name, s.version if s else None, label, api, entrypoint, code,
+                             self._clock() - start)
+
+    def _call(self, ref: ModelRef, api: str, entrypoint: str, body: Callable[[list[Served]], Any],
+              ) -> Any:
+        start = self._clock()
+        served: list[Served] = []
+        code = Code.UNKNOWN
+        try:
+            result = body(served)
+            code = Code.OK
+            return result
+        except ServingError as e:
+            code = e.code
+            raise
+        finally:
+            self._record(ref, served, api, entrypoint, code, start)
+
+    def _served(self, h: Any, signature_name: str) -> Served:
+        return Served(h.model, h.version, h.label, signature_name)
+
+    def predict(
+        self,
+        ref: ModelRef,
+        inputs: Inputs,
+        signature_name: str = "",
+        output_filter: Sequence[str] = (),
+        *,
+        entrypoint: str = "",
+        missing_signature: Callable[[str], ServingError] = predict_missing_signature,
+    ) -> PredictResult:
+        key = signature_name or DEFAULT_SIGNATURE
+
+        def body(served: list[Served]) -> PredictResult:
+            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+                served.append(self._served(h, key))
+                signature = h.servable.signatures.get(key)
+                if signature is None:
+                    raise missing_signature(key)
+                tensors = inputs(signature) if callable(inputs) else inputs
+                check_input_names(signature, list(tensors))
+                check_output_filter(signature, output_filter)
+                outputs = h.servable.run(key, dict(tensors), list(output_filter) or None)
+                return PredictResult(served[0], outputs)
+
+        return self._call(ref, "Predict", entrypoint, body)  # type: ignore[no-any-return]
+
+    def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
+                       entrypoint: str, make: Callable[..., Any]) -> Any:
+        key = signature_name or DEFAULT_SIGNATURE
+
+        def body(served: list[Served]) -> Any:
+            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+                served.append(self._served(h, key))
+                signature = h.servable.signatures.get(key)
+                if signature is None:
+                    raise invalid_argument(f"No signature was found with the name: {key}")
+                return make(h.servable, key, signature, inp, served[0])
+
+        return self._call(ref, api, entrypoint, body)
+
+    def classify(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
+                 *, entrypoint: str = "") -> ClassifyResult:
+        def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, s: Served) -> Any:
+            fetch = classification_outputs(servable, key, sig)
+            records = serialized_examples(inp)
+            out = servable.run(key, {"inputs": records}, fetch)
+            return ClassifyResult(s, classification_result(out, len(records)))
+
+        return self._examples_call(  # type: ignore[no-any-return]
+            ref, "Classify", inp, signature_name, entrypoint, make)
+
+    def regress(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
+                *, entrypoint: str = "") -> RegressResult:
+        def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, s: Served) -> Any:
+            fetch = regression_outputs(servable, key, sig)
+            records = serialized_examples(inp)
+            out = servable.run(key, {"inputs": records}, fetch)
+            return RegressResult(s, regression_result(out, len(records)))
+
+        return self._examples_call(  # type: ignore[no-any-return]
+            ref, "Regress", inp, signature_name, entrypoint, make)
+
+    def multi_inference(self, ref: ModelRef, tasks: Sequence[tuple[str, str]],
+                        inp: input_pb2.Input, *, entrypoint: str = "") -> MultiInferenceResult:
+        """`tasks` is (signature_name, method_name) per task; `ref` is the first
+        task's model (TF Serving takes the handle for tasks[0])."""
+
+        def body(served: list[Served]) -> MultiInferenceResult:
+            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+                served.append(self._served(h, ""))
+                plan = self._plan_tasks(h.servable, tasks)
+                records = serialized_examples(inp)
+                results = []
+                for key, method, fetch in plan:
+                    out = h.servable.run(key, {"inputs": records}, fetch)
+                    r = inference_pb2.InferenceResult()
+                    if method == CLASSIFY_METHOD:
+                        r.classification_result.CopyFrom(classification_result(out, len(records)))
+                    else:
+                        r.regression_result.CopyFrom(regression_result(out, len(records)))
+                    r.model_spec.name = ref.name
+                    r.model_spec.signature_name = key
+                    r.model_spec.version.value = h.version
+                    results.append(r)
+                return MultiInferenceResult(served[0], results)
+
+        return self._call(ref, "MultiInference", entrypoint, body)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _plan_tasks(servable: Any, tasks: Sequence[tuple[str, str]]
+                    ) -> list[tuple[str, str, list[str]]]:
+        """multi_inference.cc's per-task checks, before anything runs."""
+        seen: set[str] = set()
+        plan = []
+        for signature_name, method in tasks:
+            key = signature_name or DEFAULT_SIGNATURE
+            if key in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {key}")
+            seen.add(key)
+            sig = servable.signatures.get(key)
+            if sig is None:
+                raise invalid_argument(f"Requested signature not found in model graph: {key}")
+            if method == CLASSIFY_METHOD:
+                fetch = classification_outputs(servable, key, sig)
+            elif method == REGRESS_METHOD:
+                fetch = regression_outputs(servable, key, sig)
+            else:
+                raise ServingError(Code.UNIMPLEMENTED,
+                                   f"Unsupported signature method_name: {method}")
+            plan.append((key, method, fetch))
+        return plan
+
+    def get_model_metadata(self, ref: ModelRef, metadata_fields: Sequence[str]) -> MetadataResult:
+        if not metadata_fields:
+            raise invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field")
+        for f in metadata_fields:
+            if f != SIGNATURE_DEF_FIELD:
+                raise invalid_argument(f"Metadata field {f} is not supported")
+        with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+            return MetadataResult(self._served(h, ""), h.servable.signature_def_map())
+
+    def list_models(self) -> Sequence[Any]:
+        return self.core.list_models()

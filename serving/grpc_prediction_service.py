@@ -1,0 +1,152 @@
+"""gRPC adapter: tensorflow.serving.PredictionService on top of the DataPlane.
+
+Translates the real tensorflow_serving.apis messages to data-plane calls and
+ServingError codes to gRPC status codes (by name, the one mapping). The
+response model_spec echoes the model, the signature and the version that
+actually served. Request metadata is passed to the hash-split router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from serving import tensor_codec
+from serving.core.status import ServingError, invalid_argument
+from serving.dataplane import DataPlane, ModelRef, Served, check_input_names
+
+ENTRYPOINT = "GRPC"
+
+
+def _headers(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
+def model_ref(spec: model_pb2.ModelSpec, headers: Mapping[str, str]) -> ModelRef:
+    which = spec.WhichOneof("version_choice")
+    return ModelRef(
+        name=spec.name,
+        version=spec.version.value if which == "version" else None,
+        label=spec.version_label if which == "version_label" else None,
+        headers=headers,
+    )
+
+
+def _echo(served: Served, target: model_pb2.ModelSpec, with_signature: bool = True) -> None:
+    target.name = served.model
+    if with_signature:
+        target.signature_name = served.signature_name
+    target.version.value = served.version
+
+
+def _abort(context: grpc.ServicerContext, err: ServingError) -> None:
+    context.abort(grpc.StatusCode[err.code.name], err.message)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        try:
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+
+            def decode(signature: object) -> dict:
+                # Names first, then parsing: predict_util.cc's order of errors.
+                check_input_names(signature, list(request.inputs))  # type: ignore[arg-type]
+                return {k: tensor_codec.parse_tensor(v, k) for k, v in request.inputs.items()}
+
+            result = self.dataplane.predict(
+                model_ref(request.model_spec, _headers(context)), decode,
+                request.model_spec.signature_name, list(request.output_filter),
+                entrypoint=ENTRYPOINT)
+            response = predict_pb2.PredictResponse()
+            _echo(result.served, response.model_spec)
+            for alias, array in result.outputs.items():
+                response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array))
+            return response
+        except ServingError as e:
+            _abort(context, e)
+            raise  # unreachable: abort raises
+
+    def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        try:
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            r = self.dataplane.classify(model_ref(request.model_spec, _headers(context)),
+                                        request.input, request.model_spec.signature_name,
+                                        entrypoint=ENTRYPOINT)
+            response = classification_pb2.ClassificationResponse(result=r.result)
+            _echo(r.served, response.model_spec)
+            return response
+        except ServingError as e:
+            _abort(context, e)
+            raise
+
+    def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        try:
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            r = self.dataplane.regress(model_ref(request.model_spec, _headers(context)),
+                                       request.input, request.model_spec.signature_name,
+                                       entrypoint=ENTRYPOINT)
+            response = regression_pb2.RegressionResponse(result=r.result)
+            _echo(r.served, response.model_spec)
+            return response
+        except ServingError as e:
+            _abort(context, e)
+            raise
+
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
+        try:
+            names = {t.model_spec.name for t in request.tasks}
+            if any(not t.model_spec.name for t in request.tasks):
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if len(names) > 1:
+                raise invalid_argument(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+            tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
+            r = self.dataplane.multi_inference(model_ref(first, _headers(context)), tasks,
+                                               request.input, entrypoint=ENTRYPOINT)
+            return inference_pb2.MultiInferenceResponse(results=r.results)
+        except ServingError as e:
+            _abort(context, e)
+            raise
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
+                         context: grpc.ServicerContext
+                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        try:
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            r = self.dataplane.get_model_metadata(
+                model_ref(request.model_spec, _headers(context)), list(request.metadata_field))
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            _echo(r.served, response.model_spec, with_signature=False)
+            response.metadata["signature_def"].Pack(r.signature_def_map)
+            return response
+        except ServingError as e:
+            _abort(context, e)
+            raise
+
+
+def add_to_server(dataplane: DataPlane, server: grpc.Server) -> PredictionServicer:
+    servicer = PredictionServicer(dataplane)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+    return servicer

@@ -1,0 +1,196 @@
+"""REST adapter: TF Serving's inference endpoints on top of the DataPlane.
+
+POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict|:classify|:regress,
+GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata, and GET /v1/models
+(a listing TF Serving lacks). Paths are matched with TF Serving's own
+expressions (http_rest_api_util.cc), so anything else is its "Malformed
+request". Inference runs in worker threads under a capacity limiter and a
+deadline; the event loop only parses and writes. Every failure is
+{"error": "..."} with TF Serving's HTTP status for the code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from google.protobuf import json_format
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving import json_tensor
+from serving.core.status import Code, ServingError, http_status, invalid_argument
+from serving.dataplane import DataPlane, MetricsLike, ModelRef, Served
+
+ENTRYPOINT = "REST"
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+
+_PREDICTION = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+_METADATA = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
+_API = {"predict": "Predict", "classify": "Classify", "regress": "Regress"}
+
+
+class BodyTooLarge(ServingError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(Code.RESOURCE_EXHAUSTED, f"Request body exceeds {limit} bytes")
+
+
+def _json(body: str, status: int = 200, served: Served | None = None) -> Response:
+    headers = {}
+    if served is not None:
+        headers = {"X-Model-Version": str(served.version), "X-Model-Label": served.label or ""}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(err: ServingError) -> Response:
+    status = 413 if isinstance(err, BodyTooLarge) else http_status(err.code)
+    return _json(json_tensor.error_body(err.message), status)
+
+
+def _ref(request: Request, name: str, version: str | None, label: str | None) -> ModelRef:
+    if version is not None:
+        try:
+            number = int(version)
+            if number > 2**63 - 1:
+                raise ValueError
+        except ValueError:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.") from None
+    return ModelRef(name, int(version) if version is not None else None, label,
+                    {k.lower(): v for k, v in request.headers.items()})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a lying or absent Content-Length: count as we go
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Inference:
+    def __init__(self, dataplane: DataPlane, timeout_s: float, max_concurrency: int,
+                 metrics: MetricsLike | None, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.timeout_s = timeout_s
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        """fn in a worker thread, bounded in number and in time. On timeout the
+        thread is abandoned (it finishes and releases its servable handle)."""
+        try:
+            with anyio.fail_after(self.timeout_s if self.timeout_s > 0 else None):
+                return await anyio.to_thread.run_sync(fn, limiter=self.limiter,
+                                                      abandon_on_cancel=True)
+        except TimeoutError:
+            raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+    def _observe(self, name: str, api: str, err: ServingError, start: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(name, None, "", api, ENTRYPOINT, err.code,
+                                 time.perf_counter() - start)
+
+    async def post(self, request: Request) -> Response:
+        path = request.url.path
+        start = time.perf_counter()
+        m = _PREDICTION.fullmatch(path)
+        name, api = (m.group(1), _API[m.group(4).lower()]) if m else ("", "Predict")
+        try:
+            if m is None:
+                raise invalid_argument(f"Malformed request: POST {path}")
+            ref = _ref(request, m.group(1), m.group(2), m.group(3))
+            body = await _read_body(request, self.max_body_bytes)
+            doc = json_tensor.parse_json(body)
+            signature = json_tensor.signature_name(doc)
+        except ServingError as e:
+            self._observe(name, api, e, start)
+            return _error(e)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        try:
+            text, served = await self._run(functools.partial(self._infer, api, ref, doc, signature))
+        except ServingError as e:
+            if e.code is Code.DEADLINE_EXCEEDED:
+                self._observe(name, api, e, start)
+            return _error(e)
+        return _json(text, served=served)
+
+    def _infer(self, api: str, ref: ModelRef, doc: dict[str, Any], signature: str
+               ) -> tuple[str, Served]:
+        if api == "Predict":
+            fmt: list[json_tensor.Format] = []
+
+            def decode(sig: Any) -> Any:
+                tensors, f = json_tensor.predict_inputs(doc, sig.inputs, signature)
+                fmt.append(f)
+                return tensors
+
+            r = self.dataplane.predict(ref, decode, signature, entrypoint=ENTRYPOINT,
+                                       missing_signature=_rest_missing_signature)
+            return json_tensor.predict_response(r.outputs, fmt[0]), r.served
+        inp = json_tensor.examples_input(doc)
+        if api == "Classify":
+            c = self.dataplane.classify(ref, inp, signature, entrypoint=ENTRYPOINT)
+            return json_tensor.classification_response(c.result), c.served
+        g = self.dataplane.regress(ref, inp, signature, entrypoint=ENTRYPOINT)
+        return json_tensor.regression_response(g.result), g.served
+
+    async def metadata(self, request: Request) -> Response:
+        path = request.url.path
+        m = _METADATA.fullmatch(path)
+        try:
+            if m is None or not m.group(4):
+                raise invalid_argument(f"Malformed request: GET {path}")
+            if not m.group(1):
+                raise invalid_argument("Missing model name in request.")
+            ref = _ref(request, m.group(1), m.group(2), m.group(3))
+            r = await self._run(lambda: self.dataplane.get_model_metadata(ref, ["signature_def"]))
+        except ServingError as e:
+            return _error(e)
+        body = json_tensor.metadata_response(r.served.model, r.served.version,
+                                             r.signature_def_map)
+        return _json(body, served=r.served)
+
+    async def list_models(self, request: Request) -> Response:
+        try:
+            models = await self._run(self.dataplane.list_models)
+        except ServingError as e:
+            return _error(e)
+        items = [json_format.MessageToJson(m, preserving_proto_field_name=True) for m in models]
+        return _json('{"models": [' + ", ".join(items) + "]}")
+
+
+def _rest_missing_signature(name: str) -> ServingError:
+    # http_rest_api_handler.cc GetInfoMap's text, not Predict's.
+    return invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+
+
+def inference_routes(dataplane: DataPlane, *, timeout_s: float, max_concurrency: int,
+                     metrics: MetricsLike | None = None,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> list[Route]:
+    """The REST inference routes. `timeout_s` is --rest_api_timeout_in_ms / 1000
+    (<= 0: none); `metrics` records requests refused before the data plane."""
+    h = _Inference(dataplane, timeout_s, max_concurrency, metrics, max_body_bytes)
+    return [
+        Route("/v1/models", h.list_models, methods=["GET"]),
+        Route("/v1/models/{rest:path}/metadata", h.metadata, methods=["GET"]),
+        Route("/v1/models/{rest:path}", h.post, methods=["POST"]),
+    ]
