@@ -1,0 +1,10 @@
+"""`python -m serving`: run the model server."""
+
+from __future__ import annotations
+
+import sys
+
+from serving.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

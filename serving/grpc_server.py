@@ -1,0 +1,53 @@
+"""Builds the gRPC server: TF Serving's ModelService, our RolloutService, and extras.
+
+The data-plane services (PredictionService) register through
+`extra_servicers`, so this module stays the single place that wires gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent import futures
+
+import grpc
+
+from serving.grpc_model_service import add_model_service
+from serving.grpc_rollout_service import add_rollout_service
+from serving.server_core import ServerCore
+
+# Generous: a slow model must not starve status calls (TF Serving uses a
+# large gRPC thread pool too).
+DEFAULT_MAX_WORKERS = 32
+# Same as tensorflow_model_server: responses and requests up to INT_MAX bytes.
+_MAX_MESSAGE = 2**31 - 1
+
+
+def build_grpc_server(
+    core: ServerCore,
+    *,
+    address: str,
+    extra_servicers: Sequence[Callable[[grpc.Server], None]] = (),
+    max_workers: int = DEFAULT_MAX_WORKERS,
+) -> grpc.Server:
+    """A server with every service registered and `address` bound (not started).
+
+    Raises RuntimeError if the address cannot be bound. The bound port is
+    available as `server.bound_port` (useful when `address` ends in :0).
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared
+        ],
+    )
+    add_model_service(core, server)
+    add_rollout_service(core, server)
+    for add in extra_servicers:
+        add(server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"Failed to bind gRPC server to {address}")
+    server.bound_port = port  # type: ignore[attr-defined]
+    return server

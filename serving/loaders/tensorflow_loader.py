@@ -1,0 +1,237 @@
+"""The `tensorflow` platform: load a SavedModel version and run its signatures.
+
+Owns everything TensorFlow-specific about a model version: reading the
+SignatureDefs from saved_model.pb, `tf.saved_model.load`, converting inputs to
+the declared dtypes, mapping TensorFlow's runtime errors onto our error
+taxonomy, and replaying TF Serving warmup records before the version is
+declared AVAILABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2  # noqa: E402
+
+from serving.core.status import Code, ServingError  # noqa: E402
+from serving.loaders.base import Signature, TensorInfo  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SERVE_TAG = "serve"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# TF Serving refuses warmup files longer than this (servables/tensorflow/util).
+MAX_WARMUP_RECORDS = 1000
+
+# TensorFlow errors a bad request can cause, as opposed to server faults.
+_REQUEST_ERRORS: dict[type[Exception], Code] = {
+    tf.errors.InvalidArgumentError: Code.INVALID_ARGUMENT,
+    tf.errors.OutOfRangeError: Code.OUT_OF_RANGE,
+    tf.errors.FailedPreconditionError: Code.FAILED_PRECONDITION,
+    tf.errors.ResourceExhaustedError: Code.RESOURCE_EXHAUSTED,
+    tf.errors.UnimplementedError: Code.UNIMPLEMENTED,
+}
+
+# Eager execution prefixes runtime errors with where the node was defined; the
+# client only needs the op's own message.
+_GRAPH_ERROR_PREFIX = re.compile(
+    r"^Graph execution error:\s*(Detected at node .*?\n(<stack traces unavailable>\n)?)?", re.S
+)
+
+
+def _clean_message(message: str) -> str:
+    return _GRAPH_ERROR_PREFIX.sub("", message).strip()
+
+
+def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
+    shape: tuple[int, ...] | None
+    if proto.tensor_shape.unknown_rank:
+        shape = None
+    else:
+        shape = tuple(int(dim.size) for dim in proto.tensor_shape.dim)
+    return TensorInfo(name=proto.name, dtype=int(proto.dtype), shape=shape)
+
+
+def read_meta_graph(export_dir: str) -> meta_graph_pb2.MetaGraphDef:
+    """The `serve` MetaGraphDef from saved_model.pb (SignatureDefs live here)."""
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(Path(export_dir, "saved_model.pb").read_bytes())
+    for meta_graph in saved.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return meta_graph
+    raise ServingError(
+        Code.NOT_FOUND,
+        f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
+        f"To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
+        f"`saved_model_cli`",
+    )
+
+
+def signatures_from_meta_graph(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Signature]:
+    """Every SignatureDef of the meta graph as a neutral `Signature`."""
+    return {
+        key: Signature(
+            key=key,
+            method_name=sig.method_name,
+            inputs={alias: _tensor_info(info) for alias, info in sig.inputs.items()},
+            outputs={alias: _tensor_info(info) for alias, info in sig.outputs.items()},
+        )
+        for key, sig in meta_graph.signature_def.items()
+    }
+
+
+class TensorFlowServable:
+    """A loaded SavedModel version; thread-safe for concurrent `run` calls."""
+
+    def __init__(self, export_dir: str) -> None:
+        self.export_dir = export_dir
+        self._meta_graph = read_meta_graph(export_dir)
+        try:
+            self._model = tf.saved_model.load(export_dir, tags=[SERVE_TAG])
+        except (tf.errors.OpError, ValueError, OSError) as exc:
+            raise ServingError(Code.INTERNAL, f"Failed to load SavedModel at {export_dir}: "
+                               f"{_clean_message(str(exc))}") from exc
+        self._functions: dict[str, Any] = dict(self._model.signatures)
+        every = signatures_from_meta_graph(self._meta_graph)
+        # Only signatures the loaded object can execute are servable; the
+        # rest (e.g. __saved_model_init_op) stay visible in metadata only.
+        self.signatures: Mapping[str, Signature] = {
+            key: sig for key, sig in every.items() if key in self._functions
+        }
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        result = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self._meta_graph.signature_def.items():
+            result.signature_def[key].CopyFrom(sig)
+        return result
+
+    def run(
+        self,
+        signature_key: str,
+        inputs: Mapping[str, numpy.ndarray],
+        output_keys: Sequence[str] | None = None,
+    ) -> dict[str, numpy.ndarray]:
+        signature = self.signatures.get(signature_key)
+        if signature is None:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Serving signature key \"{signature_key}\" not found.",
+            )
+        feeds = self._feeds(signature, inputs)
+        wanted = list(signature.outputs) if output_keys is None else list(output_keys)
+        for key in wanted:
+            if key not in signature.outputs:
+                raise ServingError(
+                    Code.INVALID_ARGUMENT, f"output tensor alias not found in signature: {key}"
+                )
+        try:
+            results = self._functions[signature_key](**feeds)
+        except tf.errors.OpError as exc:
+            code = next(
+                (c for cls, c in _REQUEST_ERRORS.items() if isinstance(exc, cls)), Code.INTERNAL
+            )
+            raise ServingError(code, _clean_message(exc.message)) from exc
+        return {key: results[key].numpy() for key in wanted}
+
+    def _feeds(self, signature: Signature, inputs: Mapping[str, numpy.ndarray]) -> dict[str, Any]:
+        missing = sorted(set(signature.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(signature.inputs))
+        if missing or extra:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
+                f"len({{{', '.join(sorted(inputs))}}}) != "
+                f"len({{{', '.join(sorted(signature.inputs))}}}). "
+                f"Sent extra: {{{', '.join(extra)}}}. Missing but required: "
+                f"{{{', '.join(missing)}}}.",
+            )
+        feeds: dict[str, Any] = {}
+        for alias, value in inputs.items():
+            dtype = tf.dtypes.as_dtype(signature.inputs[alias].dtype)
+            try:
+                feeds[alias] = tf.convert_to_tensor(value, dtype=dtype)
+            except (TypeError, ValueError, tf.errors.OpError) as exc:
+                raise ServingError(
+                    Code.INVALID_ARGUMENT,
+                    f"Expects arg[{alias}] to be {dtype.name} but got {value!r:.80}: {exc}",
+                ) from exc
+        return feeds
+
+    def close(self) -> None:
+        # Dropping the references lets Python and TF free the graph and variables.
+        self._functions.clear()
+        self._model = None
+
+
+def _warmup_inputs(
+    servable: TensorFlowServable, record: prediction_log_pb2.PredictionLog
+) -> tuple[str, dict[str, numpy.ndarray]]:
+    kind = record.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = record.predict_log.request
+        key = request.model_spec.signature_name or "serving_default"
+        return key, {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+    if kind in ("classify_log", "regress_log"):
+        request = getattr(record, kind).request
+        key = request.model_spec.signature_name or "serving_default"
+        examples = [e.SerializeToString() for e in request.input.example_list.examples]
+        signature = servable.signatures.get(key)
+        alias = next(iter(signature.inputs)) if signature is not None else "inputs"
+        return key, {alias: numpy.array(examples, dtype=object)}
+    raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
+
+
+def run_warmup(servable: TensorFlowServable) -> int:
+    """Replay assets.extra/tf_serving_warmup_requests; returns the record count."""
+    path = os.path.join(servable.export_dir, WARMUP_FILE)
+    if not os.path.exists(path):
+        return 0
+    count = 0
+    for raw in tf.data.TFRecordDataset(path):
+        count += 1
+        if count > MAX_WARMUP_RECORDS:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}",
+            )
+        record = prediction_log_pb2.PredictionLog()
+        record.ParseFromString(raw.numpy())
+        key, inputs = _warmup_inputs(servable, record)
+        servable.run(key, inputs)
+    log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
+             servable.export_dir, count)
+    return count
+
+
+class TensorFlowLoader:
+    """Loads one SavedModel version directory (the core's `Loader` protocol)."""
+
+    def __init__(self, export_dir: str) -> None:
+        self.export_dir = export_dir
+        self._servable: TensorFlowServable | None = None
+
+    def load(self) -> TensorFlowServable:
+        servable = TensorFlowServable(self.export_dir)
+        try:
+            run_warmup(servable)
+        except ServingError:
+            servable.close()
+            raise
+        self._servable = servable
+        return servable
+
+    def unload(self) -> None:
+        if self._servable is not None:
+            self._servable.close()
+            self._servable = None

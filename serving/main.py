@@ -1,0 +1,263 @@
+"""The server process: flags -> ServerCore -> gRPC and REST listeners -> signals.
+
+Owns process lifetime: load the startup config and wait for its models
+before opening any listener; run gRPC and (optionally) uvicorn for REST in
+this process; re-read the config file when asked to poll it; on SIGTERM or
+SIGINT stop accepting, let in-flight requests finish, unload, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+import uvicorn  # noqa: E402
+from starlette.routing import BaseRoute  # noqa: E402
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
+
+from serving.config_file import (  # noqa: E402
+    ConfigFileError,
+    MonitoringSettings,
+    parse_model_server_config,
+    read_model_server_config,
+    read_monitoring_config,
+    single_model_config,
+)
+from serving.core.status import ServingError  # noqa: E402
+from serving.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
+from serving.grpc_server import build_grpc_server  # noqa: E402
+from serving.rest_app import build_rest_app  # noqa: E402
+from serving.server_core import CoreOptions, ServerCore  # noqa: E402
+
+log = logging.getLogger("serving")
+
+# How long shutdown waits for in-flight requests before cutting them off.
+DRAIN_SECONDS = 30.0
+REST_START_TIMEOUT_S = 30.0
+
+# Hooks for the data plane: functions that, given the core, return extra gRPC
+# servicer registrars / REST routes. Filled by serving modules that import this one.
+GrpcExtension = Callable[[ServerCore], Callable[[grpc.Server], None]]
+RestExtension = Callable[[ServerCore], Sequence[BaseRoute]]
+GRPC_EXTENSIONS: list[GrpcExtension] = []
+REST_EXTENSIONS: list[RestExtension] = []
+
+
+def core_options(flags: ServerFlags) -> CoreOptions:
+    return CoreOptions(
+        file_system_poll_wait_seconds=flags.file_system_poll_wait_seconds,
+        allow_version_labels_for_unavailable_models=flags.allow_version_labels_for_unavailable_models,
+        servable_versions_always_present=flags.servable_versions_always_present,
+        reload_config_timeout_s=flags.reload_config_timeout_seconds,
+        default_transition_policy=flags.version_transition_policy,
+        max_num_load_retries=flags.max_num_load_retries,
+        load_retry_interval_s=flags.load_retry_interval_micros / 1e6,
+        num_load_threads=flags.num_load_threads,
+        num_unload_threads=flags.num_unload_threads,
+    )
+
+
+def startup_config(flags: ServerFlags) -> ModelServerConfig:
+    if flags.model_config_file:
+        return read_model_server_config(flags.model_config_file)
+    if not flags.model_base_path:
+        raise FlagError("Either --model_config_file or --model_base_path must be set")
+    return single_model_config(flags.model_name, flags.model_base_path)
+
+
+class ConfigFilePoller:
+    """Re-reads --model_config_file every N seconds and applies it when its text changed."""
+
+    def __init__(self, core: ServerCore, path: str, interval_s: float, text: str) -> None:
+        self._core = core
+        self._path = path
+        self._interval = interval_s
+        self._last_text = text
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="config-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def poll_once(self) -> None:
+        try:
+            with open(self._path) as handle:
+                text = handle.read()
+        except OSError as exc:
+            log.error("%s: cannot read config file: %s", self._path, exc)
+            return
+        if text == self._last_text:
+            return
+        # Remember the text even if it is bad, so one bad edit logs once.
+        self._last_text = text
+        try:
+            config = parse_model_server_config(self._path, text)
+            self._core.reload_config(config)
+        except ConfigFileError as exc:
+            log.error("%s; keeping the previous config", exc)
+        except ServingError as exc:
+            log.error("%s: reload failed: %s: %s", self._path, exc.code.name, exc.message)
+        else:
+            log.info("%s: applied the changed config", self._path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll_once()
+
+
+class RestServer:
+    """uvicorn on its own thread with its own event loop."""
+
+    def __init__(self, app: object, host: str, port: int, timeout_s: float) -> None:
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=int(max(timeout_s, 1)),
+        )
+        self.server = uvicorn.Server(config)
+        # uvicorn installs signal handlers only on the main thread, so the
+        # process-wide SIGTERM/SIGINT handling in main() stays ours.
+        self._thread = threading.Thread(target=self._run, name="rest", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # reported by start()
+            self.error = exc
+
+    def start(self, timeout_s: float) -> None:
+        self._thread.start()
+        self._thread.join(0)
+        deadline = threading.Event()
+        waited = 0.0
+        while not self.server.started and self._thread.is_alive() and waited < timeout_s:
+            deadline.wait(0.05)
+            waited += 0.05
+        if not self.server.started:
+            raise RuntimeError(f"REST server failed to start: {self.error or 'timeout'}")
+
+    def stop(self, timeout_s: float) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout_s)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
+    )
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def main(argv: list[str] | None = None) -> int:
+    _setup_logging()
+    try:
+        flags = parse_flags(sys.argv[1:] if argv is None else argv)
+        config = startup_config(flags)
+        monitoring = (
+            read_monitoring_config(flags.monitoring_config_file)
+            if flags.monitoring_config_file
+            else MonitoringSettings()
+        )
+    except FlagError as exc:
+        print(f"{exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    except ConfigFileError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    core = ServerCore(core_options(flags))
+    try:
+        core.reload_config(config)
+    except ServingError as exc:
+        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        core.stop(timeout=10)
+        return 1
+    return serve(core, flags, monitoring, stop)
+
+
+def serve(
+    core: ServerCore, flags: ServerFlags, monitoring: MonitoringSettings, stop: threading.Event
+) -> int:
+    host = _host(flags.bind_address)
+    try:
+        grpc_server = build_grpc_server(
+            core,
+            address=f"{host}:{flags.port}",
+            extra_servicers=[ext(core) for ext in GRPC_EXTENSIONS],
+        )
+        if flags.grpc_socket_path:
+            grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
+    except RuntimeError as exc:
+        print(f"Failed to start server. Error: {exc}", file=sys.stderr)
+        core.stop(timeout=10)
+        return 1
+    grpc_server.start()
+    print(f"Running gRPC ModelServer at {host}:{grpc_server.bound_port} ...",  # type: ignore[attr-defined]
+          file=sys.stderr, flush=True)
+
+    rest: RestServer | None = None
+    if flags.rest_api_port > 0:
+        routes = [route for ext in REST_EXTENSIONS for route in ext(core)]
+        app = build_rest_app(core, extra_routes=routes, monitoring=monitoring)
+        rest = RestServer(app, flags.bind_address, flags.rest_api_port, DRAIN_SECONDS)
+        try:
+            rest.start(REST_START_TIMEOUT_S)
+        except RuntimeError as exc:
+            print(f"Failed to start server. Error: {exc}", file=sys.stderr)
+            grpc_server.stop(grace=0)
+            core.stop(timeout=10)
+            return 1
+        print(f"Exporting HTTP/REST API at:{host}:{flags.rest_api_port} ...",
+              file=sys.stderr, flush=True)
+
+    poller: ConfigFilePoller | None = None
+    if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
+        with open(flags.model_config_file) as handle:
+            text = handle.read()
+        poller = ConfigFilePoller(
+            core, flags.model_config_file, flags.model_config_file_poll_wait_seconds, text
+        )
+        poller.start()
+
+    stop.wait()
+    log.info("Shutting down: draining in-flight requests")
+    if poller is not None:
+        poller.stop()
+    # Both stop accepting at once, then wait for what is in flight.
+    drained = grpc_server.stop(grace=DRAIN_SECONDS)
+    if rest is not None:
+        rest.stop(DRAIN_SECONDS)
+    drained.wait(DRAIN_SECONDS)
+    core.stop(timeout=DRAIN_SECONDS)
+    log.info("Server stopped")
+    return 0

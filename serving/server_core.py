@@ -1,0 +1,552 @@
+"""ServerCore: applies a ModelServerConfig to the manager and resolves requests.
+
+Owns what TF Serving's model_servers/server_core.cc owns: config validation
+(same codes and messages), the file-system source's model list, waiting for
+new models with a deadline, version labels with TF Serving's rules, and
+turning (model, version | label | nothing) into a servable handle. On top of
+TF Serving: a per-model traffic split between two labels, a per-model
+transition policy, and a reload that never waits forever (TF Serving #1519).
+
+Deliberate differences, all documented in ARCHITECTURE.md:
+- A request with no version and no label follows the model's split if one is
+  set, else the `stable` label, else the highest AVAILABLE version.
+- Labels and splits survive a reload that keeps the model: a kept model whose
+  new ModelConfig lists no version_labels keeps its current labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
+
+from serving.core.clock import MONOTONIC, Clock
+from serving.core.loader import Loader
+from serving.core.manager import AspiredVersion, Manager, VersionStatus
+from serving.core.policies import TransitionPolicy
+from serving.core.source import FileSystemSource, ModelSource
+from serving.core.states import VersionState
+from serving.core.status import Code, ServingError
+from serving.core.versions import VersionPolicy
+from serving.generated import rollouts_serving_pb2
+from serving.loaders.base import Servable
+from serving.loaders.registry import LoaderFactory, PlatformRegistry, default_registry
+
+log = logging.getLogger(__name__)
+
+Split = rollouts_serving_pb2.Split
+Router = Callable[[Split, Mapping[str, str], Mapping[str, int]], str | None]
+Listener = Callable[[VersionStatus], None]
+
+STABLE = "stable"
+CANARY = "canary"
+MAX_WEIGHT_BP = 10000
+DEFAULT_THREADS = 4
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    """ServerCore's knobs; main.py fills them from the flags."""
+
+    file_system_poll_wait_seconds: float = 1.0
+    allow_version_labels_for_unavailable_models: bool = False
+    servable_versions_always_present: bool = False
+    reload_config_timeout_s: float = 300.0
+    default_transition_policy: TransitionPolicy = TransitionPolicy.AVAILABILITY_PRESERVING
+    max_num_load_retries: int = 5
+    load_retry_interval_s: float = 60.0
+    num_load_threads: int = 4
+    num_unload_threads: int = 4
+    max_end_entries: int = 16
+
+
+@dataclass
+class ServableHandle:
+    """What one request holds: the resolved version and its servable."""
+
+    model: str
+    version: int
+    label: str | None
+    servable: Servable
+
+
+@dataclass
+class _State:
+    """What the last applied config established, guarded by ServerCore._lock."""
+
+    config: ModelServerConfig = field(default_factory=ModelServerConfig)
+    platforms: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    splits: dict[str, Split] = field(default_factory=dict)
+
+
+def _default_router(split: Split, headers: Mapping[str, str], labels: Mapping[str, int]) -> None:
+    return None
+
+
+# ----- pure validation helpers (TF Serving's server_core.cc rules) -----
+
+
+def platform_of(config: ModelConfig) -> str:
+    """The model's platform, honouring the deprecated model_type field."""
+    if config.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
+        if config.model_platform:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                "Illegal setting both ModelServerConfig::model_type (deprecated) "
+                "and ModelServerConfig::model_platform.",
+            )
+        if config.model_type == model_server_config_pb2.TENSORFLOW:
+            return "tensorflow"
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"ModelServerConfig::model_type choice {config.model_type} not supported.",
+        )
+    if not config.model_platform:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) "
+            "nor ModelServerConfig::model_platform.",
+        )
+    return config.model_platform
+
+
+def is_relative(base_path: str) -> bool:
+    return not _URI_SCHEME.match(base_path) and not base_path.startswith("/")
+
+
+def validate_config(
+    new: ModelServerConfig, old_platforms: Mapping[str, str], registry: PlatformRegistry
+) -> dict[str, str]:
+    """TF Serving's reload validation; returns model name -> platform."""
+    if new.WhichOneof("config") != "model_config_list":
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+            "Only ModelConfigList is currently supported",
+        )
+    seen: set[str] = set()
+    for model in new.model_config_list.config:
+        if model.name in seen:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Illegal to list model {model.name} multiple times in config list",
+            )
+        seen.add(model.name)
+    for model in new.model_config_list.config:
+        if is_relative(model.base_path):
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Expected model {model.name} to have an absolute path or URI; "
+                f"got base_path()={model.base_path}",
+            )
+    platforms = {model.name: platform_of(model) for model in new.model_config_list.config}
+    for name, platform in platforms.items():
+        old = old_platforms.get(name)
+        if old is not None and old != platform:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Illegal to change a model's platform. For model {name} platform was "
+                f"{old} and new platform requested is {platform}",
+            )
+    for name, platform in platforms.items():
+        registry.factory(name, platform)  # raises for an unsupported platform
+    return platforms
+
+
+def version_policy(config: ModelConfig) -> VersionPolicy:
+    choice = config.model_version_policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return VersionPolicy("all")
+    if choice == "specific":
+        return VersionPolicy(
+            "specific", versions=tuple(config.model_version_policy.specific.versions)
+        )
+    if choice == "latest":
+        return VersionPolicy("latest", num_versions=config.model_version_policy.latest.num_versions)
+    return VersionPolicy("latest", num_versions=1)
+
+
+def check_labels(
+    model: str,
+    wanted: Mapping[str, int],
+    current: Mapping[str, int],
+    available: set[int],
+    allow_unavailable: bool,
+) -> None:
+    """TF Serving's UpdateModelVersionLabelMap rule for one model.
+
+    A label may point only at an AVAILABLE version. The allow flag covers new
+    labels (and labels left where they are); moving an existing label to a
+    different version still needs an AVAILABLE target.
+    """
+    for label, version in sorted(wanted.items()):
+        moves = label in current and current[label] != version
+        allowed = allow_unavailable and not moves
+        if not allowed and version not in available:
+            raise ServingError(
+                Code.FAILED_PRECONDITION,
+                f"Request to assign label to version {version} of model {model}, "
+                f"which is not currently available for inference",
+            )
+
+
+def check_split(split: Split, labels: Mapping[str, int], known_model: bool) -> None:
+    if not split.model_name:
+        raise ServingError(Code.INVALID_ARGUMENT, "Split has no model_name")
+    if not known_model:
+        raise ServingError(Code.NOT_FOUND, f"Model {split.model_name} is not configured")
+    if split.canary_weight_bp > MAX_WEIGHT_BP:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"canary_weight_bp must be at most {MAX_WEIGHT_BP}, got {split.canary_weight_bp}",
+        )
+    for label in (split.stable_label or STABLE, split.canary_label or CANARY):
+        if label not in labels:
+            raise ServingError(
+                Code.INVALID_ARGUMENT,
+                f"Split of model {split.model_name} names label {label}, "
+                f"which is not assigned; labels: {dict(sorted(labels.items()))}",
+            )
+
+
+def _describe(status: VersionStatus) -> str:
+    text = f"{{name: {status.model} version: {status.version}}}"
+    if status.error is not None:
+        return f"{text} due to error: {status.error.code.name}: {status.error.message}"
+    return f"{text} state: {status.state.value}"
+
+
+class ServerCore:
+    """The model server's brain; gRPC and REST adapters call only this."""
+
+    def __init__(
+        self,
+        options: CoreOptions | None = None,
+        *,
+        registry: PlatformRegistry | None = None,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        self.options = options or CoreOptions()
+        self.registry = registry or default_registry()
+        self.router: Router = _default_router
+        self._clock = clock
+        self.manager = Manager(
+            default_policy=self.options.default_transition_policy,
+            # TF Serving's 0 means "load serially in the manager thread"; we
+            # always use pools so one slow load never blocks another model.
+            num_load_threads=self.options.num_load_threads or DEFAULT_THREADS,
+            num_unload_threads=self.options.num_unload_threads or DEFAULT_THREADS,
+            max_num_load_retries=self.options.max_num_load_retries,
+            load_retry_interval_s=self.options.load_retry_interval_s,
+            max_end_entries=self.options.max_end_entries,
+            clock=clock,
+        )
+        self.source = FileSystemSource(
+            self.manager,
+            poll_interval_s=self.options.file_system_poll_wait_seconds,
+            servable_versions_always_present=self.options.servable_versions_always_present,
+            on_error=None,  # the source logs its own errors; reload reads errors()
+        )
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._lock = threading.Lock()  # guards _state for fast reads
+        self._state = _State()
+        self._started = False
+
+    # ----- config -----
+
+    def reload_config(self, config: ModelServerConfig, timeout_s: float | None = None) -> None:
+        """Validate and apply `config`; wait (bounded) for new models; apply labels.
+
+        Raises ServingError with TF Serving's code and message on invalid
+        input, and naming the model and version when a new model fails to
+        load or does not become available within the deadline.
+        """
+        timeout = self.options.reload_config_timeout_s if timeout_s is None else timeout_s
+        with self._reload_lock:
+            if config.WhichOneof("config") is None:
+                log.info("Taking no action for empty config.")
+                return
+            with self._lock:
+                old = copy.deepcopy(self._state)
+            platforms = validate_config(config, old.platforms, self.registry)
+            models = list(config.model_config_list.config)
+            new_names = [m.name for m in models if m.name not in old.platforms]
+            # Kept models' labels are checked before anything changes, so a
+            # bad label leaves the last good config fully in place.
+            wanted = self._wanted_labels(models, old.labels)
+            for name in (m.name for m in models if m.name in old.platforms):
+                self._check_model_labels(name, wanted.get(name, {}), old.labels.get(name, {}))
+            self._apply_models(models, platforms, old)
+            self._wait_for_models(new_names, timeout)
+            for name in new_names:
+                self._check_model_labels(name, wanted.get(name, {}), {})
+            with self._lock:
+                self._state = _State(
+                    config=copy.deepcopy(config),
+                    platforms=platforms,
+                    labels=wanted,
+                    splits={k: v for k, v in old.splits.items() if k in platforms},
+                )
+        log.info("Finished reloading config")
+
+    def _wanted_labels(
+        self, models: list[ModelConfig], current: Mapping[str, dict[str, int]]
+    ) -> dict[str, dict[str, int]]:
+        wanted: dict[str, dict[str, int]] = {}
+        for model in models:
+            if model.version_labels:
+                wanted[model.name] = dict(model.version_labels)
+            elif model.name in current:
+                wanted[model.name] = dict(current[model.name])
+        return {name: labels for name, labels in wanted.items() if labels}
+
+    def _check_model_labels(
+        self, model: str, wanted: Mapping[str, int], current: Mapping[str, int]
+    ) -> None:
+        check_labels(
+            model,
+            wanted,
+            current,
+            set(self.manager.available_versions(model)),
+            self.options.allow_version_labels_for_unavailable_models,
+        )
+
+    def _apply_models(
+        self, models: list[ModelConfig], platforms: Mapping[str, str], old: _State
+    ) -> None:
+        sources = []
+        for model in models:
+            factory = self.registry.factory(model.name, platforms[model.name])
+            sources.append(
+                ModelSource(
+                    name=model.name,
+                    base_path=model.base_path,
+                    policy=version_policy(model),
+                    loader_factory=_loader_factory(factory),
+                )
+            )
+        # set_models also removes dropped models from the manager (unloading them).
+        self.source.set_models(sources)
+        # Take the first observation now rather than a poll interval later.
+        self.source.poll_once()
+        if not self._started:
+            self.source.start()
+            self._started = True
+
+    def _wait_for_models(self, names: list[str], timeout: float) -> None:
+        """Wait until each model has an AVAILABLE version, a failure, or the deadline."""
+        if not names:
+            return
+        deadline = self._clock.now() + timeout
+        while True:
+            pending = [n for n in names if not self._settled(n)]
+            failed = [s for n in pending for s in self._failures(n)]
+            if failed:
+                raise ServingError(
+                    Code.UNKNOWN,
+                    f"{len(failed)} model(s) did not become available: {{"
+                    + "".join(f"{{{_describe(s)}}}, " for s in failed) + "}",
+                )
+            if not pending:
+                return
+            remaining = deadline - self._clock.now()
+            if remaining <= 0:
+                raise ServingError(Code.DEADLINE_EXCEEDED, self._timeout_message(pending, timeout))
+            self.manager.wait_until(self._all_available(pending), min(remaining, 0.1))
+
+    def _settled(self, model: str) -> bool:
+        # Serving, and no version still on its way in: labels applied next
+        # can then rely on every loadable version being AVAILABLE.
+        statuses = self.manager.statuses(model)
+        return any(s.state is VersionState.AVAILABLE for s in statuses) and not any(
+            s.state in (VersionState.START, VersionState.LOADING) for s in statuses
+        )
+
+    def _all_available(self, names: list[str]) -> Callable[[], bool]:
+        return lambda: all(self._settled(n) for n in names)
+
+    def _failures(self, model: str) -> list[VersionStatus]:
+        statuses = self.manager.statuses(model)
+        busy = any(s.state is not VersionState.END for s in statuses)
+        return [] if busy else [s for s in statuses if s.error is not None]
+
+    def _timeout_message(self, pending: list[str], timeout: float) -> str:
+        parts: list[str] = []
+        errors = self.source.errors()
+        for name in pending:
+            statuses = self.manager.statuses(name)
+            if statuses:
+                parts.extend(_describe(s) for s in statuses)
+            else:
+                why = errors.get(name, "no version found under its base path")
+                parts.append(f"{{name: {name}}} no version: {why}")
+        return (
+            f"Timed out after {timeout:g}s waiting for {len(pending)} model(s) to become "
+            f"available: {{" + ", ".join(parts) + "}"
+        )
+
+    def current_config(self) -> ModelServerConfig:
+        """The applied config, with the labels currently in force."""
+        with self._lock:
+            config = copy.deepcopy(self._state.config)
+            labels = copy.deepcopy(self._state.labels)
+        for model in config.model_config_list.config:
+            model.version_labels.clear()
+            model.version_labels.update(labels.get(model.name, {}))
+        return config
+
+    def platform(self, model: str) -> str | None:
+        with self._lock:
+            return self._state.platforms.get(model)
+
+    def base_path(self, model: str) -> str | None:
+        with self._lock:
+            for config in self._state.config.model_config_list.config:
+                if config.name == model:
+                    return config.base_path
+        return None
+
+    # ----- labels, splits, policies -----
+
+    def labels(self, model: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._state.labels.get(model, {}))
+
+    def list_models(self) -> list[str]:
+        with self._lock:
+            return sorted(self._state.platforms)
+
+    def set_split(self, split: Split) -> None:
+        with self._lock:
+            check_split(
+                split,
+                self._state.labels.get(split.model_name, {}),
+                split.model_name in self._state.platforms,
+            )
+            stored = Split()
+            stored.CopyFrom(split)
+            self._state.splits[split.model_name] = stored
+
+    def clear_split(self, model: str) -> None:
+        with self._lock:
+            self._state.splits.pop(model, None)
+
+    def get_split(self, model: str) -> Split | None:
+        with self._lock:
+            found = self._state.splits.get(model)
+        if found is None:
+            return None
+        result = Split()
+        result.CopyFrom(found)
+        return result
+
+    def set_transition_policy(self, model: str, policy: TransitionPolicy | None) -> None:
+        self.manager.set_policy(model, policy)
+
+    def transition_policy(self, model: str) -> TransitionPolicy:
+        return self.manager.policy(model)
+
+    def add_listener(self, callback: Listener) -> None:
+        self.manager.add_listener(callback)
+
+    # ----- requests -----
+
+    def resolve_label(self, model: str, label: str) -> int:
+        version = self.labels(model).get(label)
+        if version is None:
+            raise ServingError(
+                Code.INVALID_ARGUMENT, f"Unrecognized servable version label: {label}"
+            )
+        return version
+
+    def _default_label(self, model: str, headers: Mapping[str, str] | None) -> str | None:
+        labels = self.labels(model)
+        split = self.get_split(model)
+        if split is not None:
+            chosen = self.router(split, headers or {}, labels)
+            if chosen is not None and chosen in labels:
+                return chosen
+        return STABLE if STABLE in labels else None
+
+    @contextmanager
+    def handle(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[ServableHandle]:
+        """A handle on the version a request resolves to, held for that request."""
+        if version is None and label is None:
+            label = self._default_label(model, headers)
+        if label is not None:
+            version = self.resolve_label(model, label)
+        if version is not None:
+            with self.manager.handle(model, version) as servable:
+                yield ServableHandle(model, version, label, _as_servable(servable))
+            return
+        # Latest: the highest AVAILABLE version; it may be unloaded between
+        # the listing and the handle, so look again a bounded number of times.
+        for _ in range(3):
+            available = self.manager.available_versions(model)
+            if not available:
+                break
+            try:
+                held = self.manager.handle(model, available[0])
+                servable = held.__enter__()
+            except ServingError as exc:
+                if exc.code is Code.NOT_FOUND:
+                    continue
+                raise
+            try:
+                yield ServableHandle(model, available[0], None, _as_servable(servable))
+            except BaseException as exc:
+                if not held.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                held.__exit__(None, None, None)
+            return
+        raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({model})")
+
+    def model_status(
+        self, model: str, version: int | None = None, label: str | None = None
+    ) -> list[VersionStatus]:
+        """GetModelStatus: statuses highest version first, with TF Serving's errors."""
+        if label is not None:
+            version = self.resolve_label(model, label)
+        statuses = self.manager.statuses(model)
+        if version is not None:
+            matching = [s for s in statuses if s.version == version]
+            if not matching:
+                raise ServingError(
+                    Code.NOT_FOUND, f"Could not find version {version} of model {model}"
+                )
+            return matching
+        if not statuses:
+            raise ServingError(Code.NOT_FOUND, f"Could not find any versions of model {model}")
+        return statuses
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop polling, then unload every version (waiting for in-flight handles)."""
+        self.source.stop()
+        self.manager.stop(timeout)
+
+
+def _as_servable(obj: object) -> Servable:
+    return obj  # type: ignore[return-value]
+
+
+def _loader_factory(factory: LoaderFactory) -> Callable[[AspiredVersion], Loader]:
+    def make(aspired: AspiredVersion) -> Loader:
+        return factory(aspired.path)
+
+    return make

@@ -1,0 +1,175 @@
+"""Shared fixtures: a session cache of real SavedModels and the real server process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+ModelFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def make_model(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
+    """make_model(base, version, **kwargs): a half_plus_two SavedModel at base/<version>.
+
+    Each distinct kwargs combination is built with TensorFlow once per session
+    and copied for every further version.
+    """
+    cache_root = tmp_path_factory.mktemp("model-cache")
+    cache: dict[tuple[Any, ...], Path] = {}
+
+    def make(base: Path, version: int, **kwargs: Any) -> Path:
+        from tests.models import make_half_plus_two
+
+        key = tuple(sorted(kwargs.items()))
+        if key not in cache:
+            cache[key] = make_half_plus_two(cache_root / f"m{len(cache)}", 1, **kwargs)
+        target = Path(base) / str(version)
+        # Copy beside the target, then rename: the source never sees a half-copied dir.
+        staging = Path(base) / f".staging-{version}"
+        shutil.copytree(cache[key], staging)
+        staging.rename(target)
+        return target
+
+    return make
+
+
+class ServerProcess:
+    """The real `python -m serving` on free loopback ports."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.port = free_port()
+        self.rest_port = free_port()
+        self.args = [
+            sys.executable, "-m", "serving",
+            f"--port={self.port}", f"--rest_api_port={self.rest_port}",
+            "--bind_address=127.0.0.1", *args,
+        ]
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=REPO, env=env)
+        self._channel: Any = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def channel(self) -> Any:
+        import grpc
+
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return self._channel
+
+    def model_stub(self) -> Any:
+        from tensorflow_serving.apis import model_service_pb2_grpc
+
+        return model_service_pb2_grpc.ModelServiceStub(self.channel())
+
+    def rollout_stub(self) -> Any:
+        from serving.generated import rollouts_serving_pb2_grpc
+
+        return rollouts_serving_pb2_grpc.RolloutServiceStub(self.channel())
+
+    def answers(self) -> bool:
+        """True once GetModelStatus answers at all (any status code)."""
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "__probe__"
+        try:
+            self.model_stub().GetModelStatus(request, timeout=1)
+        except grpc.RpcError as exc:
+            return exc.code() != grpc.StatusCode.UNAVAILABLE
+        return True
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        ok = wait_for(lambda: self.proc.poll() is not None or self.answers(), timeout, 0.2)
+        if not ok or self.proc.poll() is not None:
+            raise AssertionError(f"server not ready (rc={self.proc.poll()}):\n{self.output()}")
+
+    def stop(self) -> int | None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+    """start_server(*flags, wait=True) -> ServerProcess; killed at teardown."""
+    servers: list[ServerProcess] = []
+
+    def start(*flags: str, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(list(flags), tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    failed = getattr(request.node, "rep_call", None)
+    for server in servers:
+        server.stop()
+        if failed is not None and failed.failed:
+            print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome: Any = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

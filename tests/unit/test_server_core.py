@@ -1,0 +1,283 @@
+"""ServerCore with fake loaders: reload validation, label rules, deadlines, resolution."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.core.states import VersionState
+from serving.core.status import Code, ServingError
+from serving.generated import rollouts_serving_pb2
+from serving.loaders.registry import PlatformRegistry
+from serving.server_core import CoreOptions, ServerCore
+
+# Loads of version directories containing this file block until released.
+BLOCK = "block"
+FAIL = "fail"
+
+
+class FakeLoader:
+    gates: dict[str, threading.Event] = {}
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.unloaded = threading.Event()
+
+    def load(self) -> object:
+        if (Path(self.path) / FAIL).exists():
+            raise ServingError(Code.INVALID_ARGUMENT, f"bad model at {self.path}")
+        if (Path(self.path) / BLOCK).exists():
+            gate = FakeLoader.gates.setdefault(self.path, threading.Event())
+            gate.wait(10)
+        return self
+
+    def unload(self) -> None:
+        self.unloaded.set()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def add_version(base: Path, version: int, *markers: str) -> Path:
+    path = base / str(version)
+    path.mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"x")
+    for marker in markers:
+        (path / marker).write_text("")
+    return path
+
+
+def config(
+    *models: tuple[str, Path], platform: str = "fake", **labels: int
+) -> model_server_config_pb2.ModelServerConfig:
+    result = model_server_config_pb2.ModelServerConfig()
+    for name, base in models:
+        entry = result.model_config_list.config.add(
+            name=name, base_path=str(base), model_platform=platform
+        )
+        entry.model_version_policy.all.SetInParent()
+        entry.version_labels.update(labels)
+    return result
+
+
+@pytest.fixture
+def make_core() -> Iterator[Callable[..., ServerCore]]:
+    cores: list[ServerCore] = []
+
+    def make(**options: object) -> ServerCore:
+        registry = PlatformRegistry({"fake": FakeLoader, "other": FakeLoader})
+        opts = CoreOptions(file_system_poll_wait_seconds=0.02, **options)  # type: ignore[arg-type]
+        core = ServerCore(opts, registry=registry)
+        cores.append(core)
+        return core
+
+    yield make
+    for gate in FakeLoader.gates.values():
+        gate.set()
+    for core in cores:
+        core.stop(timeout=5)
+
+
+def test_reload_loads_new_models_and_applies_labels(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    add_version(tmp_path / "m", 2)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
+    assert core.labels("m") == {"stable": 1}
+    assert wait_for(lambda: core.manager.available_versions("m") == [2, 1])
+    with core.handle("m") as handle:  # no version/label: the stable label wins
+        assert (handle.version, handle.label) == (1, "stable")
+    with core.handle("m", version=2) as handle:
+        assert handle.version == 2 and handle.label is None
+    assert [s.version for s in core.model_status("m")] == [2, 1]
+    assert core.model_status("m", label="stable")[0].state is VersionState.AVAILABLE
+    assert core.current_config().model_config_list.config[0].version_labels["stable"] == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code", "message"),
+    [
+        (
+            lambda c: c.model_config_list.config.add(
+                name="m", base_path="/x", model_platform="fake"
+            ),
+            Code.INVALID_ARGUMENT,
+            "Illegal to list model m multiple times in config list",
+        ),
+        (
+            lambda c: setattr(c.model_config_list.config[0], "base_path", "rel/m"),
+            Code.INVALID_ARGUMENT,
+            "Expected model m to have an absolute path or URI; got base_path()=rel/m",
+        ),
+        (
+            lambda c: c.model_config_list.config.add(
+                name="n", base_path="/x", model_platform="pytorch"
+            ),
+            Code.INVALID_ARGUMENT,
+            "Model n requests unsupported platform pytorch",
+        ),
+        (
+            lambda c: setattr(c.model_config_list.config[0], "model_platform", "other"),
+            Code.INVALID_ARGUMENT,
+            "Illegal to change a model's platform. For model m platform "
+            "was fake and new platform requested is other",
+        ),
+    ],
+)
+def test_reload_validation_errors_keep_old_config(
+    make_core, tmp_path: Path, mutate, code: Code, message: str
+) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)
+    bad = config(("m", tmp_path / "m"))
+    mutate(bad)
+    with pytest.raises(ServingError) as err:
+        core.reload_config(bad, timeout_s=5)
+    assert (err.value.code, err.value.message) == (code, message)
+    assert core.current_config().model_config_list.config[0].model_platform == "fake"
+    assert core.manager.available_versions("m") == [1]
+
+
+def test_label_on_unavailable_version_is_refused(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
+    with pytest.raises(ServingError) as err:
+        core.reload_config(config(("m", tmp_path / "m"), stable=1, canary=7), timeout_s=5)
+    assert err.value.code is Code.FAILED_PRECONDITION
+    assert err.value.message == (
+        "Request to assign label to version 7 of model m, which is not currently "
+        "available for inference"
+    )
+    assert core.labels("m") == {"stable": 1}
+
+
+def test_allow_unavailable_covers_new_labels_only(make_core, tmp_path: Path) -> None:
+    core = make_core(allow_version_labels_for_unavailable_models=True)
+    add_version(tmp_path / "m", 1)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1, canary=7), timeout_s=5)
+    assert core.labels("m") == {"stable": 1, "canary": 7}
+    with pytest.raises(ServingError) as err:  # moving an existing label still needs AVAILABLE
+        core.reload_config(config(("m", tmp_path / "m"), stable=7, canary=7), timeout_s=5)
+    assert err.value.code is Code.FAILED_PRECONDITION
+    assert core.labels("m") == {"stable": 1, "canary": 7}
+
+
+def test_labels_survive_a_reload_without_labels(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
+    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)
+    assert core.labels("m") == {"stable": 1}
+
+
+def test_reload_deadline_names_model_and_version(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "slow", 3, BLOCK)
+    started = time.monotonic()
+    with pytest.raises(ServingError) as err:
+        core.reload_config(config(("slow", tmp_path / "slow")), timeout_s=0.5)
+    assert time.monotonic() - started < 3
+    assert err.value.code is Code.DEADLINE_EXCEEDED
+    assert "name: slow version: 3" in err.value.message
+
+
+def test_failed_load_is_reported_with_model_and_version(make_core, tmp_path: Path) -> None:
+    core = make_core(max_num_load_retries=0)
+    add_version(tmp_path / "bad", 4, FAIL)
+    with pytest.raises(ServingError) as err:
+        core.reload_config(config(("bad", tmp_path / "bad")), timeout_s=5)
+    assert err.value.code is Code.UNKNOWN
+    assert "{name: bad version: 4} due to error: INVALID_ARGUMENT: bad model at" in (
+        err.value.message
+    )
+
+
+def test_missing_model_errors_match_tf_serving(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)
+    cases = [
+        (
+            lambda: core.model_status("nope"),
+            Code.NOT_FOUND,
+            "Could not find any versions of model nope",
+        ),
+        (
+            lambda: core.model_status("m", version=9),
+            Code.NOT_FOUND,
+            "Could not find version 9 of model m",
+        ),
+        (
+            lambda: core.model_status("m", label="x"),
+            Code.INVALID_ARGUMENT,
+            "Unrecognized servable version label: x",
+        ),
+        (
+            lambda: core.handle("nope").__enter__(),
+            Code.NOT_FOUND,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            lambda: core.handle("m", version=3).__enter__(),
+            Code.NOT_FOUND,
+            "Servable not found for request: Specific(m, 3)",
+        ),
+    ]
+    for call, code, message in cases:
+        with pytest.raises(ServingError) as err:
+            call()
+        assert (err.value.code, err.value.message) == (code, message)
+
+
+def test_split_validation_and_router(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "m", 1)
+    add_version(tmp_path / "m", 2)
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
+    assert wait_for(lambda: core.manager.available_versions("m") == [2, 1])
+    split = rollouts_serving_pb2.Split(model_name="m", canary_weight_bp=5000)
+    with pytest.raises(ServingError) as err:  # no canary label yet
+        core.set_split(split)
+    assert err.value.code is Code.INVALID_ARGUMENT
+    core.reload_config(config(("m", tmp_path / "m"), stable=1, canary=2), timeout_s=5)
+    with pytest.raises(ServingError):
+        core.set_split(rollouts_serving_pb2.Split(model_name="m", canary_weight_bp=10001))
+    core.set_split(split)
+    core.router = lambda s, headers, labels: "canary" if headers.get("x") == "1" else None
+    with core.handle("m", headers={"x": "1"}) as handle:
+        assert (handle.version, handle.label) == (2, "canary")
+    with core.handle("m", headers={}) as handle:
+        assert (handle.version, handle.label) == (1, "stable")
+    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)  # kept model: split kept
+    assert core.get_split("m") is not None
+    core.clear_split("m")
+    assert core.get_split("m") is None
+
+
+def test_removed_model_unloads_after_inflight_handle(make_core, tmp_path: Path) -> None:
+    core = make_core()
+    add_version(tmp_path / "a", 1)
+    add_version(tmp_path / "b", 1)
+    core.reload_config(config(("a", tmp_path / "a"), ("b", tmp_path / "b")), timeout_s=5)
+    with core.handle("a") as handle:
+        loader = handle.servable
+        core.reload_config(config(("b", tmp_path / "b")), timeout_s=5)
+        assert wait_for(lambda: core.model_status("a")[0].state is VersionState.UNLOADING)
+        assert not loader.unloaded.is_set()  # type: ignore[attr-defined]
+    assert wait_for(lambda: core.model_status("a")[0].state is VersionState.END)
+    assert loader.unloaded.is_set()  # type: ignore[attr-defined]
+    assert core.list_models() == ["b"]
