@@ -14,6 +14,9 @@ Rules (Argo Rollouts / Flagger semantics):
 - `failure_limit` consecutive failed intervals fail the rollout. Inconclusive
   intervals follow `on_no_data`: `pass` and `fail` count as such; `pause` counts
   as neither and stops the step from advancing until data returns.
+- An interval the metrics provider could not measure at all (a target down or
+  restarted, no baseline after a controller restart) is `skipped`: it moves the
+  analysis clock on and counts for nothing, so a gap is never a failure.
 - After the last step: promote (auto) or report ready to promote (manual).
 """
 
@@ -118,6 +121,8 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
         elif event.kind == "interval" and started_at is not None:
             last_interval_at = max(last_interval_at or event.at, event.at)
             counted = _counted(event.outcome, plan.on_no_data)
+            if counted == "skipped":
+                continue  # not measured (provider gap): neither pass nor failure
             latest = counted
             if counted == "fail":
                 failures += 1
@@ -125,9 +130,12 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
                 failures = 0
                 passes += 1
         elif event.kind == "step" and event.step > step:
+            # A new weight starts a fresh interval: no window mixes two weights.
             step = event.step
             step_started_at = event.at
+            last_interval_at = event.at
             passes = 0
+            latest = ""
         elif event.kind == "verdict":
             verdict = event.outcome
     return Progress(
@@ -153,6 +161,10 @@ def decide(plan: CanaryPlan, events: Sequence[Event], *, ready: bool, now: float
             reason=f"{state.consecutive_failures} consecutive failed interval(s)",
         )
     assert state.step_started_at is not None and state.last_interval_at is not None
+    if not ready:
+        # The split is not (yet) at this step's weight everywhere, or a target
+        # lost the canary: judge nothing until it is back.
+        return Decision("wait_ready", weight, state.step)
     if state.step >= len(steps):
         kind = "promote" if plan.promotion == "auto" else "ready_to_promote"
         return Decision(kind, weight, state.step)

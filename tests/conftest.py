@@ -67,9 +67,12 @@ def make_model(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
 class ServerProcess:
     """The real `python -m serving` on free loopback ports."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
-        self.port = free_port()
-        self.rest_port = free_port()
+    def __init__(
+        self, args: list[str], log_path: Path, port: int = 0, rest_port: int = 0
+    ) -> None:
+        # Fixed ports let a test restart a server where its clients expect it.
+        self.port = port or free_port()
+        self.rest_port = rest_port or free_port()
         self.args = [
             sys.executable, "-m", "serving",
             f"--port={self.port}", f"--rest_api_port={self.rest_port}",
@@ -150,11 +153,13 @@ StartServer = Callable[..., ServerProcess]
 
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
-    """start_server(*flags, wait=True) -> ServerProcess; killed at teardown."""
+    """start_server(*flags, wait=True, port=0, rest_port=0) -> ServerProcess; killed at teardown."""
     servers: list[ServerProcess] = []
 
-    def start(*flags: str, wait: bool = True) -> ServerProcess:
-        server = ServerProcess(list(flags), tmp_path / f"server-{len(servers)}.log")
+    def start(*flags: str, wait: bool = True, port: int = 0, rest_port: int = 0) -> ServerProcess:
+        server = ServerProcess(
+            list(flags), tmp_path / f"server-{len(servers)}.log", port, rest_port
+        )
         servers.append(server)
         if wait:
             server.wait_ready()

@@ -166,3 +166,17 @@ def test_event_json_round_trip_and_garbage() -> None:
     assert Event.from_json(e.to_json()) == e
     assert Event.from_json("not json") is None
     assert Event.from_json('{"kind": "interval"}') is None
+
+
+def test_skipped_intervals_count_for_nothing_but_move_the_clock() -> None:
+    events = [
+        ev("started", 0),
+        ev("interval", 30, outcome="fail"),
+        ev("interval", 60, outcome="skipped"),
+        ev("interval", 90, outcome="skipped"),
+    ]
+    state = fold(PLAN, events)
+    assert state.consecutive_failures == 1 and state.last_interval_at == 90
+    assert decide(PLAN, events, ready=True, now=100).kind == "wait"
+    events.append(ev("interval", 120, outcome="fail"))
+    assert decide(PLAN, events, ready=True, now=121).kind == "fail"

@@ -1,0 +1,306 @@
+"""The running controller: git poll and reconcile jobs, webhook and status endpoint.
+
+`Controller` holds only what git and the targets can rebuild (the commit seen,
+the last good desired state, the last observations); killing it loses nothing.
+apscheduler runs the jobs with `max_instances=1` and `coalesce=True`, so a job
+never overlaps itself and a slow pass never queues a backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.desired import Snapshot, desired_from_tree
+from controller.fleet import ObservedTarget
+from controller.gitrepo import GitError, GitRepo
+from controller.metrics import MetricsProvider, PrometheusProvider, ScrapeProvider, metrics_url
+from controller.reconcile import Reconciler, ReconcileResult
+from controller.redact import redact
+from controller.rollout import RolloutDriver, RolloutStatus
+from controller.targets import TargetAddress, TargetClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerSettings:
+    repo: str
+    model_root: str
+    targets: Sequence[TargetAddress]
+    state_dir: Path
+    branch: str = "main"
+    specs_dir: str = "rollouts"
+    poll_interval_s: float = 10.0
+    reconcile_interval_s: float = 5.0
+    reconcile_deadline_s: float = 60.0
+    listen: str = ""
+    webhook_secret: bytes = b""
+    # Empty: scrape every target's metrics endpoint directly.
+    prometheus_url: str = ""
+
+
+@dataclass
+class ControllerState:
+    """What the status endpoint shows; rebuilt from git and targets after a restart."""
+
+    commit_seen: str = ""
+    commit_applied: str = ""
+    snapshot: Snapshot | None = None
+    rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
+    spec_errors: list[str] = field(default_factory=list)
+    git_error: str = ""
+    last_result: ReconcileResult | None = None
+    last_reconcile_at: str = ""
+    webhook_deliveries: int = 0
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        reconciler: Reconciler | None = None,
+        git_repo: GitRepo | None = None,
+        provider: MetricsProvider | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        self.reconciler = reconciler or Reconciler([TargetClient(t) for t in settings.targets])
+        self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
+        self.state = ControllerState()
+        self._lock = threading.RLock()
+        self._reconciling = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+
+    # -- jobs ------------------------------------------------------------
+    def sync_git(self) -> bool:
+        """Fetch; load the specs of a new head. True when the desired state changed."""
+        try:
+            head = self.git.sync()
+        except GitError as err:
+            with self._lock:
+                self.state.git_error = redact(str(err))
+            log.warning("git sync failed: %s", self.state.git_error)
+            return False
+        with self._lock:
+            self.state.git_error = ""
+            if head == self.state.commit_seen:
+                return False
+            self.state.commit_seen = head
+        try:
+            items = self.git.read_tree(head, self.settings.specs_dir)
+        except GitError as err:
+            items, problems = [], [redact(str(err))]
+            snapshot = None
+        else:
+            snapshot, problems = desired_from_tree(items, head, self.settings.model_root)
+        with self._lock:
+            if problems or snapshot is None:
+                # Fail closed: the last good state keeps serving.
+                self.state.spec_errors = [f"commit {head[:12]}: {p}" for p in problems]
+                for line in self.state.spec_errors:
+                    log.error("invalid specs, nothing applied: %s", line)
+                return False
+            self.state.spec_errors = []
+            self.state.snapshot = snapshot
+        log.info(
+            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models)
+        )
+        return True
+
+    def reconcile(self) -> ReconcileResult | None:
+        """Drive the canaries one tick, then converge the fleet on the result."""
+        if not self._reconciling.acquire(blocking=False):
+            return None  # the other job is reconciling right now
+        try:
+            return self._reconcile()
+        finally:
+            self._reconciling.release()
+
+    def _reconcile(self) -> ReconcileResult | None:
+        with self._lock:
+            snapshot = self.state.snapshot
+        if snapshot is None:
+            return None
+        drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
+        desired = drive.desired
+        result = self.reconciler.run(desired, deadline_s=self.settings.reconcile_deadline_s)
+        with self._lock:
+            self.state.last_result = result
+            self.state.rollouts = drive.statuses
+            self.state.last_reconcile_at = datetime.now(UTC).isoformat(timespec="seconds")
+            if result.in_sync:
+                self.state.commit_applied = desired.commit
+        for finding in result.findings:
+            log.warning("%s %s: %s", finding.target, finding.model, finding.message)
+        wrote = False
+        for pending in drive.pending:
+            if pending.kind == "fail" and not canary_out_of_traffic(
+                pending.model, pending.version, result.observed
+            ):
+                log.warning(
+                    "%s: canary %s still in traffic; revert waits", pending.model, pending.version
+                )
+                continue
+            wrote |= self.driver.finish(pending) is not None
+        if wrote and self.sync_git():
+            # Apply our own promotion or revert at once rather than at the next poll.
+            return self._reconcile()
+        return result
+
+    def run_once(self) -> bool:
+        """One git sync and one reconcile pass; True when the fleet is in sync."""
+        self.sync_git()
+        result = self.reconcile()
+        return bool(result and result.in_sync and not self.state.spec_errors)
+
+    def trigger(self) -> None:
+        """Run the git job now (webhook)."""
+        with self._lock:
+            self.state.webhook_deliveries += 1
+        if self._scheduler is not None:
+            self._scheduler.modify_job("git", next_run_time=datetime.now(UTC))
+
+    def _git_then_reconcile(self) -> None:
+        if self.sync_git():
+            self.reconcile()
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._git_then_reconcile,
+            "interval",
+            seconds=self.settings.poll_interval_s,
+            id="git",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            self.reconcile,
+            "interval",
+            seconds=self.settings.reconcile_interval_s,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        self.reconciler.close()
+
+    def serve_forever(self, *, install_signals: bool = True) -> None:
+        from controller.status_server import StatusServer
+
+        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        if server is not None:
+            server.start()
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            if server is not None:
+                server.stop()
+            self.stop()
+
+    # -- status ----------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return status_document(self.state, self.settings)
+
+
+def status_document(state: ControllerState, settings: ControllerSettings) -> dict[str, Any]:
+    """The JSON the status endpoint serves (pure)."""
+    result = state.last_result
+    observed: dict[str, ObservedTarget] = (
+        {t.name: t for t in result.observed} if result is not None else {}
+    )
+    models: dict[str, Any] = {}
+    desired = state.snapshot.desired if state.snapshot else None
+    for name, model in sorted((desired.models if desired else {}).items()):
+        per_target: dict[str, Any] = {}
+        for target in settings.targets:
+            seen = observed.get(target.name)
+            obs = seen.models.get(name) if seen and seen.reachable else None
+            per_target[target.name] = {
+                "reachable": bool(seen and seen.reachable),
+                "error": seen.error if seen else "not observed yet",
+                "versions": {str(v): s for v, s in sorted(obs.states.items())} if obs else {},
+                "labels": dict(obs.labels) if obs else {},
+                "split_weight_bp": obs.split.canary_weight_bp if obs and obs.split else None,
+            }
+        models[name] = {
+            "stable": model.labels.get("stable"),
+            "canary": model.labels.get("canary"),
+            "versions": sorted(model.versions),
+            "labels": dict(model.labels),
+            "split_weight_bp": model.split.canary_weight_bp if model.split else None,
+            "targets": per_target,
+            "rollout": state.rollouts[name].to_dict() if name in state.rollouts else None,
+            "errors": [f.message for f in (result.findings if result else ()) if f.model == name],
+        }
+    return {
+        "repo": redact(settings.repo),
+        "branch": settings.branch,
+        "commit_seen": state.commit_seen,
+        "commit_applied": state.commit_applied,
+        "in_sync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen,
+        "spec_errors": list(state.spec_errors),
+        "git_error": state.git_error,
+        "last_reconcile_at": state.last_reconcile_at,
+        "reconcile_errors": list(result.errors) if result else [],
+        "findings": [
+            {"target": f.target, "model": f.model, "message": f.message}
+            for f in (result.findings if result else ())
+        ],
+        "models": models,
+    }
+
+
+def default_provider(settings: ControllerSettings) -> MetricsProvider:
+    if settings.prometheus_url:
+        return PrometheusProvider(settings.prometheus_url)
+    # A target given as host:port (no scheme) means its REST address with the
+    # default metrics path.
+    return ScrapeProvider(
+        [
+            t.metrics_url if "/" in t.metrics_url else metrics_url(t.metrics_url)
+            for t in settings.targets
+            if t.metrics_url
+        ]
+    )
+
+
+def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
+    """No reachable target still splits traffic to, or labels, the canary version."""
+    for target in observed:
+        if not target.reachable:
+            continue
+        seen = target.models.get(model)
+        if seen is None:
+            continue
+        if seen.split is not None or seen.labels.get("canary") == version:
+            return False
+    return True

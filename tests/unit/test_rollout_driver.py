@@ -1,0 +1,209 @@
+"""The rollout driver against a fake git journal, a fake metrics provider and a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from controller.analysis import VersionWindow
+from controller.desired import Snapshot, desired_from_tree
+from controller.fleet import ObservedModel, ObservedTarget, SplitRule
+from controller.metrics import Reading
+from controller.rollout import RolloutDriver, canary_ready, parse_journal
+
+SPEC = """\
+apiVersion: rollouts/v1
+kind: ModelRollout
+metadata: {name: hp2}
+spec:
+  model: {name: hp2}
+  stable: 1
+  canary:
+    version: 2
+    split: {hashKey: x-user-id}
+    steps: [{weight: 10, hold: 60s}, {weight: 50, hold: 60s}]
+    analysis:
+      interval: 30s
+      minRequests: 10
+      failureLimit: 2
+      checks: {errorRate: {max: 0.05}}
+"""
+
+
+@dataclass
+class Info:
+    message: str
+
+
+@dataclass
+class FakeGit:
+    notes_by_commit: dict[str, list[str]] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    pushes: int = 0
+
+    def notes(self, commit: str) -> list[str]:
+        return list(self.notes_by_commit.get(commit, []))
+
+    def add_note(self, commit: str, text: str) -> None:
+        assert "\n" not in text
+        self.notes_by_commit.setdefault(commit, []).append(text)
+
+    def push_notes(self) -> object:
+        self.pushes += 1
+        return type("R", (), {"ok": True, "detail": ""})()
+
+    def find_commit_that_set(
+        self, head: str, path: str, predicate: Callable[[str | None], bool]
+    ) -> str:
+        return "start-commit"
+
+    def log(self, head: str, max_count: int = 0) -> list[Info]:
+        return [Info(m) for m in self.messages]
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.windows: dict[int, VersionWindow] = {}
+        self.reset = False
+        self.marks: list[float] = []
+
+    def mark(self, at: float) -> None:
+        self.marks.append(at)
+
+    def read(self, model: str, versions: Sequence[int], start: float, end: float) -> Reading:
+        if not self.windows:
+            return Reading(problems=("target down",))
+        return Reading(dict(self.windows), (), self.reset)
+
+
+def snapshot(text: str = SPEC) -> Snapshot:
+    snap, problems = desired_from_tree([("rollouts/hp2.yaml", text)], "head1", "/models")
+    assert not problems and snap is not None
+    return snap
+
+
+def target(weight_bp: int | None, canary_state: str = "AVAILABLE") -> ObservedTarget:
+    split = SplitRule(canary_weight_bp=weight_bp, hash_key="x-user-id") if weight_bp is not None else None
+    model = ObservedModel(
+        "hp2", {1: "AVAILABLE", 2: canary_state}, {"stable": 1, "canary": 2}, split=split
+    )
+    return ObservedTarget("t1", True, {"hp2": model})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, Clock]:
+    git, provider, clock = FakeGit(), FakeProvider(), Clock()
+    return RolloutDriver(git, provider, clock=clock), git, provider, clock  # type: ignore[arg-type]
+
+
+def kinds(git: FakeGit) -> list[str]:
+    return [e.kind + (":" + e.outcome if e.outcome else "") for e in
+            parse_journal(git.notes("start-commit"))]
+
+
+def test_not_ready_canary_is_not_judged_but_gets_first_step_weight(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, _, _ = rig
+    result = driver.drive(snapshot(), [target(None, canary_state="LOADING")])
+    assert result.statuses["hp2"].phase == "wait_ready"
+    assert result.desired.models["hp2"].split.canary_weight_bp == 1000  # type: ignore[union-attr]
+    assert kinds(git) == []
+
+
+def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
+    snap = snapshot()
+
+    def tick(weight: int, advance_s: float) -> str:
+        clock.now += advance_s
+        return driver.drive(snap, [target(weight)]).statuses["hp2"].phase
+
+    assert tick(1000, 0) == "start" and provider.marks == [1000.0]
+    assert tick(1000, 30) == "analyse"
+    assert tick(1000, 30) == "advance"  # hold 60s over, latest interval passed
+    result = driver.drive(snap, [target(1000)])
+    assert result.desired.models["hp2"].split.canary_weight_bp == 5000  # type: ignore[union-attr]
+    assert result.statuses["hp2"].phase == "wait_ready"  # split still at the old weight
+    assert tick(5000, 0) == "wait"
+    assert tick(5000, 30) == "analyse"
+    result = driver.drive(snap, [target(5000)])
+    assert result.statuses["hp2"].phase == "wait"  # step 2 hold not over yet
+    clock.now += 30
+    result = driver.drive(snap, [target(5000)])
+    assert result.statuses["hp2"].phase == "promote"
+    assert [p.kind for p in result.pending] == ["promote"]
+    assert kinds(git) == [
+        "started", "interval:pass", "step", "interval:pass", "verdict:promote",
+    ]
+    assert "2 interval(s) passed, 0 failed" in result.pending[0].summary
+
+
+def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
+    snap = snapshot()
+    driver.drive(snap, [target(1000)])
+    for _ in range(2):
+        clock.now += 30
+        driver.drive(snap, [target(1000)])
+    result = driver.drive(snap, [target(1000)])
+    assert result.statuses["hp2"].phase == "fail"
+    model = result.desired.models["hp2"]
+    assert model.split is None and "canary" not in model.labels and model.versions == {1}
+    assert [p.kind for p in result.pending] == ["fail"]
+    assert "error rate" in result.pending[0].summary
+    # A restarted driver (same journal) reaches the same verdict without re-recording it.
+    again = RolloutDriver(git, provider, clock=clock).drive(snap, [target(None)])  # type: ignore[arg-type]
+    assert [p.kind for p in again.pending] == ["fail"]
+    assert kinds(git).count("verdict:fail") == 1
+
+
+def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    snap = snapshot()
+    driver.drive(snap, [target(1000)])
+    for _ in range(4):
+        clock.now += 30
+        result = driver.drive(snap, [target(1000)])
+    assert result.pending == []
+    assert kinds(git) == ["started"] + ["interval:skipped"] * 4
+
+
+def test_counter_reset_interval_is_skipped(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    provider.windows = {2: VersionWindow(100, 90), 1: VersionWindow(900, 0)}
+    provider.reset = True
+    snap = snapshot()
+    driver.drive(snap, [target(1000)])
+    clock.now += 30
+    driver.drive(snap, [target(1000)])
+    assert kinds(git) == ["started", "interval:skipped"]
+
+
+def test_auto_reverted_version_is_not_proposed_again(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, _, _ = rig
+    git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\nRollouts-Reverted-Version: 2\n"]
+    result = driver.drive(snapshot(), [target(None)])
+    assert result.statuses["hp2"].phase == "blocked"
+    assert "canary" not in result.desired.models["hp2"].labels
+    retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
+    driver2 = RolloutDriver(git, FakeProvider())  # type: ignore[arg-type]
+    assert driver2.drive(snapshot(retry), [target(None)]).statuses["hp2"].phase == "wait_ready"
+
+
+def test_canary_ready_needs_every_reachable_target() -> None:
+    down = ObservedTarget("t2", False, error="x")
+    assert canary_ready("hp2", 2, 1000, [target(1000), down])
+    assert not canary_ready("hp2", 2, 1000, [target(1000), target(500)])
+    assert not canary_ready("hp2", 2, 1000, [target(1000, canary_state="LOADING")])
+    assert not canary_ready("hp2", 2, 1000, [down])
