@@ -10,8 +10,9 @@ transition policy, and a reload that never waits forever (TF Serving #1519).
 Deliberate differences, all documented in ARCHITECTURE.md:
 - A request with no version and no label follows the model's split if one is
   set, else the `stable` label, else the highest AVAILABLE version.
-- Labels and splits survive a reload that keeps the model: a kept model whose
-  new ModelConfig lists no version_labels keeps its current labels.
+- A model's labels are exactly its ModelConfig's version_labels (TF Serving's
+  rule: a config without labels clears them). Splits, set through our extension
+  service, survive a reload that keeps the model and both of the split's labels.
 """
 
 from __future__ import annotations
@@ -294,7 +295,11 @@ class ServerCore:
                     config=copy.deepcopy(config),
                     platforms=platforms,
                     labels=wanted,
-                    splits={k: v for k, v in old.splits.items() if k in platforms},
+                    splits={
+                        k: v
+                        for k, v in old.splits.items()
+                        if k in platforms and _split_labels_present(v, wanted.get(k, {}))
+                    },
                 )
         log.info("Finished reloading config")
 
@@ -305,9 +310,7 @@ class ServerCore:
         for model in models:
             if model.version_labels:
                 wanted[model.name] = dict(model.version_labels)
-            elif model.name in current:
-                wanted[model.name] = dict(current[model.name])
-        return {name: labels for name, labels in wanted.items() if labels}
+        return wanted
 
     def _check_model_labels(
         self, model: str, wanted: Mapping[str, int], current: Mapping[str, int]
@@ -486,6 +489,9 @@ class ServerCore:
         headers: Mapping[str, str] | None = None,
     ) -> Iterator[ServableHandle]:
         """A handle on the version a request resolves to, held for that request."""
+        if not model:
+            # server_core.cc ServableRequestFromModelSpec.
+            raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
         if version is None and label is None:
             label = self._default_label(model, headers)
         if label is not None:
@@ -550,3 +556,9 @@ def _loader_factory(factory: LoaderFactory) -> Callable[[AspiredVersion], Loader
         return factory(aspired.path)
 
     return make
+
+
+def _split_labels_present(split: Split, labels: Mapping[str, int]) -> bool:
+    return (split.stable_label or "stable") in labels and (
+        split.canary_label or "canary"
+    ) in labels

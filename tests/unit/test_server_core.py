@@ -176,12 +176,14 @@ def test_allow_unavailable_covers_new_labels_only(make_core, tmp_path: Path) -> 
     assert core.labels("m") == {"stable": 1, "canary": 7}
 
 
-def test_labels_survive_a_reload_without_labels(make_core, tmp_path: Path) -> None:
+def test_labels_are_exactly_the_configs_labels(make_core, tmp_path: Path) -> None:
+    # TF Serving's rule: the label map is rebuilt from the config on every reload.
     core = make_core()
     add_version(tmp_path / "m", 1)
     core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
-    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)
     assert core.labels("m") == {"stable": 1}
+    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)
+    assert core.labels("m") == {}
 
 
 def test_reload_deadline_names_model_and_version(make_core, tmp_path: Path) -> None:
@@ -262,9 +264,14 @@ def test_split_validation_and_router(make_core, tmp_path: Path) -> None:
         assert (handle.version, handle.label) == (2, "canary")
     with core.handle("m", headers={}) as handle:
         assert (handle.version, handle.label) == (1, "stable")
-    core.reload_config(config(("m", tmp_path / "m")), timeout_s=5)  # kept model: split kept
+    # kept model with both labels: split kept
+    core.reload_config(config(("m", tmp_path / "m"), stable=1, canary=2), timeout_s=5)
     assert core.get_split("m") is not None
     core.clear_split("m")
+    assert core.get_split("m") is None
+    core.set_split(split)
+    # the canary label goes: a split naming it cannot stay
+    core.reload_config(config(("m", tmp_path / "m"), stable=1), timeout_s=5)
     assert core.get_split("m") is None
 
 

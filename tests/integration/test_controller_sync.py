@@ -1,0 +1,223 @@
+"""GitOps sync end to end: a bare remote, a person's clone, two real servers, the controller."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
+
+from controller.cli import main as cli_main
+from controller.runner import Controller, ControllerSettings
+from controller.targets import TargetAddress
+from controller.webhook import signature
+from serving.generated import rollouts_serving_pb2 as ext
+from tests.conftest import ServerProcess, wait_for
+from tests.gitops import Person, spec
+
+pytestmark = pytest.mark.integration
+
+EMPTY_CONFIG = "model_config_list {}\n"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, start_server: Any, make_model: Any) -> dict[str, Any]:
+    root = tmp_path / "models"
+    make_model(root / "hp2", 1)
+    make_model(root / "hp2", 2, offset=3.0)
+    config = tmp_path / "empty.conf"
+    config.write_text(EMPTY_CONFIG)
+    servers = [
+        start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2")
+        for _ in range(2)
+    ]
+    person = Person(tmp_path)
+    return {"root": root, "servers": servers, "person": person, "config": config}
+
+
+def settings(fleet: dict[str, Any], tmp_path: Path, **extra: Any) -> ControllerSettings:
+    servers: list[ServerProcess] = fleet["servers"]
+    return ControllerSettings(
+        repo=fleet["person"].url,
+        model_root=str(fleet["root"]),
+        targets=[TargetAddress(f"s{i}", s.address) for i, s in enumerate(servers)],
+        state_dir=tmp_path / "state",
+        reconcile_deadline_s=60,
+        **extra,
+    )
+
+
+def label_version(server: ServerProcess, model: str, label: str) -> int | None:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model
+    request.model_spec.version_label = label
+    try:
+        reply = server.model_stub().GetModelStatus(request, timeout=5)
+    except grpc.RpcError:
+        return None
+    return reply.model_version_status[0].version
+
+
+def model_info(server: ServerProcess, model: str) -> ext.ModelInfo | None:
+    for info in server.rollout_stub().ListModels(ext.ListModelsRequest(), timeout=5).models:
+        if info.name == model:
+            return info
+    return None
+
+
+def test_specs_reach_every_target_and_follow_git(fleet: dict[str, Any], tmp_path: Path) -> None:
+    person: Person = fleet["person"]
+    servers: list[ServerProcess] = fleet["servers"]
+    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
+    controller = Controller(settings(fleet, tmp_path))
+    try:
+        assert controller.run_once()
+        for server in servers:
+            assert label_version(server, "hp2", "stable") == 1
+            reply = httpx.get(f"{server.rest_url}/v1/models/hp2/labels/stable", timeout=5)
+            assert reply.json()["model_version_status"][0]["version"] == "1"
+
+        # A canary bump: loaded, labelled and split on both targets.
+        person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary hp2 v2")
+        assert controller.run_once()
+        for server in servers:
+            assert label_version(server, "hp2", "canary") == 2
+            info = model_info(server, "hp2")
+            assert info is not None and info.has_split
+            assert info.split.canary_weight_bp == 5000 and info.split.hash_key == "x-user-id"
+        status = controller.status()
+        assert status["in_sync"] and status["commit_applied"] == person.remote_head()
+        assert status["models"]["hp2"]["canary"] == 2
+
+        # An invalid spec changes nothing and is reported with file:line and commit.
+        bad = spec(stable=1, canary=2).replace("stable: 1", "stabel: 1")
+        bad_commit = person.write("rollouts/hp2.yaml", bad, "typo")
+        assert not controller.run_once()
+        errors = controller.status()["spec_errors"]
+        assert f"commit {bad_commit[:12]}: rollouts/hp2.yaml:7:3: error: unknown field " \
+            "'stabel'; did you mean 'stable'?" in errors
+        for server in servers:
+            assert label_version(server, "hp2", "canary") == 2
+
+        # Removing the spec removes the model from the servers.
+        person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "fix typo")
+        assert controller.run_once()
+        person.write("rollouts/other.yaml", spec(name="other", stable=1).replace(
+            "model: {name: other}", "model: {name: other, basePath: hp2}"), "add other")
+        person.remove("rollouts/hp2.yaml", "drop hp2")
+        assert controller.run_once()
+        for server in servers:
+            assert model_info(server, "hp2") is None
+            assert label_version(server, "other", "stable") == 1
+    finally:
+        controller.stop()
+
+
+def test_drift_and_restarts_converge(
+    fleet: dict[str, Any], tmp_path: Path, start_server: Any
+) -> None:
+    person: Person = fleet["person"]
+    servers: list[ServerProcess] = fleet["servers"]
+    person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary")
+    controller = Controller(settings(fleet, tmp_path))
+    try:
+        assert controller.run_once()
+        # Someone hand-edits a server: drops the canary and its labels.
+        request = model_management_pb2.ReloadConfigRequest()
+        model = request.config.model_config_list.config.add()
+        model.name, model.base_path, model.model_platform = (
+            "hp2", str(fleet["root"] / "hp2"), "tensorflow",
+        )
+        model.model_version_policy.specific.versions.append(1)
+        servers[0].rollout_stub().ClearSplit(ext.ClearSplitRequest(model_name="hp2"))
+        servers[0].model_stub().HandleReloadConfigRequest(request, timeout=30)
+        assert label_version(servers[0], "hp2", "canary") is None
+        assert controller.reconcile() is not None
+        assert label_version(servers[0], "hp2", "canary") == 2
+        assert model_info(servers[0], "hp2").has_split  # type: ignore[union-attr]
+
+        # A server killed and restarted empty converges again without anyone acting.
+        port, rest_port = servers[1].port, servers[1].rest_port
+        servers[1].proc.kill()
+        servers[1].proc.wait(timeout=10)
+        result = controller.reconciler.run(controller.state.snapshot.desired, deadline_s=1)  # type: ignore[union-attr]
+        assert not result.in_sync and any("unreachable" in f.message for f in result.findings)
+        restarted = start_server(
+            f"--model_config_file={fleet['config']}", port=port, rest_port=rest_port
+        )
+        controller.reconciler.backoff.succeeded("s1")
+        assert wait_for(lambda: bool((r := controller.reconcile()) and r.in_sync), 60, 0.5)
+        assert label_version(restarted, "hp2", "canary") == 2
+        assert model_info(restarted, "hp2").split.canary_weight_bp == 5000  # type: ignore[union-attr]
+    finally:
+        controller.stop()
+
+
+def test_plan_reports_pending_changes_then_none(
+    fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    person: Person = fleet["person"]
+    servers: list[ServerProcess] = fleet["servers"]
+    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2")
+    args = [
+        "plan", "--repo", person.url, "--model-root", str(fleet["root"]),
+        "--state-dir", str(tmp_path / "plan-state"),
+        *[f"--target=s{i}={s.address}" for i, s in enumerate(servers)],
+    ]
+    assert cli_main(args + ["--json"]) == 2
+    pending = json.loads(capsys.readouterr().out)
+    assert {a["target"] for a in pending["actions"]} == {"s0", "s1"}
+    controller = Controller(settings(fleet, tmp_path))
+    try:
+        assert controller.run_once()
+    finally:
+        controller.stop()
+    assert cli_main(args[:5] + ["--state-dir", str(tmp_path / "plan-2")] + args[7:]) == 0
+    assert "in sync" in capsys.readouterr().out
+
+
+def test_webhook_triggers_fetch_and_refuses_forgeries(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    person: Person = fleet["person"]
+    from tests.conftest import free_port
+
+    first = person.write("rollouts/hp2.yaml", spec(stable=1), "hp2")
+    listen = f"127.0.0.1:{free_port()}"
+    controller = Controller(
+        settings(fleet, tmp_path, poll_interval_s=3600, listen=listen, webhook_secret=b"s3cret")
+    )
+    thread = threading.Thread(
+        target=controller.serve_forever, kwargs={"install_signals": False}, daemon=True
+    )
+    thread.start()
+    url = f"http://{listen}"
+    try:
+        assert wait_for(lambda: _get_status(url).get("commit_seen") == first, 60, 0.2)
+        second = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary")
+        body = b'{"ref": "refs/heads/main"}'
+        forged = httpx.post(f"{url}/webhook", content=body,
+                            headers={"X-Hub-Signature-256": signature(b"wrong", body)})
+        assert forged.status_code == 401
+        missing = httpx.post(f"{url}/webhook", content=body)
+        assert missing.status_code == 401
+        assert _get_status(url)["commit_seen"] == first
+        good = httpx.post(f"{url}/webhook", content=body,
+                          headers={"X-Hub-Signature-256": signature(b"s3cret", body)})
+        assert good.status_code == 202
+        assert wait_for(lambda: _get_status(url).get("commit_seen") == second, 30, 0.1)
+    finally:
+        controller._stop.set()
+        thread.join(timeout=30)
+
+
+def _get_status(url: str) -> dict[str, Any]:
+    try:
+        return dict(httpx.get(f"{url}/status", timeout=5).json())
+    except httpx.HTTPError:
+        return {}
