@@ -42,6 +42,17 @@ def add_parsers(subparsers: Any) -> None:
     run.add_argument(
         "--webhook-secret-file", default=None, help="file with the webhook HMAC secret"
     )
+    run.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="judge canaries with PromQL against this Prometheus server "
+        "(default: scrape each target's metrics URL directly)",
+    )
+    run.add_argument(
+        "--reconcile-deadline",
+        default=None,
+        help="how long one reconcile pass waits for versions to load (default 60s)",
+    )
     run.add_argument("--once", action="store_true", help="one sync and reconcile pass, then exit")
     run.set_defaults(handler=cmd_run)
 
@@ -150,6 +161,10 @@ def load_settings(args: argparse.Namespace) -> Any:
         ),
         listen="" if listen == "off" else listen,
         webhook_secret=secret,
+        prometheus_url=pick("prometheus_url", "prometheusUrl", "") or "",
+        reconcile_deadline_s=parse_duration(
+            str(pick("reconcile_deadline", "reconcileDeadline", "60s"))
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.history import history_problems
 from controller.load import LoadedSpec, Problem, load_specs, sort_problems
 from controller.spec import Loc
 
@@ -34,8 +35,10 @@ class Report:
 
 def validate(paths: Iterable[str | Path], model_root: str | Path | None = None) -> Report:
     """Load and check the spec files under `paths` (and their model dirs)."""
+    paths = list(paths)
     result = load_specs(paths)
     problems = list(result.problems)
+    problems.extend(history_problems(result.documents, paths))
     if model_root is not None:
         root = Path(model_root)
         if not root.is_dir():
