@@ -30,6 +30,10 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
+# The embedded default: a whole canary lifecycle on this machine, in a temp dir.
+demo: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/rollouts demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy controller serving
