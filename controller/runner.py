@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -282,15 +283,15 @@ def status_document(state: ControllerState, settings: ControllerSettings) -> dic
 def default_provider(settings: ControllerSettings) -> MetricsProvider:
     if settings.prometheus_url:
         return PrometheusProvider(settings.prometheus_url)
-    # A target given as host:port (no scheme) means its REST address with the
-    # default metrics path.
-    return ScrapeProvider(
-        [
-            t.metrics_url if "/" in t.metrics_url else metrics_url(t.metrics_url)
-            for t in settings.targets
-            if t.metrics_url
-        ]
-    )
+    return ScrapeProvider([scrape_url(t.metrics_url) for t in settings.targets if t.metrics_url])
+
+
+def scrape_url(given: str) -> str:
+    """A target's metrics URL; host:port or a URL without a path gets the default path."""
+    with_scheme = given if "://" in given else f"http://{given}"
+    if urlsplit(with_scheme).path.strip("/"):
+        return with_scheme
+    return metrics_url(with_scheme)
 
 
 def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
