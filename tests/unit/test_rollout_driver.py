@@ -85,7 +85,9 @@ def snapshot(text: str = SPEC) -> Snapshot:
 
 
 def target(weight_bp: int | None, canary_state: str = "AVAILABLE") -> ObservedTarget:
-    split = SplitRule(canary_weight_bp=weight_bp, hash_key="x-user-id") if weight_bp is not None else None
+    split = None
+    if weight_bp is not None:
+        split = SplitRule(canary_weight_bp=weight_bp, hash_key="x-user-id")
     model = ObservedModel(
         "hp2", {1: "AVAILABLE", 2: canary_state}, {"stable": 1, "canary": 2}, split=split
     )
