@@ -1,9 +1,11 @@
 """The server process: flags -> ServerCore -> gRPC and REST listeners -> signals.
 
-Owns process lifetime: load the startup config and wait for its models
-before opening any listener; run gRPC and (optionally) uvicorn for REST in
-this process; re-read the config file when asked to poll it; on SIGTERM or
-SIGINT stop accepting, let in-flight requests finish, unload, exit 0.
+Owns process lifetime and wiring: load the startup config and wait for its
+models before opening any listener; wire one Metrics object, the DataPlane,
+the hash-split router, PredictionService and the REST inference routes; run
+gRPC and (optionally) uvicorn for REST in this process; re-read the config
+file when asked to poll it; on SIGTERM or SIGINT stop accepting, let
+in-flight requests finish, unload, exit 0.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from types import FrameType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
 import uvicorn  # noqa: E402
-from starlette.routing import BaseRoute  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
+from serving import grpc_prediction_service, routing  # noqa: E402
 from serving.config_file import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -33,23 +38,24 @@ from serving.config_file import (  # noqa: E402
     single_model_config,
 )
 from serving.core.status import ServingError  # noqa: E402
+from serving.dataplane import DataPlane  # noqa: E402
 from serving.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
+from serving.generated import rollouts_serving_pb2  # noqa: E402
+from serving.grpc_rollout_service import model_info  # noqa: E402
 from serving.grpc_server import build_grpc_server  # noqa: E402
+from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest_app import build_rest_app  # noqa: E402
-from serving.server_core import CoreOptions, ServerCore  # noqa: E402
+from serving.rest_inference import inference_routes  # noqa: E402
+from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
 
 log = logging.getLogger("serving")
 
 # How long shutdown waits for in-flight requests before cutting them off.
 DRAIN_SECONDS = 30.0
 REST_START_TIMEOUT_S = 30.0
-
-# Hooks for the data plane: functions that, given the core, return extra gRPC
-# servicer registrars / REST routes. Filled by serving modules that import this one.
-GrpcExtension = Callable[[ServerCore], Callable[[grpc.Server], None]]
-RestExtension = Callable[[ServerCore], Sequence[BaseRoute]]
-GRPC_EXTENSIONS: list[GrpcExtension] = []
-REST_EXTENSIONS: list[RestExtension] = []
+# REST inference calls running at once (worker threads); more wait their turn
+# within --rest_api_timeout_in_ms. Matches the gRPC server's worker pool.
+REST_MAX_CONCURRENCY = 32
 
 
 def core_options(flags: ServerFlags) -> CoreOptions:
@@ -72,6 +78,59 @@ def startup_config(flags: ServerFlags) -> ModelServerConfig:
     if not flags.model_base_path:
         raise FlagError("Either --model_config_file or --model_base_path must be set")
     return single_model_config(flags.model_name, flags.model_base_path)
+
+
+@dataclass(frozen=True)
+class DataPlaneCore:
+    """ServerCore as the data plane sees it: the listing carries each model's
+    versions, labels and split (what GET /v1/models prints), not just names."""
+
+    core: ServerCore
+
+    def handle(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AbstractContextManager[ServableHandle]:
+        return self.core.handle(model, version, label, headers)
+
+    def list_models(self) -> Sequence[rollouts_serving_pb2.ModelInfo]:
+        return [model_info(self.core, name) for name in self.core.list_models()]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The process's data plane: what serve() registers on gRPC and REST."""
+
+    metrics: Metrics
+    dataplane: DataPlane
+
+
+def wire_data_plane(core: ServerCore) -> Wiring:
+    """One Metrics object fed by requests, loads and version states; the
+    hash-split router; the data plane over the core. Call before the first
+    reload so the startup loads are measured too."""
+    metrics = Metrics()
+    for platform in core.registry.platforms():
+        core.registry.register(
+            platform, timed_loads(core.registry.factory("", platform), metrics))
+    core.add_listener(LoadedVersions(metrics))
+    core.router = routing.route
+    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics))
+
+
+def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
+               monitoring: MonitoringSettings) -> Starlette:
+    routes = inference_routes(
+        wiring.dataplane,
+        timeout_s=flags.rest_api_timeout_in_ms / 1000,
+        max_concurrency=REST_MAX_CONCURRENCY,
+        metrics=wiring.metrics,
+    )
+    return build_rest_app(core, extra_routes=routes, monitoring=monitoring,
+                          metrics=wiring.metrics)
 
 
 class ConfigFilePoller:
@@ -196,24 +255,33 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     core = ServerCore(core_options(flags))
+    wiring = wire_data_plane(core)
     try:
         core.reload_config(config)
     except ServingError as exc:
         print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         core.stop(timeout=10)
         return 1
-    return serve(core, flags, monitoring, stop)
+    return serve(core, wiring, flags, monitoring, stop)
 
 
 def serve(
-    core: ServerCore, flags: ServerFlags, monitoring: MonitoringSettings, stop: threading.Event
+    core: ServerCore,
+    wiring: Wiring,
+    flags: ServerFlags,
+    monitoring: MonitoringSettings,
+    stop: threading.Event,
 ) -> int:
     host = _host(flags.bind_address)
+
+    def add_prediction_service(server: grpc.Server) -> None:
+        grpc_prediction_service.add_to_server(wiring.dataplane, server)
+
     try:
         grpc_server = build_grpc_server(
             core,
             address=f"{host}:{flags.port}",
-            extra_servicers=[ext(core) for ext in GRPC_EXTENSIONS],
+            extra_servicers=[add_prediction_service],
         )
         if flags.grpc_socket_path:
             grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
@@ -227,8 +295,7 @@ def serve(
 
     rest: RestServer | None = None
     if flags.rest_api_port > 0:
-        routes = [route for ext in REST_EXTENSIONS for route in ext(core)]
-        app = build_rest_app(core, extra_routes=routes, monitoring=monitoring)
+        app = build_rest(core, wiring, flags, monitoring)
         rest = RestServer(app, flags.bind_address, flags.rest_api_port, DRAIN_SECONDS)
         try:
             rest.start(REST_START_TIMEOUT_S)

@@ -8,6 +8,9 @@ analysis reads per version and label:
     rollouts_request_latency_seconds{model, version, label}   (histogram)
     rollouts_loaded_versions{model}                           (gauge)
 
+`LoadedVersions` (a manager listener) and `timed_loads` (a loader-factory
+wrapper) feed the gauge and TF's model load series from the server process.
+
 A custom collector on a private registry emits exact names (prometheus-client's
 Counter would rename the TF ones with a "_total" suffix and add "_created").
 """
@@ -15,6 +18,7 @@ Counter would rename the TF ones with a "_total" suffix and add "_created").
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +30,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving.core.loader import Loader
+from serving.core.manager import VersionStatus
+from serving.core.states import VersionState
 from serving.core.status import Code
 
 # TF's monitoring::Buckets::Exponential(10, 1.8, 33), in microseconds.
@@ -183,3 +190,60 @@ def metrics_route(path: str, metrics: Metrics) -> Route:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return Route(path, endpoint, methods=["GET"])
+
+
+class LoadedVersions:
+    """A manager listener that keeps `rollouts_loaded_versions{model}` current.
+
+    Listeners run under the manager's lock, so this only updates a set per
+    model from the state it is told about; it never calls back into the core.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._available: dict[str, set[int]] = defaultdict(set)
+
+    def __call__(self, status: VersionStatus) -> None:
+        with self._lock:
+            versions = self._available[status.model]
+            if status.state is VersionState.AVAILABLE:
+                versions.add(status.version)
+            else:
+                versions.discard(status.version)
+            self._metrics.set_loaded_versions(status.model, len(versions))
+
+
+class _TimedLoader:
+    def __init__(self, loader: Loader, path: str, metrics: Metrics,
+                 clock: Callable[[], float]) -> None:
+        self._loader = loader
+        self._path = path
+        self._metrics = metrics
+        self._clock = clock
+
+    def load(self) -> object:
+        start = self._clock()
+        try:
+            servable = self._loader.load()
+        except BaseException:
+            self._metrics.observe_load(self._path, self._clock() - start, ok=False)
+            raise
+        self._metrics.observe_load(self._path, self._clock() - start, ok=True)
+        return servable
+
+    def unload(self) -> None:
+        self._loader.unload()
+
+
+def timed_loads(factory: Callable[[str], Loader], metrics: Metrics,
+                clock: Callable[[], float] = time.perf_counter) -> Callable[[str], Loader]:
+    """Wrap a platform's loader factory so every load attempt feeds TF's
+    load_latency / load_attempt_count series, labelled with the version's
+    path as TF Serving's model_path label is (the manager's state events do
+    not carry the path, the loader does)."""
+
+    def make(path: str) -> Loader:
+        return _TimedLoader(factory(path), path, metrics, clock)
+
+    return make

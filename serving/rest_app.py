@@ -3,8 +3,9 @@
 GET /v1/models/{m}, /v1/models/{m}/versions/{v}, /v1/models/{m}/labels/{l}
 answer with TF Serving's exact JSON (GetModelStatusResponse printed with
 proto field names and default values) or `{"error": "..."}` with the HTTP
-status TF Serving maps the error code to. Inference and metrics routes are
-added by their owners through `extra_routes` and `monitoring`.
+status TF Serving maps the error code to. Inference routes come in through
+`extra_routes` (matched first); the Prometheus endpoint, when `monitoring`
+enables it, serves the process's `Metrics`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from serving.config_file import MonitoringSettings
 from serving.core.status import Code, ServingError, http_status
 from serving.grpc_model_service import get_model_status
+from serving.metrics import Metrics, metrics_route
 from serving.server_core import ServerCore
 
 JSON = "application/json"
@@ -61,6 +63,7 @@ def build_rest_app(
     *,
     extra_routes: Sequence[BaseRoute] = (),
     monitoring: MonitoringSettings | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     async def model_status(request: Request) -> Response:
         try:
@@ -82,7 +85,9 @@ def build_rest_app(
         Route("/v1/models/{model}/labels/{label}", model_status, methods=["GET"]),
     ]
     if monitoring is not None and monitoring.enable:
-        routes.append(Route(monitoring.path, _metrics, methods=["GET"]))
+        # Without a Metrics object (a status-only app) the endpoint still
+        # answers, with empty series, rather than 404.
+        routes.append(metrics_route(monitoring.path, metrics or Metrics()))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return Response(
@@ -94,8 +99,3 @@ def build_rest_app(
     app.state.monitoring = monitoring
     return app
 
-
-async def _metrics(request: Request) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
