@@ -66,6 +66,8 @@ class StatusServer:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            # The controller owns logging; uvicorn must not reconfigure it.
+            log_config=None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="status-http", daemon=True)

@@ -41,5 +41,18 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
             )
             first = False
     console.print(table)
+    for name, model in document.get("models", {}).items():
+        rollout = model.get("rollout")
+        if not rollout:
+            continue
+        weight = rollout.get("weight_bp", 0) / 100
+        console.print(
+            f"[bold]{name}[/] canary v{rollout['version']}: {rollout['phase']}, "
+            f"step {rollout.get('step_text', '')} at {weight:g}%"
+        )
+        for interval in rollout.get("intervals", []):
+            console.print(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
+        if rollout.get("message"):
+            console.print(f"  {rollout['message']}")
     for finding in document.get("findings", []):
         console.print(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")

@@ -182,7 +182,7 @@ def test_plan_reports_pending_changes_then_none(
 
 
 def test_webhook_triggers_fetch_and_refuses_forgeries(
-    fleet: dict[str, Any], tmp_path: Path
+    fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     person: Person = fleet["person"]
     from tests.conftest import free_port
@@ -211,6 +211,13 @@ def test_webhook_triggers_fetch_and_refuses_forgeries(
                           headers={"X-Hub-Signature-256": signature(b"s3cret", body)})
         assert good.status_code == 202
         assert wait_for(lambda: _get_status(url).get("commit_seen") == second, 30, 0.1)
+        capsys.readouterr()
+        assert cli_main(["status", "--controller", url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["commit_seen"] == second
+        assert cli_main(["status", "--controller", url]) == 0
+        table = capsys.readouterr().out
+        assert "hp2" in table and second[:12] in table
+        assert cli_main(["status", "--controller", "http://127.0.0.1:9"]) == 2
     finally:
         controller._stop.set()
         thread.join(timeout=30)
