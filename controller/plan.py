@@ -86,10 +86,17 @@ class Plan:
     # (model, version) pairs not yet AVAILABLE on every reachable target.
     pending: tuple[tuple[str, int], ...]
     unreachable: tuple[str, ...] = ()
+    # (model, version) that ended in an error on some target: nothing to wait for.
+    failed: tuple[tuple[str, int], ...] = ()
 
     @property
     def in_sync(self) -> bool:
-        return not self.actions and not self.pending and not self.unreachable
+        return not self.actions and not self.pending and not self.unreachable and not self.failed
+
+    @property
+    def waiting(self) -> bool:
+        """True while another pass can still make progress (actions or loads under way)."""
+        return bool(self.actions or self.pending)
 
 
 def plan(desired: DesiredState, targets: Sequence[ObservedTarget]) -> Plan:
@@ -104,9 +111,10 @@ def plan(desired: DesiredState, targets: Sequence[ObservedTarget]) -> Plan:
         target_actions, target_findings = _plan_target(desired, target, reachable)
         actions.extend(target_actions)
         findings.extend(target_findings)
-    pending = _pending_versions(desired, reachable)
+    failed = _failed_versions(desired, reachable)
+    pending = tuple(p for p in _pending_versions(desired, reachable) if p not in failed)
     unreachable = tuple(t.name for t in targets if not t.reachable)
-    return Plan(tuple(actions), tuple(findings), pending, unreachable)
+    return Plan(tuple(actions), tuple(findings), pending, unreachable, failed)
 
 
 def ready_labels(model: DesiredModel, targets: Sequence[ObservedTarget]) -> dict[str, int]:
@@ -238,6 +246,20 @@ def _pending_versions(
         if targets and not all(_available(t, name, version) for t in targets)
     ]
     return tuple(pending)
+
+
+def _failed_versions(
+    desired: DesiredState, targets: Sequence[ObservedTarget]
+) -> tuple[tuple[str, int], ...]:
+    failed = []
+    for name in sorted(desired.models):
+        for version in sorted(desired.models[name].versions):
+            for target in targets:
+                seen = target.models.get(name)
+                if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
+                    failed.append((name, version))
+                    break
+    return tuple(failed)
 
 
 def _available(target: ObservedTarget, model: str, version: int) -> bool:

@@ -101,15 +101,26 @@ class Reconciler:
                 self.backoff.failed(name, now)
         return [observed[t.name] for t in self.targets]
 
-    def run(self, desired: DesiredState, *, deadline_s: float = 60.0) -> ReconcileResult:
-        """Converge the fleet on `desired`; returns when in sync or at the deadline."""
+    def run(
+        self,
+        desired: DesiredState,
+        *,
+        deadline_s: float = 60.0,
+        superseded: Callable[[], bool] = lambda: False,
+    ) -> ReconcileResult:
+        """Converge the fleet on `desired`.
+
+        Returns when in sync, when nothing more can progress in this pass (only
+        unreachable targets or failed loads remain), when `superseded()` says a
+        newer desired state exists, or at the deadline.
+        """
         end = self.clock() + deadline_s
         applied: list[Action] = []
         errors: list[str] = []
         while True:
             observed = self.observe(desired)
             current = plan(desired, observed)
-            if current.in_sync or self.clock() >= end:
+            if not current.waiting or self.clock() >= end or superseded():
                 return ReconcileResult(
                     current.in_sync, current, tuple(observed), tuple(applied), tuple(errors)
                 )

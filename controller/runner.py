@@ -137,7 +137,12 @@ class Controller:
             return None
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
         desired = drive.desired
-        result = self.reconciler.run(desired, deadline_s=self.settings.reconcile_deadline_s)
+        result = self.reconciler.run(
+            desired,
+            deadline_s=self.settings.reconcile_deadline_s,
+            # A person's commit (or a stop) must not wait behind a slow load.
+            superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
+        )
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses

@@ -226,7 +226,9 @@ def test_load_failure_is_reported() -> None:
     obs = observed({1: A, 2: "END"}, {"stable": 1}, errors={2: "bad model"})
     p = plan(d, [target(obs)])
     assert any("version 2 failed to load: bad model" in f.message for f in p.findings)
-    assert p.pending == (("m", 2),)
+    # nothing to wait for: not pending, not in sync, no further pass can help
+    assert p.pending == () and p.failed == (("m", 2),)
+    assert not p.in_sync and not p.waiting
 
 
 def test_plain_tf_serving_target_gets_config_but_no_split() -> None:

@@ -156,3 +156,18 @@ def test_backoff_doubles_and_caps() -> None:
     assert not backoff.waiting("t", 5.0)
     backoff.succeeded("t")
     assert not backoff.waiting("t", 0)
+
+
+def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:  # type: ignore[no-untyped-def]
+    targets, rec, clock = fleet
+    targets[1].up = False
+    result = rec.run(state({1}, {"stable": 1}), deadline_s=3600)
+    assert not result.in_sync and clock.t < 60  # did not sit out the deadline
+
+
+def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[no-untyped-def]
+    targets, rec, clock = fleet
+    calls = []
+    result = rec.run(state({1}, {"stable": 1}), superseded=lambda: calls.append(1) or True)
+    assert not result.in_sync and calls == [1]
+    assert rec.run(state({1}, {"stable": 1})).in_sync
