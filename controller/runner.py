@@ -48,6 +48,11 @@ class ControllerSettings:
     webhook_secret: bytes = b""
     # Empty: scrape every target's metrics endpoint directly.
     prometheus_url: str = ""
+    # How the controller authenticates to its targets (empty: plaintext, no token).
+    target_token: str = field(default="", repr=False)
+    target_root_ca: bytes = b""
+    target_client_cert: bytes = b""
+    target_client_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass
@@ -77,11 +82,13 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
-        self.reconciler = reconciler or Reconciler([TargetClient(t) for t in settings.targets])
+        self.reconciler = reconciler or Reconciler([target_client(t, settings)
+                                                    for t in settings.targets])
         self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
         self.state = ControllerState()
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
+        self._git_requested = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
 
@@ -121,9 +128,18 @@ class Controller:
         )
         return True
 
-    def reconcile(self) -> ReconcileResult | None:
-        """Drive the canaries one tick, then converge the fleet on the result."""
-        if not self._reconciling.acquire(blocking=False):
+    def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
+        """Drive the canaries one tick, then converge the fleet on the result.
+
+        With `wait_s`, wait that long for a pass already running (it returns
+        early once it sees a newer desired state) instead of skipping.
+        """
+        acquired = (
+            self._reconciling.acquire(timeout=wait_s)
+            if wait_s > 0
+            else self._reconciling.acquire(blocking=False)
+        )
+        if not acquired:
             return None  # the other job is reconciling right now
         try:
             return self._reconcile()
@@ -173,15 +189,22 @@ class Controller:
         return bool(result and result.in_sync and not self.state.spec_errors)
 
     def trigger(self) -> None:
-        """Run the git job now (webhook)."""
+        """Run the git job now (webhook); if it is running, it runs once more."""
         with self._lock:
             self.state.webhook_deliveries += 1
+        self._git_requested.set()
         if self._scheduler is not None:
             self._scheduler.modify_job("git", next_run_time=datetime.now(UTC))
 
     def _git_then_reconcile(self) -> None:
-        if self.sync_git():
-            self.reconcile()
+        # A trigger that arrives while this job runs would be dropped by the
+        # scheduler (max_instances=1); the flag makes this run go round again.
+        for _ in range(100):
+            self._git_requested.clear()
+            if self.sync_git():
+                self.reconcile(wait_s=self.settings.reconcile_deadline_s)
+            if not self._git_requested.is_set() or self._stop.is_set():
+                return
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -283,6 +306,16 @@ def status_document(state: ControllerState, settings: ControllerSettings) -> dic
         ],
         "models": models,
     }
+
+
+def target_client(address: TargetAddress, settings: ControllerSettings) -> TargetClient:
+    return TargetClient(
+        address,
+        token=settings.target_token,
+        root_ca=settings.target_root_ca,
+        client_cert=settings.target_client_cert,
+        client_key=settings.target_client_key,
+    )
 
 
 def default_provider(settings: ControllerSettings) -> MetricsProvider:
