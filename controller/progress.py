@@ -16,8 +16,11 @@ Rules (Argo Rollouts / Flagger semantics):
   as neither and stops the step from advancing until data returns.
 - An interval the metrics provider could not measure at all (a target down or
   restarted, no baseline after a controller restart) is `skipped`: it moves the
-  analysis clock on and counts for nothing, so a gap is never a failure.
+  analysis clock on and counts for nothing, so a gap is never a failure; a
+  step does not advance (or promote) until an interval after the gap passed.
 - After the last step: promote (auto) or report ready to promote (manual).
+- A canary version that ended with a load error on a target fails at once,
+  whatever the journal says, unless a verdict is already recorded.
 """
 
 from __future__ import annotations
@@ -122,7 +125,10 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
             last_interval_at = max(last_interval_at or event.at, event.at)
             counted = _counted(event.outcome, plan.on_no_data)
             if counted == "skipped":
-                continue  # not measured (provider gap): neither pass nor failure
+                # Not measured (provider gap): neither pass nor failure, but the
+                # step waits for a measured pass after the gap before it moves on.
+                latest = "skipped"
+                continue
             latest = counted
             if counted == "fail":
                 failures += 1
@@ -143,7 +149,15 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
     )
 
 
-def decide(plan: CanaryPlan, events: Sequence[Event], *, ready: bool, now: float) -> Decision:
+def decide(
+    plan: CanaryPlan,
+    events: Sequence[Event],
+    *,
+    ready: bool,
+    now: float,
+    load_error: str = "",
+) -> Decision:
+    """What happens next; `load_error` is set when the canary version failed to load."""
     state = fold(plan, events)
     steps = plan.steps
     weight = steps[min(state.step, len(steps) - 1)].weight_bp if steps else 0
@@ -151,6 +165,10 @@ def decide(plan: CanaryPlan, events: Sequence[Event], *, ready: bool, now: float
         # Recorded but not yet carried out (e.g. the controller died in between).
         kind: DecisionKind = "fail" if state.verdict == "fail" else "promote"
         return Decision(kind, 0 if kind == "fail" else weight, state.step, reason="recorded")
+    if load_error:
+        # A version that cannot load never becomes ready: waiting would leave
+        # the rollout stuck forever, so it is a failed canary.
+        return Decision("fail", 0, state.step, reason=f"canary failed to load: {load_error}")
     if state.started_at is None:
         return Decision("start" if ready else "wait_ready", weight, 0)
     if state.consecutive_failures >= plan.failure_limit:

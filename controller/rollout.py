@@ -5,7 +5,8 @@ Per reconcile tick, for every model whose spec has a canary:
 1. Find the commit that started the canary (first-parent history of its file)
    and read the journal of events from that commit's notes.
 2. Ask the pure `progress.decide` what is next, given whether the canary is
-   ready (AVAILABLE, labelled and split on every reachable target).
+   ready (AVAILABLE, labelled and split on every reachable target) and whether
+   it failed to load anywhere (a canary that cannot load is a failed canary).
 3. Record what happens as a new journal line, pushed before anything acts on it,
    so a restarted controller repeats nothing and loses nothing.
 
@@ -47,6 +48,7 @@ class RolloutStatus:
     canary_commit: str = ""
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
+    due_at: float | None = None  # wall-clock time of this canary's next decision
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,8 @@ class DriveResult:
     desired: DesiredState
     statuses: dict[str, RolloutStatus]
     pending: list[Pending]
+    # When the earliest canary next needs a tick (an interval or a hold ends).
+    next_due: float | None = None
 
 
 def journal_line(event: Event, summary: str) -> str:
@@ -114,6 +118,15 @@ def canary_ready(
     return True
 
 
+def canary_load_error(model: str, version: int, observed: Sequence[ObservedTarget]) -> str:
+    """The first load error of `version` (ended, not serving) on a reachable target, or ""."""
+    for target in observed:
+        seen = target.models.get(model) if target.reachable else None
+        if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
+            return f"{target.name}: {seen.errors[version]}"
+    return ""
+
+
 def without_canary(model: DesiredModel) -> DesiredModel:
     canary = model.labels.get("canary")
     labels = {k: v for k, v in model.labels.items() if k != "canary"}
@@ -144,6 +157,7 @@ class RolloutDriver:
         statuses: dict[str, RolloutStatus] = {}
         pending: list[Pending] = []
         notes_dirty = False
+        next_due: float | None = None
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
             if plan is None:
@@ -174,9 +188,27 @@ class RolloutDriver:
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
             ready = canary_ready(name, plan.version, weight, observed)
-            decision = decide(plan, events, ready=ready, now=now)
+            load_error = canary_load_error(name, plan.version, observed)
+            decision = decide(plan, events, ready=ready, now=now, load_error=load_error)
             recorded, status = self._act(snapshot, plan, decision, events, start, now)
+            # What an interval just judged (a failure limit reached, a hold over)
+            # is acted on in this same pass, not one tick later.
+            for _ in range(3):
+                if not recorded or decision.kind not in ("analyse", "start"):
+                    break
+                notes_dirty = True
+                events = parse_journal(self.git.notes(start))
+                follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
+                if follow.kind in ("wait", "analyse", "wait_ready"):
+                    status.due_at = follow.due_at
+                    break
+                decision = follow
+                recorded, status = self._act(snapshot, plan, decision, events, start, now)
             notes_dirty |= recorded
+            if decision.kind == "wait":
+                status.due_at = decision.due_at
+            if status.due_at is not None:
+                next_due = status.due_at if next_due is None else min(next_due, status.due_at)
             statuses[name] = status
             if decision.kind == "fail":
                 models[name] = without_canary(models[name])
@@ -190,7 +222,9 @@ class RolloutDriver:
             result = self.git.push_notes()
             if not result.ok:
                 log.warning("pushing notes failed: %s", result.detail)
-        return DriveResult(DesiredState(snapshot.desired.commit, models), statuses, pending)
+        return DriveResult(
+            DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
+        )
 
     def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DesiredState:
         """The desired state `drive` would reconcile to, without acting or writing."""

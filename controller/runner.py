@@ -152,6 +152,7 @@ class Controller:
         if snapshot is None:
             return None
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
+        self._schedule_tick(drive.next_due)
         desired = drive.desired
         result = self.reconciler.run(
             desired,
@@ -181,6 +182,20 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _schedule_tick(self, due: float | None) -> None:
+        """Run the reconcile job when a canary's next interval or hold ends.
+
+        The fixed reconcile interval is a floor for drift checks; analysis
+        timing must not be rounded up to it.
+        """
+        scheduler = self._scheduler
+        if due is None or scheduler is None:
+            return
+        job = scheduler.get_job("reconcile")
+        when = datetime.fromtimestamp(max(due, time.time()) + 0.01, UTC)
+        if job is not None and (job.next_run_time is None or when < job.next_run_time):
+            scheduler.modify_job("reconcile", next_run_time=when)
 
     def run_once(self) -> bool:
         """One git sync and one reconcile pass; True when the fleet is in sync."""

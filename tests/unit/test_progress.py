@@ -180,3 +180,28 @@ def test_skipped_intervals_count_for_nothing_but_move_the_clock() -> None:
     assert decide(PLAN, events, ready=True, now=100).kind == "wait"
     events.append(ev("interval", 120, outcome="fail"))
     assert decide(PLAN, events, ready=True, now=121).kind == "fail"
+
+
+def test_canary_that_failed_to_load_fails_before_or_after_start() -> None:
+    d = decide(PLAN, [], ready=False, now=0, load_error="t1: no SavedModel")
+    assert d.kind == "fail" and d.weight_bp == 0 and "failed to load: t1: no SavedModel" in d.reason
+    started = [ev("started", 0), ev("interval", 30, outcome="pass")]
+    d = decide(PLAN, started, ready=False, now=40, load_error="t1: bad")
+    assert d.kind == "fail" and d.step == 0
+
+
+def test_recorded_verdict_wins_over_a_load_error() -> None:
+    events = [ev("started", 0), ev("verdict", 61, outcome="promote")]
+    d = decide(PLAN, events, ready=False, now=100, load_error="t1: bad")
+    assert d.kind == "promote" and d.reason == "recorded"
+
+
+def test_no_advance_on_passes_from_before_a_gap() -> None:
+    events = [ev("started", 0), ev("interval", 30, outcome="pass"),
+              ev("interval", 60, outcome="skipped")]
+    state = fold(PLAN, events)
+    assert state.passes_in_step == 1 and state.consecutive_failures == 0
+    assert decide(PLAN, events, ready=True, now=70).kind == "wait"  # hold over, but a gap
+    assert decide(PLAN, events, ready=True, now=90).kind == "analyse"
+    events.append(ev("interval", 90, outcome="pass"))
+    assert decide(PLAN, events, ready=True, now=91).kind == "advance"

@@ -11,7 +11,7 @@ from controller.analysis import VersionWindow
 from controller.desired import Snapshot, desired_from_tree
 from controller.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.metrics import Reading
-from controller.rollout import RolloutDriver, canary_ready, parse_journal
+from controller.rollout import RolloutDriver, canary_load_error, canary_ready, parse_journal
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -209,3 +209,45 @@ def test_canary_ready_needs_every_reachable_target() -> None:
     assert not canary_ready("hp2", 2, 1000, [target(1000), target(500)])
     assert not canary_ready("hp2", 2, 1000, [target(1000, canary_state="LOADING")])
     assert not canary_ready("hp2", 2, 1000, [down])
+
+
+def test_canary_that_failed_to_load_is_failed_and_taken_out(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, _, _ = rig
+    broken = ObservedModel(
+        "hp2", {1: "AVAILABLE", 2: "END"}, {"stable": 1}, errors={2: "SavedModel file missing"}
+    )
+    observed = [ObservedTarget("t1", True, {"hp2": broken})]
+    result = driver.drive(snapshot(), observed)
+    assert result.statuses["hp2"].phase == "fail"
+    model = result.desired.models["hp2"]
+    assert model.split is None and model.versions == {1} and "canary" not in model.labels
+    assert [p.kind for p in result.pending] == ["fail"]
+    assert "failed to load: t1: SavedModel file missing" in result.pending[0].summary
+    assert kinds(git) == ["verdict:fail"]
+    # The next tick (the version now gone from the target) carries out the same verdict.
+    again = driver.drive(snapshot(), [target(None, canary_state="END")])
+    assert [p.kind for p in again.pending] == ["fail"] and kinds(git) == ["verdict:fail"]
+
+
+def test_load_error_on_an_unreachable_or_other_version_is_ignored() -> None:
+    stale = ObservedModel("hp2", {2: "END", 3: "END"}, errors={3: "bad"})
+    assert canary_load_error("hp2", 2, [ObservedTarget("t1", True, {"hp2": stale})]) == ""
+    failed = ObservedModel("hp2", {2: "END"}, errors={2: "bad"})
+    assert canary_load_error("hp2", 2, [ObservedTarget("t1", False, {"hp2": failed})]) == ""
+    assert canary_load_error("hp2", 2, [ObservedTarget("t1", True, {"hp2": failed})]) == "t1: bad"
+
+
+def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
+    snap = snapshot()
+    driver.drive(snap, [target(1000)])
+    clock.now += 30
+    first = driver.drive(snap, [target(1000)])
+    assert first.statuses["hp2"].phase == "analyse" and first.pending == []
+    assert first.next_due == clock.now + 30  # the next interval, not a fixed tick
+    clock.now += 30
+    second = driver.drive(snap, [target(1000)])
+    assert second.statuses["hp2"].phase == "fail"
+    assert [p.kind for p in second.pending] == ["fail"]
+    assert kinds(git)[-2:] == ["interval:fail", "verdict:fail"]
