@@ -89,6 +89,12 @@ class CoreLike(Protocol):
     def list_models(self) -> Sequence[Any]: ...
 
 
+class BatcherLike(Protocol):
+    """serving.batching.Batcher: wraps a servable so its `run` is batched."""
+
+    def bind(self, servable: Any, model: str, version: int) -> Any: ...
+
+
 class MetricsLike(Protocol):
     def observe(
         self, model: str, version: int | None, label: str, api: str, entrypoint: str,
@@ -335,10 +341,12 @@ class DataPlane:
     """Runs inference requests against the core; records metrics per request."""
 
     def __init__(self, core: CoreLike, metrics: MetricsLike | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 batcher: BatcherLike | None = None) -> None:
         self.core = core
         self.metrics = metrics
         self._clock = clock
+        self.batcher = batcher
 
     def _record(self, ref: ModelRef, served: list[Served], api: str, entrypoint: str,
                 code: Code, start: float) -> None:
@@ -365,6 +373,13 @@ class DataPlane:
         finally:
             self._record(ref, served, api, entrypoint, code, start)
 
+    def _runner(self, h: Any) -> Any:
+        """The handle's servable; with batching on, its `run` joins a batch (the
+        caller still holds the handle while it waits)."""
+        if self.batcher is None:
+            return h.servable
+        return self.batcher.bind(h.servable, h.model, h.version)
+
     def _served(self, h: Any, signature_name: str) -> Served:
         return Served(h.model, h.version, h.label, signature_name)
 
@@ -389,7 +404,7 @@ class DataPlane:
                 tensors = inputs(signature) if callable(inputs) else inputs
                 check_input_names(signature, list(tensors))
                 check_output_filter(signature, output_filter)
-                outputs = h.servable.run(key, dict(tensors), list(output_filter) or None)
+                outputs = self._runner(h).run(key, dict(tensors), list(output_filter) or None)
                 return PredictResult(served[0], outputs)
 
         return self._call(ref, "Predict", entrypoint, body)  # type: ignore[no-any-return]
@@ -404,7 +419,7 @@ class DataPlane:
                 signature = h.servable.signatures.get(key)
                 if signature is None:
                     raise invalid_argument(f"No signature was found with the name: {key}")
-                return make(h.servable, key, signature, inp, served[0])
+                return make(self._runner(h), key, signature, inp, served[0])
 
         return self._call(ref, api, entrypoint, body)
 

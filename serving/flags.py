@@ -37,11 +37,25 @@ class ServerFlags:
     num_load_threads: int = 0
     num_unload_threads: int = 0
     monitoring_config_file: str = ""
+    ssl_config_file: str = ""
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    # TF Serving defaults these to 4 x cores; ours is fixed (tests share 2 cores).
+    grpc_max_threads: int = 32
+    rest_api_num_threads: int = 32
     # Ours.
     bind_address: str = "0.0.0.0"
     version_transition_policy: TransitionPolicy = TransitionPolicy.AVAILABILITY_PRESERVING
     servable_versions_always_present: bool = False
     reload_config_timeout_seconds: float = 300.0
+    # Security and limits (serving/admin_auth.py, serving/tls.py, serving/limits.py).
+    admin_token_file: str = ""
+    admin_port: int = 0  # 0: admin services on the main port
+    admin_bind_address: str = ""  # empty: --bind_address
+    model_root: str = ""  # empty: base paths anywhere
+    max_request_bytes: int = 0  # 0: REST 64 MiB, gRPC 2^31-1 (TF Serving's)
+    max_tensor_elements: int = 0  # 0: only the codec's own ceiling
+    max_pending_requests: int = 128  # beyond the worker threads; -1: unbounded
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerFlags)}
@@ -76,11 +90,21 @@ def _convert(name: str, raw: str) -> object:
 
 
 def _check(flags: ServerFlags) -> None:
-    for name in ("port", "rest_api_port"):
+    for name in ("port", "rest_api_port", "admin_port"):
         value = getattr(flags, name)
         if not 0 <= value <= 65535:
             raise FlagError(f"--{name} must be between 0 and 65535, got {value}")
     for name in ("model_config_file_poll_wait_seconds", "reload_config_timeout_seconds"):
+        if getattr(flags, name) < 0:
+            raise FlagError(f"--{name} must not be negative")
+    if flags.batching_parameters_file and not flags.enable_batching:
+        # server.cc's refusal, so a forgotten --enable_batching is not silent.
+        raise FlagError("--batching_parameters_file is set without setting --enable_batching"
+                        " to true.")
+    for name in ("grpc_max_threads", "rest_api_num_threads"):
+        if getattr(flags, name) < 1:
+            raise FlagError(f"--{name} must be at least 1")
+    for name in ("max_request_bytes", "max_tensor_elements"):
         if getattr(flags, name) < 0:
             raise FlagError(f"--{name} must not be negative")
 

@@ -28,7 +28,19 @@ import uvicorn  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
-from serving import grpc_prediction_service, routing  # noqa: E402
+from serving import grpc_prediction_service, limits, routing  # noqa: E402
+from serving.admin_auth import (  # noqa: E402
+    AdminInterceptor,
+    AdminRestGuard,
+    TokenFileError,
+    read_token_file,
+)
+from serving.batching import Batcher  # noqa: E402
+from serving.batching_config import (  # noqa: E402
+    BatchingConfigError,
+    BatchingOptions,
+    options_from_flags,
+)
 from serving.config_file import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -45,8 +57,9 @@ from serving.grpc_rollout_service import model_info  # noqa: E402
 from serving.grpc_server import build_grpc_server  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest_app import build_rest_app  # noqa: E402
-from serving.rest_inference import inference_routes  # noqa: E402
+from serving.rest_inference import DEFAULT_MAX_BODY_BYTES, inference_routes  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
+from serving.tls import SSLSettings, TLSConfigError, read_ssl_config, server_credentials  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -56,6 +69,9 @@ REST_START_TIMEOUT_S = 30.0
 # REST inference calls running at once (worker threads); more wait their turn
 # within --rest_api_timeout_in_ms. Matches the gRPC server's worker pool.
 REST_MAX_CONCURRENCY = 32
+# Admin calls are few (a controller or a person), but a reload can hold one
+# thread for its whole deadline.
+ADMIN_WORKERS = 8
 
 
 def core_options(flags: ServerFlags) -> CoreOptions:
@@ -69,6 +85,7 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         load_retry_interval_s=flags.load_retry_interval_micros / 1e6,
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
+        model_root=flags.model_root,
     )
 
 
@@ -106,9 +123,10 @@ class Wiring:
 
     metrics: Metrics
     dataplane: DataPlane
+    batcher: Batcher | None = None
 
 
-def wire_data_plane(core: ServerCore) -> Wiring:
+def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -> Wiring:
     """One Metrics object fed by requests, loads and version states; the
     hash-split router; the data plane over the core. Call before the first
     reload so the startup loads are measured too."""
@@ -118,7 +136,9 @@ def wire_data_plane(core: ServerCore) -> Wiring:
             platform, timed_loads(core.registry.factory("", platform), metrics))
     core.add_listener(LoadedVersions(metrics))
     core.router = routing.route
-    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics))
+    # --enable_batching: one batcher (one pool of batch threads) for all models.
+    batcher = Batcher(batching, metrics) if batching is not None else None
+    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher), batcher)
 
 
 def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -126,8 +146,11 @@ def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
     routes = inference_routes(
         wiring.dataplane,
         timeout_s=flags.rest_api_timeout_in_ms / 1000,
-        max_concurrency=REST_MAX_CONCURRENCY,
+        max_concurrency=flags.rest_api_num_threads,
         metrics=wiring.metrics,
+        max_body_bytes=flags.max_request_bytes or DEFAULT_MAX_BODY_BYTES,
+        max_pending=flags.max_pending_requests,
+        max_tensor_elements=flags.max_tensor_elements,
     )
     return build_rest_app(core, extra_routes=routes, monitoring=monitoring,
                           metrics=wiring.metrics)
@@ -239,10 +262,16 @@ def main(argv: list[str] | None = None) -> int:
             if flags.monitoring_config_file
             else MonitoringSettings()
         )
+        batching = options_from_flags(flags.enable_batching, flags.batching_parameters_file)
+        token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
+        ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr)
         return 2
-    except ConfigFileError as exc:
+    except (TokenFileError, TLSConfigError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (ConfigFileError, BatchingConfigError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
@@ -255,14 +284,32 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     core = ServerCore(core_options(flags))
-    wiring = wire_data_plane(core)
+    wiring = wire_data_plane(core, batching)
     try:
         core.reload_config(config)
     except ServingError as exc:
         print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         core.stop(timeout=10)
         return 1
-    return serve(core, wiring, flags, monitoring, stop)
+    return serve(core, wiring, flags, monitoring, stop, token=token, ssl=ssl)
+
+
+def build_admin_server(core: ServerCore, flags: ServerFlags, token: str,
+                       credentials: grpc.ServerCredentials | None) -> grpc.Server | None:
+    """With --admin_port: ModelService and RolloutService on their own listener
+    (the main port then refuses the admin methods); else None."""
+    if not flags.admin_port:
+        return None
+    address = f"{_host(flags.admin_bind_address or flags.bind_address)}:{flags.admin_port}"
+    server = build_grpc_server(
+        core, address=address, max_workers=ADMIN_WORKERS,
+        interceptors=[AdminInterceptor(token)], credentials=credentials,
+        max_receive_bytes=flags.max_request_bytes,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs(
+            ADMIN_WORKERS, flags.max_pending_requests),
+    )
+    server.address = address  # type: ignore[attr-defined]
+    return server
 
 
 def serve(
@@ -271,8 +318,17 @@ def serve(
     flags: ServerFlags,
     monitoring: MonitoringSettings,
     stop: threading.Event,
+    *,
+    token: str = "",
+    ssl: SSLSettings | None = None,
 ) -> int:
     host = _host(flags.bind_address)
+    credentials = server_credentials(ssl) if ssl is not None else None
+    interceptors: list[grpc.ServerInterceptor] = [
+        AdminInterceptor(token, serve_admin=not flags.admin_port)
+    ]
+    if flags.max_tensor_elements:
+        interceptors.append(limits.TensorLimitInterceptor(flags.max_tensor_elements))
 
     def add_prediction_service(server: grpc.Server) -> None:
         grpc_prediction_service.add_to_server(wiring.dataplane, server)
@@ -282,9 +338,16 @@ def serve(
             core,
             address=f"{host}:{flags.port}",
             extra_servicers=[add_prediction_service],
+            max_workers=flags.grpc_max_threads,
+            interceptors=interceptors,
+            credentials=credentials,
+            max_receive_bytes=flags.max_request_bytes,
+            maximum_concurrent_rpcs=limits.max_concurrent_rpcs(
+                flags.grpc_max_threads, flags.max_pending_requests),
         )
         if flags.grpc_socket_path:
             grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
+        admin_server = build_admin_server(core, flags, token, credentials)
     except RuntimeError as exc:
         print(f"Failed to start server. Error: {exc}", file=sys.stderr)
         core.stop(timeout=10)
@@ -292,16 +355,24 @@ def serve(
     grpc_server.start()
     print(f"Running gRPC ModelServer at {host}:{grpc_server.bound_port} ...",  # type: ignore[attr-defined]
           file=sys.stderr, flush=True)
+    if admin_server is not None:
+        admin_server.start()
+        print(f"Running admin gRPC services at {admin_server.address} ...",  # type: ignore[attr-defined]
+              file=sys.stderr, flush=True)
 
     rest: RestServer | None = None
     if flags.rest_api_port > 0:
         app = build_rest(core, wiring, flags, monitoring)
+        if token:
+            app.add_middleware(AdminRestGuard, token=token)  # type: ignore[arg-type]
         rest = RestServer(app, flags.bind_address, flags.rest_api_port, DRAIN_SECONDS)
         try:
             rest.start(REST_START_TIMEOUT_S)
         except RuntimeError as exc:
             print(f"Failed to start server. Error: {exc}", file=sys.stderr)
             grpc_server.stop(grace=0)
+            if admin_server is not None:
+                admin_server.stop(grace=0)
             core.stop(timeout=10)
             return 1
         print(f"Exporting HTTP/REST API at:{host}:{flags.rest_api_port} ...",
@@ -322,9 +393,13 @@ def serve(
         poller.stop()
     # Both stop accepting at once, then wait for what is in flight.
     drained = grpc_server.stop(grace=DRAIN_SECONDS)
+    if admin_server is not None:
+        admin_server.stop(grace=DRAIN_SECONDS)
     if rest is not None:
         rest.stop(DRAIN_SECONDS)
     drained.wait(DRAIN_SECONDS)
+    if wiring.batcher is not None:
+        wiring.batcher.stop(DRAIN_SECONDS)
     core.stop(timeout=DRAIN_SECONDS)
     log.info("Server stopped")
     return 0

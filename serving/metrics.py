@@ -49,6 +49,11 @@ TF_LOAD_ATTEMPTS = ":tensorflow:cc:saved_model:load_attempt_count"
 REQUESTS = "rollouts_requests_total"
 LATENCY = "rollouts_request_latency_seconds"
 LOADED = "rollouts_loaded_versions"
+# Batching (serving/batching.py): TF's batching_session samplers, rows per
+# batch; ours counts requests merged into each model call, per version.
+TF_BATCH_PREFIX = ":tensorflow:serving:batching_session:"
+BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(2.0**i for i in range(14))  # Exponential(1, 2, 14)
+BATCH_REQUESTS = "rollouts_batch_requests"
 
 
 @dataclass
@@ -112,6 +117,8 @@ class Metrics:
         self._load_latency: dict[tuple[str, ...], float] = defaultdict(float)
         self._load_attempts: dict[tuple[str, ...], float] = defaultdict(float)
         self._loaded: dict[str, int] = {}
+        self._tf_batch: dict[tuple[str, ...], _Histogram] = {}
+        self._batch_requests: dict[tuple[str, ...], _Histogram] = {}
         self._loaded_source = loaded_versions
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # type: ignore[arg-type]
@@ -138,6 +145,20 @@ class Metrics:
             if ok:
                 self._load_latency[(model_path,)] += round(seconds * 1e6)
 
+    def observe_batch(self, model: str, version: int, input_sizes: Sequence[int],
+                      processed_size: int, padding: int) -> None:
+        """One batched model call: each request's rows, rows run, padding rows."""
+        with self._lock:
+            def tf(name: str, label: str = "") -> _Histogram:
+                return self._tf_batch.setdefault((name, label), _Histogram(BATCH_SIZE_BUCKETS))
+
+            for size in input_sizes:
+                tf("input_batch_size").add(size)
+            tf("processed_batch_size").add(processed_size)
+            tf("padding_size", str(processed_size)).add(padding)
+            self._batch_requests.setdefault(
+                (model, str(version)), _Histogram(BATCH_SIZE_BUCKETS)).add(len(input_sizes))
+
     def set_loaded_versions(self, model: str, count: int) -> None:
         with self._lock:
             self._loaded[model] = count
@@ -155,6 +176,9 @@ class Metrics:
                                     ("model", "version", "label"), self._latency)
             yield _scalar_metric(LOADED, "Versions loaded (AVAILABLE) per model.", "gauge",
                                  ("model",), {(m,): float(n) for m, n in loaded.items()})
+            if self._batch_requests:
+                yield _histogram_metric(BATCH_REQUESTS, "Requests merged into one model call.",
+                                        ("model", "version"), self._batch_requests)
 
     def tf_text(self) -> str:
         """TF Serving's series exactly as util/prometheus_exporter.cc writes them:
@@ -177,7 +201,27 @@ class Metrics:
             lines.append(f"# TYPE {TF_LOAD_LATENCY} counter")
             lines += [f"{TF_LOAD_LATENCY}{_labels(('model_path',), k)} {int(v)}"
                       for k, v in self._load_latency.items()]
+            lines += self._tf_batch_lines()
         return "\n".join(lines) + "\n"
+
+    def _tf_batch_lines(self) -> list[str]:
+        """batching_util.h's samplers; padding_size is labelled by execution size."""
+        lines: list[str] = []
+        for name in ("input_batch_size", "processed_batch_size", "padding_size"):
+            series = {k[1]: h for k, h in self._tf_batch.items() if k[0] == name}
+            if not series:
+                continue
+            metric = TF_BATCH_PREFIX + name
+            lines.append(f"# TYPE {metric} histogram")
+            for label, h in series.items():
+                base = _labels(("execution_batch_size",), (label,))[1:-1] if label else ""
+                sep = "," if base else ""
+                for le, count in h.cumulative():
+                    lines.append(f'{metric}_bucket{{{base}{sep}le="{le}"}} {int(count)}')
+                plain = f"{{{base}}}" if base else ""
+                lines.append(f"{metric}_sum{plain} {h.total:g}")
+                lines.append(f"{metric}_count{plain} {sum(h.counts)}")
+        return lines
 
     def render(self) -> bytes:
         return self.tf_text().encode() + generate_latest(self.registry)

@@ -1,0 +1,169 @@
+"""--enable_batching on the real server: merged calls, correct rows, a full queue.
+
+One server for the module with two models: `fast` (half_plus_two) and `slow`
+(every model call sleeps 1 s). One batch thread, batches of up to 4 rows padded
+to the allowed sizes 2 or 4, at most 2 batches waiting per queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+METRICS = "/monitoring/prometheus/metrics"
+TIMEOUT_S = 30.0
+SLOW_S = 1.0
+QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
+BATCHING = """\
+max_batch_size { value: 4 }
+batch_timeout_micros { value: 20000 }
+max_enqueued_batches { value: 2 }
+num_batch_threads { value: 1 }
+allowed_batch_sizes: 2
+allowed_batch_sizes: 4
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("batching")
+    make_model(root / "fast", 1)
+    make_model(root / "slow", 1, slow_seconds=SLOW_S)
+    config = root / "models.config"
+    config.write_text("model_config_list { " + " ".join(
+        f'config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}'
+        for name in ("fast", "slow")) + " }\n")
+    (root / "monitoring.config").write_text(
+        f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
+    (root / "batching.config").write_text(BATCHING)
+    proc = ServerProcess([f"--model_config_file={config}",
+                          f"--monitoring_config_file={root / 'monitoring.config'}",
+                          "--enable_batching",
+                          f"--batching_parameters_file={root / 'batching.config'}"],
+                         root / "server.log")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+        print(proc.output()[-3000:])
+
+
+def grpc_predict(server: ServerProcess, model: str, x: float) -> float:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, float_val=[x],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    response = stub.Predict(request, timeout=TIMEOUT_S)
+    return float(response.outputs["y"].float_val[0])
+
+
+def rest_predict(http: httpx.Client, model: str, x: float) -> float:
+    response = http.post(f"/v1/models/{model}:predict", json={"instances": [x]})
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.status_code} {response.json()['error']}")
+    return float(response.json()["predictions"][0])
+
+
+def metric_samples(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(server.rest_url + METRICS, timeout=TIMEOUT_S).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def run_concurrently(calls: list[Callable[[], Any]]) -> list[tuple[Any, float]]:
+    """Run every call on its own thread; (result or exception, finish time) each."""
+    out: list[tuple[Any, float]] = [(None, 0.0)] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def worker(i: int) -> None:
+        start.wait(TIMEOUT_S)
+        try:
+            result: Any = calls[i]()
+        except Exception as exc:  # an expected refusal is asserted on below
+            result = exc
+        out[i] = (result, time.monotonic())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT_S * 2)
+        assert not t.is_alive()
+    return out
+
+
+def test_concurrent_grpc_and_rest_requests_are_merged_and_answered_row_by_row(
+        server: ServerProcess) -> None:
+    clients, per_client = 8, 5
+
+    def client(c: int) -> list[tuple[float, float]]:
+        answers = []
+        with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
+            for i in range(per_client):
+                x = float(c * 100 + i)
+                if (c + i) % 2:
+                    y = grpc_predict(server, "fast", x)
+                else:
+                    y = rest_predict(http, "fast", x)
+                answers.append((x, y))
+        return answers
+
+    results = run_concurrently([partial(client, c) for c in range(clients)])
+    for answers, _ in results:
+        assert not isinstance(answers, Exception), answers
+        assert [y for _, y in answers] == [0.5 * x + 2 for x, _ in answers]
+
+    samples = metric_samples(server)
+    labels = (("model", "fast"), ("version", "1"))
+    requests = samples[("rollouts_batch_requests_sum", labels)]
+    calls = samples[("rollouts_batch_requests_count", labels)]
+    assert requests == clients * per_client
+    assert calls < requests  # some model calls carried several requests
+    # Every model call ran 2 or 4 rows: single rows were padded up.
+    tf = ":tensorflow:serving:batching_session:processed_batch_size_bucket"
+    assert samples[(tf, (("le", "1"),))] == 0
+    assert samples[(tf, (("le", "4"),))] == calls
+
+
+def test_a_full_queue_answers_unavailable_and_503_without_waiting(
+        server: ServerProcess) -> None:
+    # One 1 s model call at a time; a queue holds at most 2 batches of 4, so
+    # of 16 simultaneous requests at most 12 are accepted.
+    with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
+        calls: list[Callable[[], Any]] = [
+            partial(grpc_predict, server, "slow", float(i)) if i % 2
+            else partial(rest_predict, http, "slow", float(i))
+            for i in range(16)
+        ]
+        results = run_concurrently(calls)
+    served = [(i, r, t) for i, (r, t) in enumerate(results) if not isinstance(r, Exception)]
+    refused = [(i, r, t) for i, (r, t) in enumerate(results) if isinstance(r, Exception)]
+    assert len(refused) >= 4
+    for i, y, _ in served:
+        assert y == 0.5 * i + 2
+    for _, exc, _ in refused:
+        if isinstance(exc, grpc.RpcError):
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert QUEUE_FULL in (exc.details() or "")
+        else:
+            assert str(exc).startswith("503 " + QUEUE_FULL), exc
+    # Refusals come back at once, before even the first model call finishes.
+    assert max(t for _, _, t in refused) < min(t for _, _, t in served)

@@ -1,0 +1,99 @@
+"""--batching_parameters_file parsing, defaults and TF Serving's checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serving.batching_config import (
+    DEFAULT_THREAD_POOL_NAME,
+    BatchingConfigError,
+    BatchingOptions,
+    check,
+    options_from_flags,
+    parse_batching_parameters,
+    read_batching_parameters,
+)
+from serving.flags import FlagError, parse_flags
+
+FULL = """\
+# tuned for the MLP
+max_batch_size { value: 8 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 3 }
+num_batch_threads { value: 2 }
+thread_pool_name { value: "mine" }
+allowed_batch_sizes: 2
+allowed_batch_sizes: 4
+allowed_batch_sizes: 8
+pad_variable_length_inputs: true
+"""
+
+
+def test_every_field_parses() -> None:
+    assert parse_batching_parameters("b.cfg", FULL) == BatchingOptions(
+        max_batch_size=8, batch_timeout_micros=2000, max_enqueued_batches=3,
+        num_batch_threads=2, thread_pool_name="mine", allowed_batch_sizes=(2, 4, 8),
+        pad_variable_length_inputs=True,
+    )
+
+
+def test_omitted_fields_take_shared_batch_scheduler_defaults() -> None:
+    options = parse_batching_parameters("b.cfg", "max_batch_size { value: 16 }\n")
+    assert options == BatchingOptions(max_batch_size=16)
+    assert (options.batch_timeout_micros, options.max_enqueued_batches) == (0, 10)
+    assert options.threads() >= 1  # one per CPU
+    assert parse_batching_parameters("b.cfg", "").max_batch_size == 1000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max_batch_size: 4\n", "b.cfg:1:17: Error parsing text-format"
+                                " tensorflow.serving.BatchingParameters: "),
+        ("\nmax_batch_sise { value: 4 }\n", "b.cfg:2:1: Error parsing text-format"),
+        ("max_batch_size { value: 4 }\nallowed_batch_sizes: 2\nallowed_batch_sizes: 3\n",
+         "b.cfg:2: Last entry in allowed_batch_sizes must match max_batch_size;"
+         " last entry was 3; expected 4"),
+        ("max_batch_size { value: 4 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 4\n",
+         "b.cfg:2: allowed_batch_sizes entries must be monotonically increasing"),
+        ("max_batch_size { value: 0 }\n", "b.cfg:1: max_batch_size must be positive; was 0"),
+        ("max_batch_size { value: 2 }\nmax_enqueued_batches { value: 0 }\n",
+         "b.cfg:2: max_enqueued_batches must be positive; was 0"),
+        ("batch_timeout_micros { value: -1 }\n",
+         "b.cfg:1: batch_timeout_micros must be non-negative; was -1"),
+        ("num_batch_threads { value: 0 }\n", "b.cfg:1: num_batch_threads must be >= 1; was 0"),
+    ],
+)
+def test_errors_name_file_and_line(text: str, expected: str) -> None:
+    with pytest.raises(BatchingConfigError) as info:
+        parse_batching_parameters("b.cfg", text)
+    assert str(info.value).startswith(expected)
+
+
+def test_check_accepts_defaults() -> None:
+    assert check(BatchingOptions()) == []
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(BatchingConfigError, match="cannot read batching parameters file"):
+        read_batching_parameters(str(tmp_path / "missing.cfg"))
+
+
+def test_options_from_flags(tmp_path: Path) -> None:
+    path = tmp_path / "b.cfg"
+    path.write_text(FULL)
+    assert options_from_flags(False, "") is None
+    default = BatchingOptions(thread_pool_name=DEFAULT_THREAD_POOL_NAME)
+    assert options_from_flags(True, "") == default
+    options = options_from_flags(True, str(path))
+    assert options is not None and options.max_batch_size == 8
+
+
+def test_flags() -> None:
+    flags = parse_flags(["--enable_batching", "--batching_parameters_file=/b.cfg"])
+    assert (flags.enable_batching, flags.batching_parameters_file) == (True, "/b.cfg")
+    assert parse_flags([]).enable_batching is False
+    with pytest.raises(FlagError, match="without setting --enable_batching"):
+        parse_flags(["--batching_parameters_file=/b.cfg"])
