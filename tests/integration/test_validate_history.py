@@ -44,7 +44,9 @@ def test_reproposed_reverted_version_is_flagged_unless_retry(
     (specs / "hp2.yaml").write_text(spec(stable=1, canary=4))
     assert cli_main(["validate", str(specs)]) == 0
 
-    retry = spec(stable=1, canary=3).replace("    version: 3\n", "    version: 3\n    retry: true\n")
+    retry = spec(stable=1, canary=3).replace(
+        "    version: 3\n", "    version: 3\n    retry: true\n"
+    )
     (specs / "hp2.yaml").write_text(retry)
     assert cli_main(["validate", str(specs)]) == 0
 
