@@ -23,7 +23,7 @@ from controller.load import Problem
 DEFAULT_SPEC_DIR = "rollouts/"
 # Modules that contribute subcommands; a missing one is skipped so the CLI
 # keeps working while a module is being written.
-_EXTENSIONS = ("controller.cli_controller",)
+_EXTENSIONS = ("controller.cli_controller", "controller.cli_demo")
 _BUILTIN = ("validate", "render", "schema")
 
 Handler = Callable[[argparse.Namespace], int]

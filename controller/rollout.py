@@ -18,6 +18,7 @@ revert. A promotion is committed first and applied from git afterwards.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from controller.metrics import MetricsProvider
 from controller.progress import CanaryPlan, Decision, Event, decide, fold
 
 log = logging.getLogger(__name__)
+_REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 
 
 @dataclass
@@ -150,6 +152,7 @@ class RolloutDriver:
         self.clock = clock
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
+        self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -182,6 +185,17 @@ class RolloutDriver:
             start = self.start_commit(snapshot.commit, document.path, name, plan.version)
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
+                continue
+            if (canary_spec is not None and not canary_spec.retry
+                    and self.reverts_promotion(start, name, plan.version)):
+                # A person reverted the promotion: that is a rollback to the old
+                # stable, not a request to canary the version again.
+                models[name] = without_canary(models[name])
+                statuses[name] = RolloutStatus(
+                    name, plan.version, "held", 0, len(plan.steps), 0, start,
+                    message=f"canary {plan.version} came back by a revert of its promotion: "
+                    "held out of traffic; set canary.retry: true to run it again",
+                )
                 continue
             events = parse_journal(self.git.notes(start))
             now = self.clock()
@@ -241,6 +255,11 @@ class RolloutDriver:
             start = self.start_commit(
                 snapshot.commit, snapshot.documents[name].path, name, plan.version
             )
+            if start and not canary_spec.retry and self.reverts_promotion(
+                start, name, plan.version
+            ):
+                models[name] = without_canary(models[name])
+                continue
             events = parse_journal(self.git.notes(start)) if start else []
             state = fold(plan, events)
             if state.verdict == "fail":
@@ -428,6 +447,24 @@ class RolloutDriver:
 
             self._start_commits[key] = self.git.find_commit_that_set(head, path, sets_version)
         return self._start_commits[key]
+
+    def reverts_promotion(self, commit: str, model: str, version: int) -> bool:
+        """Whether `commit` is a `git revert` of our promotion of `model` to `version`."""
+        key = (commit, model, version)
+        if key not in self._promotion_reverts:
+            found = False
+            infos = self.git.log(commit, max_count=1)
+            match = _REVERTS.search(infos[0].message) if infos else None
+            if match is not None:
+                try:
+                    reverted = self.git.log(match.group(1), max_count=1)
+                except GitError:
+                    reverted = []
+                if reverted:
+                    parsed = trailers.RolloutTrailers.from_message(reverted[0].message)
+                    found = parsed.model == model and parsed.promoted_version == version
+            self._promotion_reverts[key] = found
+        return self._promotion_reverts[key]
 
     def reverted_versions(self, head: str) -> Mapping[str, frozenset[int]]:
         if head not in self._reverted:

@@ -41,6 +41,7 @@ class Info:
 class FakeGit:
     notes_by_commit: dict[str, list[str]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    commit_messages: dict[str, str] = field(default_factory=dict)
     pushes: int = 0
 
     def notes(self, commit: str) -> list[str]:
@@ -60,6 +61,8 @@ class FakeGit:
         return "start-commit"
 
     def log(self, head: str, max_count: int = 0) -> list[Info]:
+        if head in self.commit_messages:
+            return [Info(self.commit_messages[head])]
         return [Info(m) for m in self.messages]
 
 
@@ -251,3 +254,22 @@ def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> N
     assert second.statuses["hp2"].phase == "fail"
     assert [p.kind for p in second.pending] == ["fail"]
     assert kinds(git)[-2:] == ["interval:fail", "verdict:fail"]
+
+
+def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, _, _ = rig
+    promotion = "a" * 40
+    git.commit_messages = {
+        "start-commit": 'Revert "rollouts: promote hp2 to 2"\n\n'
+        f"This reverts commit {promotion}.",
+        promotion: "rollouts: promote hp2 to 2\n\n"
+        "Rollouts-Model: hp2\nRollouts-Promoted-Version: 2\n",
+    }
+    result = driver.drive(snapshot(), [target(1000)])
+    assert result.statuses["hp2"].phase == "held"
+    model = result.desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None and model.versions == {1}
+    assert kinds(git) == []
+    # retry: true runs it again
+    retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
+    assert driver.drive(snapshot(retry), [target(1000)]).statuses["hp2"].phase == "start"
