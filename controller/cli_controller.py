@@ -19,8 +19,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from controller.durations import parse_duration
+from controller.fleet import TargetAddress
 from controller.redact import redact
-from controller.targets import TargetAddress
 
 DEFAULT_LISTEN = "127.0.0.1:8686"
 
@@ -96,6 +96,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", default=None, help="work directory for the controller's clone"
     )
+    parser.add_argument(
+        "--target-token-file", default=None,
+        help="file with the targets' admin bearer token (their --admin_token_file)",
+    )
+    parser.add_argument(
+        "--target-ca-file", default=None, help="PEM CA to verify the targets' TLS certificates"
+    )
+    parser.add_argument(
+        "--target-cert-file", default=None, help="PEM client certificate for mutual TLS"
+    )
+    parser.add_argument("--target-key-file", default=None, help="PEM key of --target-cert-file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -148,6 +159,15 @@ def load_settings(args: argparse.Namespace) -> Any:
     if secret_file:
         secret = Path(secret_file).read_bytes().strip()
     listen = pick("listen", "listen", DEFAULT_LISTEN)
+
+    def read(flag: str, key: str) -> bytes:
+        path = pick(flag, key)
+        return Path(path).read_bytes() if path else b""
+
+    token_bytes = read("target_token_file", "targetTokenFile").strip()
+    cert, key = read("target_cert_file", "targetCertFile"), read("target_key_file", "targetKeyFile")
+    if bool(cert) != bool(key):
+        raise ValueError("--target-cert-file and --target-key-file go together")
     return ControllerSettings(
         repo=str(repo),
         model_root=str(Path(model_root).resolve()),
@@ -165,6 +185,10 @@ def load_settings(args: argparse.Namespace) -> Any:
         reconcile_deadline_s=parse_duration(
             str(pick("reconcile_deadline", "reconcileDeadline", "60s"))
         ),
+        target_token=token_bytes.decode("ascii", errors="replace"),
+        target_root_ca=read("target_ca_file", "targetCaFile"),
+        target_client_cert=cert,
+        target_client_key=key,
     )
 
 

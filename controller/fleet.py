@@ -14,6 +14,15 @@ AVAILABLE = "AVAILABLE"
 
 
 @dataclass(frozen=True)
+class TargetAddress:
+    """Where one serving target listens: gRPC, and optionally its metrics URL."""
+
+    name: str
+    grpc_address: str
+    metrics_url: str = ""
+
+
+@dataclass(frozen=True)
 class SplitRule:
     """How a model's unversioned traffic divides between two labels."""
 

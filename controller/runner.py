@@ -25,7 +25,7 @@ from controller.desired import Snapshot, desired_from_tree
 from controller.fleet import ObservedTarget
 from controller.gitrepo import GitError, GitRepo
 from controller.metrics import MetricsProvider, PrometheusProvider, ScrapeProvider, metrics_url
-from controller.reconcile import Reconciler, ReconcileResult
+from controller.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.redact import redact
 from controller.rollout import RolloutDriver, RolloutStatus
 from controller.targets import TargetAddress, TargetClient
@@ -82,26 +82,37 @@ class Controller:
     ) -> None:
         self.settings = settings
         self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        # A down target is retried at least once per git poll, so a restarted
+        # server gets its config back within a poll rather than a long backoff.
+        poll = max(settings.poll_interval_s, 0.1)
         self.reconciler = reconciler or Reconciler([target_client(t, settings)
-                                                    for t in settings.targets])
+                                                    for t in settings.targets],
+                                                   backoff=Backoff(min(1.0, poll), poll))
         self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
         self.state = ControllerState()
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
+        # An unreachable remote is retried with backoff, capped at a few polls.
+        self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
 
     # -- jobs ------------------------------------------------------------
     def sync_git(self) -> bool:
         """Fetch; load the specs of a new head. True when the desired state changed."""
+        now = time.monotonic()
+        if self._git_backoff.waiting("git", now):
+            return False  # the remote failed recently: the last good state keeps serving
         try:
             head = self.git.sync()
         except GitError as err:
+            self._git_backoff.failed("git", now)
             with self._lock:
                 self.state.git_error = redact(str(err))
             log.warning("git sync failed: %s", self.state.git_error)
             return False
+        self._git_backoff.succeeded("git")
         with self._lock:
             self.state.git_error = ""
             if head == self.state.commit_seen:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import grpc
 from google.protobuf import text_format
@@ -21,10 +20,17 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from controller.fleet import DesiredModel, ObservedModel, ObservedTarget, SplitRule
+from controller.fleet import (
+    DesiredModel,
+    ObservedModel,
+    ObservedTarget,
+    SplitRule,
+    TargetAddress,
+)
 from controller.plan import Action, ClearSplit, ModelEntry, ReloadConfig, SetSplit, SetTransition
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
+from serving.tls import client_channel
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +39,6 @@ _POLICY_TO_PROTO = {
     "resource_preserving": ext.RESOURCE_PRESERVING,
 }
 _POLICY_FROM_PROTO = {v: k for k, v in _POLICY_TO_PROTO.items()}
-
-
-@dataclass(frozen=True)
-class TargetAddress:
-    name: str
-    grpc_address: str
-    metrics_url: str = ""
 
 
 class TargetError(Exception):
@@ -85,10 +84,24 @@ def split_from_proto(split: ext.Split) -> SplitRule:
 class TargetClient:
     """One serving target. Cheap to create; holds one gRPC channel."""
 
-    def __init__(self, address: TargetAddress, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: TargetAddress,
+        *,
+        timeout_s: float = 10.0,
+        token: str = "",
+        root_ca: bytes = b"",
+        client_cert: bytes = b"",
+        client_key: bytes = b"",
+    ) -> None:
+        """`token`: the servers' --admin_token_file content; `root_ca` and/or a
+        client certificate and key switch the channel to TLS (serving/tls.py)."""
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address.grpc_address)
+        self._channel = client_channel(
+            address.grpc_address, token=token, root_ca=root_ca,
+            client_cert=client_cert, client_key=client_key,
+        )
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._ext = ext_grpc.RolloutServiceStub(self._channel)
 

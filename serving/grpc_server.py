@@ -28,25 +28,37 @@ def build_grpc_server(
     address: str,
     extra_servicers: Sequence[Callable[[grpc.Server], None]] = (),
     max_workers: int = DEFAULT_MAX_WORKERS,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+    max_receive_bytes: int = 0,
+    maximum_concurrent_rpcs: int | None = None,
 ) -> grpc.Server:
     """A server with every service registered and `address` bound (not started).
 
+    `credentials`: TLS (serving/tls.py); None: plaintext. `max_receive_bytes`
+    0 keeps TF Serving's INT_MAX. `maximum_concurrent_rpcs`: beyond it grpc
+    answers RESOURCE_EXHAUSTED at once rather than queueing.
     Raises RuntimeError if the address cannot be bound. The bound port is
     available as `server.bound_port` (useful when `address` ends in :0).
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=list(interceptors),
         options=[
             ("grpc.max_send_message_length", _MAX_MESSAGE),
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", max_receive_bytes or _MAX_MESSAGE),
             ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared
         ],
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     add_model_service(core, server)
     add_rollout_service(core, server)
     for add in extra_servicers:
         add(server)
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"Failed to bind gRPC server to {address}")
     server.bound_port = port  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving import json_tensor
+from serving import json_tensor, limits
 from serving.core.status import Code, ServingError, http_status, invalid_argument
 from serving.dataplane import DataPlane, MetricsLike, ModelRef, Served
 
@@ -86,22 +86,29 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 class _Inference:
     def __init__(self, dataplane: DataPlane, timeout_s: float, max_concurrency: int,
-                 metrics: MetricsLike | None, max_body_bytes: int) -> None:
+                 metrics: MetricsLike | None, max_body_bytes: int, max_pending: int = -1,
+                 max_tensor_elements: int = 0) -> None:
         self.dataplane = dataplane
         self.timeout_s = timeout_s
         self.limiter = anyio.CapacityLimiter(max_concurrency)
+        # Beyond the limiter's threads at most `max_pending` wait; more get 429 at once.
+        self.gate = limits.AdmissionGate(max_concurrency, max_pending)
+        self.max_tensor_elements = max_tensor_elements
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
 
     async def _run(self, fn: Callable[[], Any]) -> Any:
         """fn in a worker thread, bounded in number and in time. On timeout the
         thread is abandoned (it finishes and releases its servable handle)."""
+        self.gate.enter()
         try:
             with anyio.fail_after(self.timeout_s if self.timeout_s > 0 else None):
                 return await anyio.to_thread.run_sync(fn, limiter=self.limiter,
                                                       abandon_on_cancel=True)
         except TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        finally:
+            self.gate.leave()
 
     def _observe(self, name: str, api: str, err: ServingError, start: float) -> None:
         if self.metrics is not None:
@@ -128,7 +135,8 @@ class _Inference:
         try:
             text, served = await self._run(functools.partial(self._infer, api, ref, doc, signature))
         except ServingError as e:
-            if e.code is Code.DEADLINE_EXCEEDED:
+            # Timed out or refused for overload: the data plane never recorded it.
+            if e.code is Code.DEADLINE_EXCEEDED or isinstance(e, limits.Overloaded):
                 self._observe(name, api, e, start)
             return _error(e)
         return _json(text, served=served)
@@ -140,6 +148,7 @@ class _Inference:
 
             def decode(sig: Any) -> Any:
                 tensors, f = json_tensor.predict_inputs(doc, sig.inputs, signature)
+                limits.check_arrays(tensors, self.max_tensor_elements)
                 fmt.append(f)
                 return tensors
 
@@ -185,10 +194,14 @@ def _rest_missing_signature(name: str) -> ServingError:
 
 def inference_routes(dataplane: DataPlane, *, timeout_s: float, max_concurrency: int,
                      metrics: MetricsLike | None = None,
-                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> list[Route]:
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                     max_pending: int = -1, max_tensor_elements: int = 0) -> list[Route]:
     """The REST inference routes. `timeout_s` is --rest_api_timeout_in_ms / 1000
-    (<= 0: none); `metrics` records requests refused before the data plane."""
-    h = _Inference(dataplane, timeout_s, max_concurrency, metrics, max_body_bytes)
+    (<= 0: none); `metrics` records requests refused before the data plane;
+    `max_pending` bounds calls waiting for a thread (-1: unbounded);
+    `max_tensor_elements` bounds each Predict input (0: no limit)."""
+    h = _Inference(dataplane, timeout_s, max_concurrency, metrics, max_body_bytes,
+                   max_pending, max_tensor_elements)
     return [
         Route("/v1/models", h.list_models, methods=["GET"]),
         Route("/v1/models/{rest:path}/metadata", h.metadata, methods=["GET"]),

@@ -37,6 +37,7 @@ from serving.core.states import VersionState
 from serving.core.status import Code, ServingError
 from serving.core.versions import VersionPolicy
 from serving.generated import rollouts_serving_pb2
+from serving.limits import check_model_root
 from serving.loaders.base import Servable
 from serving.loaders.registry import LoaderFactory, PlatformRegistry, default_registry
 
@@ -67,6 +68,8 @@ class CoreOptions:
     num_load_threads: int = 4
     num_unload_threads: int = 4
     max_end_entries: int = 16
+    # --model_root: every base path must resolve inside it ("" : anywhere).
+    model_root: str = ""
 
 
 @dataclass
@@ -279,6 +282,7 @@ class ServerCore:
             with self._lock:
                 old = copy.deepcopy(self._state)
             platforms = validate_config(config, old.platforms, self.registry)
+            check_model_root(config, self.options.model_root)
             models = list(config.model_config_list.config)
             new_names = [m.name for m in models if m.name not in old.platforms]
             # Kept models' labels are checked before anything changes, so a

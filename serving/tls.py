@@ -1,0 +1,152 @@
+"""TLS for gRPC: TF Serving's --ssl_config_file, and the matching client channel.
+
+Owns the SSLConfig message (TF Serving's config/ssl_config.proto, declared
+here because the tensorflow-serving-api wheel does not ship it), parsing its
+text format, turning it into grpc server credentials the way TF Serving's
+server.cc does (client_verify: require and verify a client certificate signed
+by custom_ca; otherwise request none), and building a client channel with an
+optional CA, client certificate and admin bearer token.
+
+Like TF Serving, server_key, server_cert and custom_ca hold the PEM text
+itself. As a convenience beyond TF Serving, a value that does not start with
+"-----BEGIN" is read as the path of a PEM file (so a mounted secret can be
+named instead of pasted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf.message import Message
+
+from serving.admin_auth import BearerTokenInterceptor
+
+_PEM_START = "-----BEGIN"
+
+
+class TLSConfigError(Exception):
+    """An unreadable or invalid SSL config; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class SSLSettings:
+    """The parsed SSLConfig, with every PEM value as bytes."""
+
+    server_key: bytes
+    server_cert: bytes
+    custom_ca: bytes = b""
+    client_verify: bool = False
+
+
+def _ssl_config_class() -> type[Message]:
+    file = descriptor_pb2.FileDescriptorProto(
+        name="rollouts_ssl_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
+    message = file.message_type.add(name="SSLConfig")
+    message.field.add(name="server_key", number=1, type=9, label=1)  # string
+    message.field.add(name="server_cert", number=2, type=9, label=1)  # string
+    message.field.add(name="custom_ca", number=3, type=9, label=1)  # string
+    message.field.add(name="client_verify", number=4, type=8, label=1)  # bool
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    descriptor = pool.FindMessageTypeByName("tensorflow.serving.SSLConfig")
+    return message_factory.GetMessageClass(descriptor)
+
+
+_SSLConfig = _ssl_config_class()
+
+
+def _pem(path: str, field: str, value: str, base: Path) -> bytes:
+    if not value or value.lstrip().startswith(_PEM_START):
+        return value.encode()
+    file = Path(value) if Path(value).is_absolute() else base / value
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        raise TLSConfigError(f"{path}: {field}: cannot read {file}: {exc.strerror or exc}") from exc
+    if _PEM_START.encode() not in text:
+        raise TLSConfigError(f"{path}: {field}: {file} holds no PEM data")
+    return text
+
+
+def parse_ssl_config(path: str, text: str) -> SSLSettings:
+    """Parse SSLConfig text read from `path`; relative PEM paths are relative to its folder."""
+    config: Any = _SSLConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise TLSConfigError(
+            f"{path}: Error parsing text-format tensorflow.serving.SSLConfig: {exc}"
+        ) from exc
+    base = Path(path).parent
+    settings = SSLSettings(
+        server_key=_pem(path, "server_key", config.server_key, base),
+        server_cert=_pem(path, "server_cert", config.server_cert, base),
+        custom_ca=_pem(path, "custom_ca", config.custom_ca, base),
+        client_verify=bool(config.client_verify),
+    )
+    check_ssl_settings(path, settings)
+    return settings
+
+
+def check_ssl_settings(path: str, settings: SSLSettings) -> None:
+    """Fail at startup, with a reason, where grpc would fail later and vaguely."""
+    if not settings.server_key or not settings.server_cert:
+        raise TLSConfigError(f"{path}: server_key and server_cert are both required")
+    if settings.client_verify and not settings.custom_ca:
+        # Without a CA there is nothing to verify client certificates against.
+        raise TLSConfigError(f"{path}: client_verify needs custom_ca to verify clients against")
+
+
+def read_ssl_config(path: str) -> SSLSettings:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise TLSConfigError(f"{path}: cannot read SSL config file: {exc.strerror or exc}") from exc
+    return parse_ssl_config(path, text)
+
+
+def server_credentials(settings: SSLSettings) -> grpc.ServerCredentials:
+    """TF Serving's BuildServerCredentialsFromSSLConfigFile, in grpc's Python API."""
+    return grpc.ssl_server_credentials(
+        [(settings.server_key, settings.server_cert)],
+        root_certificates=settings.custom_ca or None,
+        require_client_auth=settings.client_verify,
+    )
+
+
+def client_channel(
+    address: str,
+    *,
+    token: str = "",
+    root_ca: bytes = b"",
+    client_cert: bytes = b"",
+    client_key: bytes = b"",
+    tls: bool | None = None,
+    options: list[tuple[str, Any]] | None = None,
+) -> grpc.Channel:
+    """A channel to a model server: TLS when `tls` (default: when a CA or client
+    certificate is given; no CA means the system's roots), and every call
+    carrying `authorization: Bearer <token>` when a token is given."""
+    if bool(client_cert) != bool(client_key):
+        raise TLSConfigError("a client certificate and its key go together: give both or neither")
+    use_tls = bool(root_ca or client_cert) if tls is None else tls
+    if use_tls:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=root_ca or None,
+            private_key=client_key or None,
+            certificate_chain=client_cert or None,
+        )
+        channel = grpc.secure_channel(address, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    if token:
+        # Metadata rather than call credentials: grpc sends call credentials
+        # only over TLS, and a token on a plain loopback channel is legitimate.
+        channel = grpc.intercept_channel(channel, BearerTokenInterceptor(token))
+    return channel
+

@@ -1,0 +1,99 @@
+"""--ssl_config_file parsing (TF Serving's SSLConfig text format) and channel options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from serving.tls import (
+    SSLSettings,
+    TLSConfigError,
+    client_channel,
+    parse_ssl_config,
+    read_ssl_config,
+    server_credentials,
+)
+
+KEY = "-----BEGIN PRIVATE KEY-----\nMIIBkey\n-----END PRIVATE KEY-----\n"
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n"
+CA = "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----\n"
+
+
+def quoted(pem: str) -> str:
+    return '"' + pem.replace("\n", "\\n") + '"'
+
+
+def test_inline_pem_as_tf_serving_writes_it() -> None:
+    text = (f"server_key: {quoted(KEY)}\nserver_cert: {quoted(CERT)}\n"
+            f"custom_ca: {quoted(CA)}\nclient_verify: true\n")
+    settings = parse_ssl_config("/etc/ssl.cfg", text)
+    assert settings == SSLSettings(KEY.encode(), CERT.encode(), CA.encode(), True)
+
+
+def test_pem_paths_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "server.key").write_text(KEY)
+    (tmp_path / "server.pem").write_text(CERT)
+    config = tmp_path / "ssl.cfg"
+    config.write_text(f'server_key: "server.key"\nserver_cert: "{tmp_path / "server.pem"}"\n')
+    settings = read_ssl_config(str(config))
+    assert settings.server_key == KEY.encode() and settings.server_cert == CERT.encode()
+    assert settings.custom_ca == b"" and settings.client_verify is False
+
+
+def test_unreadable_pem_file_names_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "ssl.cfg"
+    config.write_text(f'server_key: "absent.key"\nserver_cert: {quoted(CERT)}\n')
+    with pytest.raises(TLSConfigError, match=r"ssl.cfg: server_key: cannot read .*absent.key"):
+        read_ssl_config(str(config))
+
+
+def test_a_file_without_pem_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("not a key")
+    config = tmp_path / "ssl.cfg"
+    config.write_text(f'server_key: "k"\nserver_cert: {quoted(CERT)}\n')
+    with pytest.raises(TLSConfigError, match="holds no PEM data"):
+        read_ssl_config(str(config))
+
+
+def test_syntax_error_names_the_file() -> None:
+    with pytest.raises(TLSConfigError, match=r"^/x/ssl.cfg: Error parsing text-format "
+                                             r"tensorflow.serving.SSLConfig"):
+        parse_ssl_config("/x/ssl.cfg", "server_key: \"a\"\nbogus_field: 1\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"server_cert: {quoted(CERT)}", "server_key and server_cert are both required"),
+        (f"server_key: {quoted(KEY)}", "server_key and server_cert are both required"),
+        (f"server_key: {quoted(KEY)} server_cert: {quoted(CERT)} client_verify: true",
+         "client_verify needs custom_ca"),
+    ],
+)
+def test_incomplete_configs_fail_at_startup(text: str, message: str) -> None:
+    with pytest.raises(TLSConfigError, match=message):
+        parse_ssl_config("ssl.cfg", text)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(TLSConfigError, match="cannot read SSL config file"):
+        read_ssl_config(str(tmp_path / "absent.cfg"))
+
+
+def test_server_credentials_are_grpc_credentials() -> None:
+    creds = server_credentials(SSLSettings(KEY.encode(), CERT.encode(), CA.encode(), True))
+    assert isinstance(creds, grpc.ServerCredentials)
+
+
+def test_client_cert_without_key_is_refused() -> None:
+    with pytest.raises(TLSConfigError, match="give both or neither"):
+        client_channel("127.0.0.1:1", client_cert=CERT.encode())
+
+
+def test_plain_and_token_channels_build_without_connecting() -> None:
+    # Channels connect lazily: building one sends nothing.
+    for channel in (client_channel("127.0.0.1:1"), client_channel("127.0.0.1:1", token="t"),
+                    client_channel("127.0.0.1:1", root_ca=CA.encode())):
+        channel.close()
