@@ -1,0 +1,117 @@
+"""Fault: the controller dies at random points across a canary, 20 seeded trials.
+
+Killing is simulated in-process (faster than 20 subprocess start-ups, and as
+honest for what matters here): a Controller is driven tick by tick with
+`run_once`, abandoned after a random number of ticks without any cleanup of
+its state dir, journal or servers, and a fresh Controller on the same state
+dir takes over. The kill therefore lands between reconcile ticks, anywhere in
+the canary: before readiness, mid-analysis, after the verdict was journalled
+but before the promotion/revert commit, or after it. One fleet of two real
+servers serves every trial; each trial has its own bare remote. Even trials
+propose a good canary (promoted), odd ones a failing canary (reverted).
+
+Checked per trial: exactly one promotion or revert commit, never both; a
+reverted canary is out of traffic; servers agree with git at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.runner import Controller
+from tests.conftest import ServerProcess
+from tests.gitops import Person, spec
+from tests.integration.test_controller_canary import (
+    fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
+    label_version,
+    settings,
+    split_of,
+)
+from tests.traffic import Traffic
+
+pytestmark = pytest.mark.integration
+
+TRIALS = 20
+SEED = 20261122
+TICK_S = 0.1
+TRIAL_DEADLINE_S = 20.0
+
+
+def block() -> str:
+    return (
+        "    split: {hashKey: x-user-id}\n"
+        "    steps: [{weight: 50, hold: 1s}]\n"
+        "    analysis: {interval: 1s, minRequests: 4, failureLimit: 1,\n"
+        "               checks: {errorRate: {max: 0.05}}}\n"
+    )
+
+
+def verdicts(person: Person) -> list[str]:
+    return [s for s in person.remote_log() if s.startswith(("rollouts: promote",
+                                                            "rollouts: revert"))]
+
+
+def test_random_controller_kills_never_double_a_verdict(
+    fleet: dict[str, Any], tmp_path: Path  # noqa: F811
+) -> None:
+    servers: list[ServerProcess] = fleet["servers"]
+    rng = random.Random(SEED)
+    traffic = Traffic([s.rest_url for s in servers], max_seconds=120).start()
+    began = time.monotonic()
+    try:
+        for trial in range(TRIALS):
+            root = tmp_path / f"trial-{trial}"
+            root.mkdir()
+            person = Person(root)
+            person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
+            canary = 2 if trial % 2 == 0 else 3
+            fleet["person"] = person
+            state = settings(fleet, root)
+            # Converge on v1 first (the previous trial may have promoted v2).
+            first = Controller(state)
+            assert _ticks_until(first, lambda: label_version(servers[0], "stable") == 1, 30)
+            person.write("rollouts/hp2.yaml", spec(stable=1, canary=canary,
+                                                   canary_block=block()), f"canary {canary}")
+            kill_after = rng.randrange(0, 30)
+            for _ in range(kill_after):
+                first.run_once()
+                time.sleep(TICK_S)
+            first.reconciler.close()  # abandoned: its journal, clone and servers stay as is
+            second = Controller(state)
+            try:
+                done = _ticks_until(
+                    second, lambda p=person, c=second: bool(verdicts(p)) and c.run_once(),
+                    TRIAL_DEADLINE_S,
+                )
+                assert done, (trial, kill_after, second.status()["models"], verdicts(person))
+            finally:
+                second.reconciler.close()
+            found = verdicts(person)
+            assert len(found) == 1, (trial, kill_after, found)
+            expected = "promote" if canary == 2 else "revert"
+            assert found[0].startswith(f"rollouts: {expected} hp2"), (trial, found)
+            stable = 2 if canary == 2 else 1
+            for server in servers:
+                assert split_of(server) is None, (trial, kill_after)
+                assert label_version(server, "canary") is None, (trial, kill_after)
+                assert label_version(server, "stable") == stable, (trial, kill_after)
+            assert person.remote_file("rollouts/hp2.yaml") == spec(stable=stable).rstrip("\n")
+    finally:
+        traffic.stop()
+    assert time.monotonic() - began < 180
+    assert traffic.statuses[500] == 0 and traffic.statuses[0] == 0
+
+
+def _ticks_until(controller: Controller, done: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        controller.run_once()
+        if done():
+            return True
+        time.sleep(TICK_S)
+    return False

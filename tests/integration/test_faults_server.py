@@ -1,0 +1,92 @@
+"""Fault: a serving target SIGKILLed mid-canary and restarted on the same ports.
+
+The controller notices the empty target within a poll, pushes config, labels
+and split again; the intervals it could not measure are journalled as
+skipped (never failed) and the analysis resumes until the canary is promoted.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.gitrepo import GitRepo
+from tests.conftest import ServerProcess, wait_for
+from tests.gitops import Person, spec
+from tests.integration.test_controller_canary import (
+    canary_block,
+    fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
+    label_version,
+    notes,
+    running,
+    split_of,
+)
+from tests.traffic import Traffic
+
+pytestmark = pytest.mark.integration
+
+
+def test_killed_server_gets_config_again_and_the_gap_is_skipped(
+    fleet: dict[str, Any], tmp_path: Path, start_server: Any  # noqa: F811
+) -> None:
+    person: Person = fleet["person"]
+    servers: list[ServerProcess] = fleet["servers"]
+    traffic = Traffic([s.rest_url for s in servers]).start()
+    controller = running(fleet, tmp_path)
+    try:
+        start = person.write(
+            "rollouts/hp2.yaml",
+            spec(stable=1, canary=2, canary_block=canary_block(hold="6s")),
+            "canary hp2 v2",
+        )
+        reader = GitRepo(person.url, tmp_path / "reader")
+
+        def journal() -> list[str]:
+            reader.sync()
+            return reader.notes(start)
+
+        assert wait_for(lambda: any(" interval: pass" in n for n in journal()), 60, 0.3), (
+            controller.status()
+        )
+        victim = servers[0]
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait(timeout=10)
+        killed_at = time.time()
+        restarted = start_server(*fleet["flags"], port=victim.port, rest_port=victim.rest_port)
+        back_at = time.monotonic()
+        # Within one poll (0.5 s, plus one reconcile pass) the fleet is whole again.
+        assert wait_for(
+            lambda: label_version(restarted, "canary") == 2
+            and label_version(restarted, "stable") == 1
+            and split_of(restarted) is not None,
+            5,
+            0.1,
+        ), controller.status()
+        assert time.monotonic() - back_at < 5
+        assert wait_for(lambda: "rollouts: promote hp2 to 2" in person.remote_log(), 90, 0.3), (
+            controller.status()
+        )
+    finally:
+        controller.stop()
+        traffic.stop()
+    lines = journal()
+    text = "\n".join(lines)
+    assert " interval: skipped" in text or " interval: not measured" in text or any(
+        '"outcome":"skipped"' in line for line in lines
+    ), text
+    assert '"outcome":"fail"' not in text and "Analysis failed" not in text
+    # The analysis resumed: a measured pass after the restart led to the promotion.
+    after = [line for line in lines if '"outcome":"pass"' in line and _at(line) > killed_at]
+    assert after, text
+    assert "verdict: Analysis passed" in notes(person)
+    assert traffic.statuses[500] == 0
+
+
+def _at(line: str) -> float:
+    import json
+
+    return float(json.loads(line[line.find("{"):])["at"])
