@@ -94,6 +94,7 @@ def canary_plan(doc: RolloutSpec) -> CanaryPlan | None:
         failure_limit=analysis.failure_limit,
         on_no_data=analysis.on_no_data,
         promotion=canary.promotion,
+        progress_deadline_s=float(canary.progress_deadline),
     )
 
 

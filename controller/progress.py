@@ -7,7 +7,9 @@ what happens next; it takes the clock as an argument and does no I/O.
 
 Rules (Argo Rollouts / Flagger semantics):
 - Nothing is judged until the canary is ready (AVAILABLE, labelled and split on
-  every target); readiness is recorded by a `started` event.
+  every target); readiness is recorded by a `started` event. The first sight of
+  a canary is recorded (`proposed`); one not ready within `progress_deadline_s`
+  of that fails, so a rollout never hangs on a version that cannot load.
 - Each step holds its weight for `hold`; an analysis interval is due every
   `interval`. A step advances once its hold has passed, at least one interval in
   it passed, and the latest judged interval did not fail.
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["started", "interval", "step", "verdict"]
+EventKind = Literal["proposed", "started", "interval", "step", "verdict"]
 DecisionKind = Literal[
     "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait"
 ]
@@ -51,6 +53,8 @@ class CanaryPlan:
     failure_limit: int
     on_no_data: Literal["pause", "fail", "pass"] = "pause"
     promotion: Literal["auto", "manual"] = "auto"
+    # From the first time the controller sees the canary to its being ready.
+    progress_deadline_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class Progress:
     passes_in_step: int
     latest_outcome: str
     verdict: str  # "" while running, else the recorded final verdict
+    proposed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,11 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
     passes = 0
     latest = ""
     verdict = ""
+    proposed_at: float | None = None
     for event in sorted(_mine(plan, events), key=lambda e: e.at):
-        if event.kind == "started" and started_at is None:
+        if event.kind == "proposed" and proposed_at is None:
+            proposed_at = event.at
+        elif event.kind == "started" and started_at is None:
             started_at = event.at
             step_started_at = event.at
             last_interval_at = event.at
@@ -145,7 +153,15 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
         elif event.kind == "verdict":
             verdict = event.outcome
     return Progress(
-        started_at, step, step_started_at, last_interval_at, failures, passes, latest, verdict
+        started_at,
+        step,
+        step_started_at,
+        last_interval_at,
+        failures,
+        passes,
+        latest,
+        verdict,
+        proposed_at,
     )
 
 
@@ -170,7 +186,19 @@ def decide(
         # the rollout stuck forever, so it is a failed canary.
         return Decision("fail", 0, state.step, reason=f"canary failed to load: {load_error}")
     if state.started_at is None:
-        return Decision("start" if ready else "wait_ready", weight, 0)
+        if ready:
+            return Decision("start", weight, 0)
+        deadline = (state.proposed_at or now) + plan.progress_deadline_s
+        if now >= deadline:
+            # Never ready (a version dir that stays incomplete, a target that
+            # never loads it): a stuck rollout is a failed one.
+            return Decision(
+                "fail",
+                0,
+                0,
+                reason=f"canary not ready within progressDeadline {plan.progress_deadline_s:g}s",
+            )
+        return Decision("wait_ready", weight, 0, due_at=deadline)
     if state.consecutive_failures >= plan.failure_limit:
         return Decision(
             "fail",

@@ -293,6 +293,14 @@ class RolloutDriver:
             ],
         )
         kind = decision.kind
+        if kind == "wait_ready" and not any(
+            e.kind in ("proposed", "started") for e in events
+            if e.model == plan.model and e.version == plan.version
+        ):
+            self._note(start, Event("proposed", now, plan.model, plan.version),
+                       f"canary seen; waiting for it to be ready "
+                       f"(progressDeadline {plan.progress_deadline_s:g}s)")
+            return True, status
         if kind == "start":
             if self.provider is not None:
                 self.provider.mark(now)

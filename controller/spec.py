@@ -349,6 +349,11 @@ class Canary(_Strict):
         description="auto: commit the promotion after the last step passes; manual: never "
         "commit it (a person edits stable).",
     )
+    progress_deadline: Annotated[Duration, AfterValidator(_at_least(1.0))] = Field(
+        default=Duration(600.0, "10m"),
+        description="How long the canary may take to become ready (AVAILABLE, labelled and "
+        "split on every target) before it counts as failed and is reverted. Default 10m.",
+    )
 
 
 class RolloutBody(_Strict):

@@ -213,3 +213,49 @@ def test_controller_reverts_a_canary_that_cannot_load(
     assert traffic.statuses[200] > 0
     assert set(traffic.statuses) == {200}, traffic.statuses
     assert set(traffic.versions) == {"1"}, traffic.versions
+
+
+def test_controller_reverts_a_canary_that_never_becomes_ready(
+    env: dict[str, Any], make_model: Any
+) -> None:
+    # An empty version dir is never aspired (it looks half-copied), so no load
+    # error ever comes: the canary's progressDeadline fails it instead.
+    server: ServerProcess = env["server"]
+    root: Path = env["root"]
+    corrupt_version(env["models"] / "hp2", 23, make_model, empty_dir)
+    (root / "git-deadline").mkdir()
+    person = Person(root / "git-deadline")
+    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
+    controller = Controller(
+        ControllerSettings(
+            repo=person.url,
+            model_root=str(env["models"]),
+            targets=[TargetAddress("s0", server.address, server.rest_url)],
+            state_dir=root / "state-deadline",
+            poll_interval_s=0.5,
+            reconcile_interval_s=0.25,
+            reconcile_deadline_s=5,
+        )
+    )
+    controller.start()
+    try:
+        assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
+        started = person.write(
+            "rollouts/hp2.yaml",
+            spec(
+                stable=1,
+                canary=23,
+                canary_block="    progressDeadline: 3s\n"
+                "    split: {hashKey: x-user-id}\n"
+                "    steps: [{weight: 50, hold: 1h}]\n",
+            ),
+            "canary hp2 v23",
+        )
+        assert wait_for(lambda: person.remote_log()[0].startswith("rollouts: revert hp2"),
+                        WAIT_S, 0.3), controller.status()
+        message = git(person.remote, "log", "-1", "--format=%B", "main")
+        assert f"This reverts commit {started}." in message
+        assert "not ready within progressDeadline 3s" in message, message
+        assert predict(server) == (200, [2.5])
+    finally:
+        controller.stop()

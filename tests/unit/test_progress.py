@@ -205,3 +205,16 @@ def test_no_advance_on_passes_from_before_a_gap() -> None:
     assert decide(PLAN, events, ready=True, now=90).kind == "analyse"
     events.append(ev("interval", 90, outcome="pass"))
     assert decide(PLAN, events, ready=True, now=91).kind == "advance"
+
+
+def test_canary_never_ready_fails_at_the_progress_deadline() -> None:
+    plan = CanaryPlan("m", 2, PLAN.steps, 30.0, 2, progress_deadline_s=600.0)
+    events = [ev("proposed", 100)]
+    waiting = decide(plan, events, ready=False, now=699)
+    assert waiting.kind == "wait_ready" and waiting.due_at == 700
+    failed = decide(plan, events, ready=False, now=700)
+    assert failed.kind == "fail" and "progressDeadline 600s" in failed.reason
+    assert decide(plan, events, ready=True, now=650).kind == "start"
+    # once started, the deadline no longer applies
+    started = [*events, ev("started", 650)]
+    assert decide(plan, started, ready=True, now=5000).kind != "fail"

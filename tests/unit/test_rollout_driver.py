@@ -121,7 +121,7 @@ def test_not_ready_canary_is_not_judged_but_gets_first_step_weight(rig) -> None:
     result = driver.drive(snapshot(), [target(None, canary_state="LOADING")])
     assert result.statuses["hp2"].phase == "wait_ready"
     assert result.desired.models["hp2"].split.canary_weight_bp == 1000  # type: ignore[union-attr]
-    assert kinds(git) == []
+    assert kinds(git) == ["proposed"]  # first sight starts the progress deadline
 
 
 def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: ignore[no-untyped-def]
