@@ -114,6 +114,7 @@ class GrpcTraffic:
                 self.codes[exc.code().name] += 1
 
 
+@pytest.mark.timeout(SOAK_S + 240)  # the soak itself plus setup and the final checks
 def test_soak_swaps_under_traffic(server: ServerProcess) -> None:
     rest = Traffic([server.rest_url], max_seconds=SOAK_S + 60, max_requests=10**8).start()
     rpc = GrpcTraffic(server).start()
