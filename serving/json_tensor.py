@@ -304,8 +304,19 @@ def _fill(val: Any, level: int, dtype: int, shape: list[int], out: list[Any]) ->
             f"Encountered list at unexpected size: {len(val)} at level: {level}"
             f" expected size: {shape[level]}"
         )
+    if level == rank - 1 and dtype in _FLOATS and all(type(v) in _NUMBER_TYPES for v in val):
+        # A row of plain numbers (most float requests): one check for the whole
+        # row instead of a call per value; anything else takes the path below,
+        # which produces the exact error for the offending value.
+        out.extend(val)
+        return
     for item in val:
         _fill(item, level + 1, dtype, shape, out)
+
+
+_FLOATS = frozenset((tc.DT_FLOAT, tc.DT_DOUBLE))
+# Exact types, so bool (an int subclass, refused for float tensors) is excluded.
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def _to_array(values: list[Any], dtype: int, shape: list[int]) -> np.ndarray:

@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -200,6 +201,17 @@ class ConfigFilePoller:
             self.poll_once()
 
 
+def _run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop when installed: it cut the REST path's CPU per request (see
+    benchmarks/RESULTS.md); uvicorn.Server.serve() alone would not pick it."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 class RestServer:
     """uvicorn on its own thread with its own event loop."""
 
@@ -220,7 +232,7 @@ class RestServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve())
+            _run_event_loop(self.server.serve())
         except BaseException as exc:  # reported by start()
             self.error = exc
 

@@ -1,0 +1,285 @@
+"""Predict throughput and latency, side by side (issue 8, item 1).
+
+One run, same machine, same load generator (benchmarks.loadgen, a separate
+process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
+
+- in-process: the signature's concrete function called in a loop by N threads
+  of this process (no server, no wire): the limit a server can approach;
+- this server (`python -m serving`), REST and gRPC; and again with
+  `--enable_batching` once the server has that flag;
+- KServe's Python ModelServer serving the same SavedModel (its own venv; the
+  column is skipped with a note when the venv is missing). The peer script
+  speaks KServe's V1 REST protocol only, so gRPC ratios are against KServe REST.
+
+Models: half_plus_two (one float in) and an MLP 784-256-10 (one 784-vector in).
+Goals: REST >= 3x KServe at c=16, gRPC >= 4x; batching at c=64 above the
+in-process single-call loop; p50 at c=1 <= 0.8 ms REST and <= 0.6 ms gRPC.
+Run: `python -m benchmarks.bench_predict [--quick] [--seconds S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness
+from benchmarks.common import Result, Table
+from benchmarks.loadgen import LoadResult, have_wrk, run_loadgen, summarize_latencies
+
+CONCURRENCIES = (1, 16, 64)
+REST_VS_KSERVE_GOAL = 3.0
+GRPC_VS_KSERVE_GOAL = 4.0
+REST_P50_GOAL_MS = 0.8
+GRPC_P50_GOAL_MS = 0.6
+BATCHING_PARAMETERS = """\
+max_batch_size { value: 64 }
+batch_timeout_micros { value: 500 }
+num_batch_threads { value: 2 }
+max_enqueued_batches { value: 1000 }
+"""
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    name: str
+    features: int  # 0: a scalar instance (half_plus_two)
+    description: str
+
+
+MODELS = (
+    ModelCase("hp2", 0, "half_plus_two"),
+    ModelCase("mlp", 784, "MLP 784-256-10"),
+)
+
+
+def batching_supported() -> bool:
+    """True once the server has --enable_batching (serving/batching.py landed)."""
+    from serving.flags import ServerFlags
+
+    fields = getattr(ServerFlags, "__dataclass_fields__", {})
+    return "enable_batching" in fields and (harness.REPO / "serving" / "batching.py").exists()
+
+
+def model_config(models: dict[str, Path]) -> str:
+    """A ModelServerConfig text serving every model from its base path."""
+    entries = "".join(
+        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
+        for name, base in models.items()
+    )
+    return f"model_config_list {{\n{entries}}}\n"
+
+
+def per_request_us(cpu_s: float, requests: int) -> float | None:
+    """CPU microseconds per request: steadier than req/s on a shared, noisy machine."""
+    return cpu_s / requests * 1e6 if requests else None
+
+
+def in_process(export_dir: Path, features: int, concurrency: int, seconds: float,
+               cpu_us: dict[str, float | None]) -> LoadResult:
+    """N threads calling the loaded signature directly, each one call at a time."""
+    import numpy as np
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    x = tf.constant(np.asarray(harness.instances(features), dtype=np.float32))
+    fn(x=x)  # trace and warm outside the timed window
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    end = time.perf_counter() + seconds
+
+    def loop(mine: list[float]) -> None:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            fn(x=x)["y"].numpy()
+            mine.append(time.perf_counter() - t0)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=loop, args=(lat,)) for lat in latencies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    flat = [v for lat in latencies for v in lat]
+    cpu_us[f"in-process/-/{concurrency}"] = per_request_us(time.process_time() - cpu, len(flat))
+    return summarize_latencies("in-process", concurrency, time.perf_counter() - start, flat, 0,
+                               "signature loop")
+
+
+def measured(pid: int, key: str, cpu_us: dict[str, float | None],
+             run: Callable[[], LoadResult]) -> LoadResult:
+    """run() while counting the serving process's CPU time, kept per request."""
+    before = harness.cpu_seconds(pid)
+    result = run()
+    cpu_us[key] = per_request_us(harness.cpu_seconds(pid) - before, result.requests)
+    return result
+
+
+def drive(server: Any, variant: str, case: ModelCase, concurrency: int, seconds: float,
+          rows: dict[str, LoadResult], cpu_us: dict[str, float | None]) -> None:
+    url = f"{server.rest_url}/v1/models/{case.name}:predict"
+    rest, grpc_body = harness.rest_body(case.features), harness.grpc_predict_body(case.name,
+                                                                                 case.features)
+    pid = server.proc.pid
+    key = f"{variant}/rest/{concurrency}"
+    rows[key] = measured(pid, key, cpu_us,
+                         lambda: run_loadgen("rest", url, rest, concurrency, seconds))
+    key = f"{variant}/grpc/{concurrency}"
+    rows[key] = measured(pid, key, cpu_us,
+                         lambda: run_loadgen("grpc", server.address, grpc_body, concurrency,
+                                             seconds, method=harness.PREDICT_METHOD))
+
+
+Goal = tuple[str, float | None, str, bool | None]
+
+
+def goals(rows: dict[str, LoadResult], kserve_ok: bool) -> list[Goal]:
+    """(goal, measured, target, met) for one model's rows keyed `<target>/<transport>/<c>`."""
+    def rps(key: str) -> float | None:
+        r = rows.get(key)
+        return r.rps if r is not None else None
+
+    def p50(key: str) -> float | None:
+        r = rows.get(key)
+        return r.p50_ms if r is not None else None
+
+    out: list[Goal] = []
+    kserve = rps("kserve/rest/16") if kserve_ok else None
+    for transport, goal in (("rest", REST_VS_KSERVE_GOAL), ("grpc", GRPC_VS_KSERVE_GOAL)):
+        value = harness.ratio(rps(f"server/{transport}/16"), kserve)
+        out.append((f"{transport} c=16 throughput / KServe REST c=16", value, f">= {goal:g}x",
+                    None if value is None else value >= goal))
+    limit = rps("in-process/-/1")
+    for transport in ("rest", "grpc"):
+        value = harness.ratio(rps(f"batching/{transport}/64"), limit)
+        out.append((f"batching {transport} c=64 / in-process c=1", value, "> 1x",
+                    None if value is None else value > 1.0))
+    for transport, goal_ms in (("rest", REST_P50_GOAL_MS), ("grpc", GRPC_P50_GOAL_MS)):
+        value = p50(f"server/{transport}/1")
+        out.append((f"{transport} p50 at c=1 (ms)", value, f"<= {goal_ms:g}",
+                    None if value is None else value <= goal_ms))
+    return out
+
+
+def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve: bool,
+        use_batching: bool, work: Path, models: Sequence[ModelCase] = MODELS) -> bool:
+    bases: dict[str, Path] = {}
+    exports: dict[str, Path] = {}
+    for case in models:
+        base = work / case.name
+        exports[case.name] = (harness.make_half_plus_two(base) if case.features == 0
+                              else harness.make_mlp(base))
+        bases[case.name] = base
+    config = work / "models.config"
+    config.write_text(model_config(bases))
+    rows: dict[str, dict[str, LoadResult]] = {c.name: {} for c in models}
+    cpu: dict[str, dict[str, float | None]] = {c.name: {} for c in models}
+
+    for case in models:
+        for c in concurrencies:
+            rows[case.name][f"in-process/-/{c}"] = in_process(exports[case.name], case.features,
+                                                              c, seconds, cpu[case.name])
+    variants: list[tuple[str, list[str]]] = [("server", [])]
+    if use_batching:
+        params = work / "batching.config"
+        params.write_text(BATCHING_PARAMETERS)
+        variants.append(("batching", ["--enable_batching",
+                                      f"--batching_parameters_file={params}"]))
+    for variant, extra in variants:
+        flags = [f"--model_config_file={config}", *extra]
+        with harness.serving_process(flags, work / f"{variant}.log") as server:
+            for case in models:
+                for c in concurrencies:
+                    drive(server, variant, case, c, seconds, rows[case.name], cpu[case.name])
+    if use_kserve:
+        for case in models:
+            with harness.kserve_peer(case.name, exports[case.name],
+                                     work / f"kserve-{case.name}.log") as peer:
+                url, body = f"{peer.url}/v1/models/{case.name}:predict", harness.rest_body(
+                    case.features)
+                for c in concurrencies:
+                    key = f"kserve/rest/{c}"
+                    rows[case.name][key] = measured(
+                        peer.pid, key, cpu[case.name],
+                        functools.partial(run_loadgen, "rest", url, body, c, seconds))
+
+    met = True
+    for case in models:
+        met &= report(result, case, rows[case.name], cpu[case.name], use_kserve)
+    result.data["runs"] = {m: {k: asdict(v) for k, v in r.items()} for m, r in rows.items()}
+    result.data["server_cpu_us_per_request"] = cpu
+    return met
+
+
+def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
+           cpu_us: dict[str, float | None], kserve_ok: bool) -> bool:
+    table = result.table(
+        f"{case.description}: throughput and latency",
+        ["target", "transport", "concurrency", "req/s", "p50 ms", "p99 ms", "errors",
+         "x KServe REST", "server CPU us/req"],
+    )
+    for key, r in rows.items():
+        target, transport, c = key.split("/")
+        kserve = rows.get(f"kserve/rest/{c}") if kserve_ok else None
+        usage = cpu_us.get(key)
+        table.add(target, transport, int(c), round(r.rps, 1), r.p50_ms, r.p99_ms, r.errors,
+                  harness.ratio(r.rps, kserve.rps if kserve else None),
+                  round(usage) if usage is not None else None)
+    table.notes.append("server CPU us/req: CPU time of the serving process (all threads; for "
+                       "in-process, this process) over the run, per successful request.")
+    goal_table = Table(f"{case.description}: goals", ["goal", "measured", "target", "met"])
+    met = True
+    for name, value, target, ok in goals(rows, kserve_ok):
+        goal_table.add(name, value, target, "n/a" if ok is None else ok)
+        met &= ok is not False
+    result.tables.append(goal_table)
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 s per point instead of 5 s")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))
+    parser.add_argument("--no-kserve", action="store_true")
+    parser.add_argument("--no-batching", action="store_true")
+    parser.add_argument("--models", nargs="*", default=[m.name for m in MODELS],
+                        choices=[m.name for m in MODELS])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    use_kserve = not args.no_kserve and harness.kserve_python() is not None
+    use_batching = not args.no_batching and batching_supported()
+    result = Result("predict", "Predict throughput and latency (issue 8, item 1)")
+    result.params = {"seconds_per_point": seconds, "concurrency": args.concurrency,
+                     "rest_loadgen": "wrk" if have_wrk() else "asyncio (wrk not installed)",
+                     "grpc_loadgen": "grpc.aio", "batching": use_batching,
+                     "kserve": use_kserve}
+    if not use_kserve:
+        result.notes.append(f"KServe column skipped: no KServe venv. Create it with: "
+                            f"{harness.KSERVE_HOWTO}.")
+    if not use_batching:
+        result.notes.append("Batching rows skipped: the server has no --enable_batching yet "
+                            "(or --no-batching was given).")
+    result.notes.append("KServe's peer speaks only its V1 REST protocol here, so both "
+                        "transports' ratios are against KServe REST at the same concurrency.")
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        models = [m for m in MODELS if m.name in args.models]
+        met = run(result, seconds, args.concurrency, use_kserve, use_batching, Path(tmp), models)
+    markdown, document = result.write()
+    print(result.to_markdown())
+    print(f"written: {markdown} and {document}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
