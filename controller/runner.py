@@ -93,6 +93,7 @@ class Controller:
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
+        self._git_running = threading.Lock()
         # An unreachable remote is retried with backoff, capped at a few polls.
         self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
         self._scheduler: BackgroundScheduler | None = None
@@ -201,7 +202,7 @@ class Controller:
         timing must not be rounded up to it.
         """
         scheduler = self._scheduler
-        if due is None or scheduler is None:
+        if due is None or scheduler is None or self._stop.is_set():
             return
         job = scheduler.get_job("reconcile")
         when = datetime.fromtimestamp(max(due, time.time()) + 0.01, UTC)
@@ -219,10 +220,15 @@ class Controller:
         with self._lock:
             self.state.webhook_deliveries += 1
         self._git_requested.set()
-        if self._scheduler is not None:
-            self._scheduler.modify_job("git", next_run_time=datetime.now(UTC))
+        scheduler = self._scheduler
+        if scheduler is not None and not self._stop.is_set():
+            scheduler.modify_job("git", next_run_time=datetime.now(UTC))
 
     def _git_then_reconcile(self) -> None:
+        with self._git_running:
+            self._git_loop()
+
+    def _git_loop(self) -> None:
         # A trigger that arrives while this job runs would be dropped by the
         # scheduler (max_instances=1); the flag makes this run go round again.
         for _ in range(100):
@@ -255,11 +261,18 @@ class Controller:
         scheduler.start()
         self._scheduler = scheduler
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop the jobs; a pass in progress sees the stop and returns early."""
         self._stop.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
-            self._scheduler = None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            # Not wait=True: apscheduler holds its job-store lock while it waits,
+            # and a running job that touches the scheduler would deadlock.
+            scheduler.shutdown(wait=False)
+            if self._reconciling.acquire(timeout=timeout_s):
+                self._reconciling.release()
+            if self._git_running.acquire(timeout=timeout_s):
+                self._git_running.release()
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:

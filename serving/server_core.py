@@ -343,8 +343,13 @@ class ServerCore:
             )
         # set_models also removes dropped models from the manager (unloading them).
         self.source.set_models(sources)
-        # Take the first observation now rather than a poll interval later.
-        self.source.poll_once()
+        # Observe new and changed models now rather than a poll interval later;
+        # untouched models are left to the regular poll (a one-model change in a
+        # config of hundreds costs one model's directory scan).
+        previous = {m.name: m for m in old.config.model_config_list.config}
+        changed = [m.name for m in models if _source_changed(m, previous.get(m.name))]
+        if changed:
+            self.source.poll_once(changed)
         if not self._started:
             self.source.start()
             self._started = True
@@ -566,3 +571,12 @@ def _split_labels_present(split: Split, labels: Mapping[str, int]) -> bool:
     return (split.stable_label or "stable") in labels and (
         split.canary_label or "canary"
     ) in labels
+
+
+def _source_changed(model: ModelConfig, previous: ModelConfig | None) -> bool:
+    """A model that is new, or whose base path or version policy changed."""
+    return (
+        previous is None
+        or previous.base_path != model.base_path
+        or previous.model_version_policy != model.model_version_policy
+    )

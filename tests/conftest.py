@@ -178,3 +178,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome: Any = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the minutes-long soak first, so the rest of the suite runs beside it
+    on the other xdist workers instead of after it."""
+    items.sort(key=lambda item: 0 if "test_soak.py" in item.nodeid else 1)

@@ -35,7 +35,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from serving.core.loader import Loader
@@ -162,13 +162,21 @@ class FileSystemSource:
         with self._lock:
             return dict(self._errors)
 
-    def poll_once(self) -> None:
-        """One pass over all models; an error on one model never stops the others."""
+    def poll_once(self, names: Collection[str] | None = None) -> None:
+        """One pass over all models (or just `names`); an error on one model never
+        stops the others. A config reload polls only the models it changed, so its
+        cost does not grow with the number of untouched models."""
         with self._poll_lock:
             with self._lock:
-                states = list(self._models.values())
+                states = [
+                    state
+                    for name, state in self._models.items()
+                    if names is None or name in names
+                ]
             for state in states:
                 self._poll_model(state)
+            # Even a partial pass resets the spacing: the next observation of
+            # these models comes a full interval later (completeness rule).
             with self._wake:
                 self._last_poll = time.monotonic()
 
