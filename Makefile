@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/rollouts validate rollouts/
 	$(BIN)/ruff check .
 	$(BIN)/mypy controller serving
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile; rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 unit: $(STAMP)

@@ -34,6 +34,15 @@ from serving.tls import client_channel
 
 log = logging.getLogger(__name__)
 
+# gRPC's default reconnect backoff grows to two minutes: a restarted server
+# would stay "unreachable" long after it is back. The controller has its own
+# backoff per target, so the channel retries connecting within a second or two.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
 _POLICY_TO_PROTO = {
     "availability_preserving": ext.AVAILABILITY_PRESERVING,
     "resource_preserving": ext.RESOURCE_PRESERVING,
@@ -101,6 +110,7 @@ class TargetClient:
         self._channel = client_channel(
             address.grpc_address, token=token, root_ca=root_ca,
             client_cert=client_cert, client_key=client_key,
+            options=RECONNECT_OPTIONS,
         )
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._ext = ext_grpc.RolloutServiceStub(self._channel)

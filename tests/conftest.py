@@ -180,7 +180,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
+# The longest files, longest first: xdist (--dist loadfile) hands files out in
+# collection order, so these start at once and the short ones fill in beside
+# them instead of leaving one long file running alone at the end.
+LONGEST_FIRST = (
+    "test_soak.py",
+    "test_faults_controller.py",
+    "test_controller_canary.py",
+    "test_demo.py",
+    "test_faults_server.py",
+    "test_faults_prometheus.py",
+    "test_controller_sync.py",
+    "test_security.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the minutes-long soak first, so the rest of the suite runs beside it
-    on the other xdist workers instead of after it."""
-    items.sort(key=lambda item: 0 if "test_soak.py" in item.nodeid else 1)
+    def rank(item: pytest.Item) -> int:
+        name = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

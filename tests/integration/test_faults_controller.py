@@ -10,6 +10,11 @@ but before the promotion/revert commit, or after it. One fleet of two real
 servers serves every trial; each trial has its own bare remote. Even trials
 propose a good canary (promoted), odd ones a failing canary (reverted).
 
+Half the trials also crash inside an operation: the n-th git write or target
+RPC raises an exception nothing in the controller can catch (a stand-in for
+SIGKILL at that instruction), so deaths land between a journalled verdict and
+its commit, between a local commit and its push, and mid config push.
+
 Checked per trial: exactly one promotion or revert commit, never both; a
 reverted canary is out of traffic; servers agree with git at the end.
 """
@@ -63,6 +68,7 @@ def test_random_controller_kills_never_double_a_verdict(
     rng = random.Random(SEED)
     traffic = Traffic([s.rest_url for s in servers], max_seconds=120).start()
     began = time.monotonic()
+    crashes: list[tuple[int, str]] = []
     try:
         for trial in range(TRIALS):
             root = tmp_path / f"trial-{trial}"
@@ -78,9 +84,17 @@ def test_random_controller_kills_never_double_a_verdict(
             person.write("rollouts/hp2.yaml", spec(stable=1, canary=canary,
                                                    canary_block=block()), f"canary {canary}")
             kill_after = rng.randrange(0, 30)
-            for _ in range(kill_after):
-                first.run_once()
-                time.sleep(TICK_S)
+            # Half the trials also die inside an operation: at the n-th git write
+            # or target RPC (a notes push, the revert or promotion commit before or
+            # after its push, a split or config push), like a SIGKILL there.
+            crash_at = rng.randrange(1, 12) if trial % 4 in (1, 2) else None
+            calls = arm_crash(first, crash_at)
+            try:
+                for _ in range(kill_after):
+                    first.run_once()
+                    time.sleep(TICK_S)
+            except SimulatedCrash:
+                crashes.append((trial, calls[-1]))
             first.reconciler.close()  # abandoned: its journal, clone and servers stay as is
             second = Controller(state)
             try:
@@ -88,11 +102,12 @@ def test_random_controller_kills_never_double_a_verdict(
                     second, lambda p=person, c=second: bool(verdicts(p)) and c.run_once(),
                     TRIAL_DEADLINE_S,
                 )
-                assert done, (trial, kill_after, second.status()["models"], verdicts(person))
+                assert done, (trial, kill_after, crash_at, calls, second.status()["models"],
+                              verdicts(person))
             finally:
                 second.reconciler.close()
             found = verdicts(person)
-            assert len(found) == 1, (trial, kill_after, found)
+            assert len(found) == 1, (trial, kill_after, crash_at, calls, found)
             expected = "promote" if canary == 2 else "revert"
             assert found[0].startswith(f"rollouts: {expected} hp2"), (trial, found)
             stable = 2 if canary == 2 else 1
@@ -104,7 +119,38 @@ def test_random_controller_kills_never_double_a_verdict(
     finally:
         traffic.stop()
     assert time.monotonic() - began < 180
+    # The seeded schedule really did kill the controller inside operations.
+    assert len(crashes) >= 3, crashes
     assert traffic.statuses[500] == 0 and traffic.statuses[0] == 0
+
+
+class SimulatedCrash(BaseException):
+    """Not an Exception: nothing in the controller may catch it, as with SIGKILL."""
+
+
+CRASHABLE_GIT = ("add_note", "push_notes", "push", "commit_file_edit", "revert_or_remove_canary")
+
+
+def arm_crash(controller: Controller, crash_at: int | None) -> list[str]:
+    """Make the `crash_at`-th write (git or target RPC) raise SimulatedCrash first."""
+    calls: list[str] = []
+    if crash_at is None:
+        return calls
+
+    def wrap(name: str, method: Any) -> Any:
+        def crashing(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            if len(calls) == crash_at:
+                raise SimulatedCrash(name)
+            return method(*args, **kwargs)
+
+        return crashing
+
+    for name in CRASHABLE_GIT:
+        setattr(controller.git, name, wrap(name, getattr(controller.git, name)))
+    for target in controller.reconciler.targets:
+        target.apply = wrap(f"apply:{target.name}", target.apply)  # type: ignore[method-assign]
+    return calls
 
 
 def _ticks_until(controller: Controller, done: Any, timeout: float) -> bool:

@@ -40,7 +40,9 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
     try:
         start = person.write(
             "rollouts/hp2.yaml",
-            spec(stable=1, canary=2, canary_block=canary_block(hold="6s")),
+            # A hold long enough that the canary is still running once the
+            # restarted server is back, even on a busy machine.
+            spec(stable=1, canary=2, canary_block=canary_block(hold="15s")),
             "canary hp2 v2",
         )
         reader = GitRepo(person.url, tmp_path / "reader")
