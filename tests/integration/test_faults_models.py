@@ -160,23 +160,8 @@ def test_controller_reverts_a_canary_that_cannot_load(
     env: dict[str, Any], make_model: Any
 ) -> None:
     server: ServerProcess = env["server"]
-    root: Path = env["root"]
     corrupt_version(env["models"] / "hp2", 21, make_model, truncate_graph)
-    (root / "git").mkdir()
-    person = Person(root / "git")
-    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
-    controller = Controller(
-        ControllerSettings(
-            repo=person.url,
-            model_root=str(env["models"]),
-            targets=[TargetAddress("s0", server.address, server.rest_url)],
-            state_dir=root / "state",
-            poll_interval_s=0.5,
-            reconcile_interval_s=0.25,
-            reconcile_deadline_s=30,
-        )
-    )
-    controller.start()
+    person, controller = start_controller(env, "git", "state", deadline_s=30)
     traffic = Traffic([server.rest_url])
     try:
         assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
@@ -221,23 +206,8 @@ def test_controller_reverts_a_canary_that_never_becomes_ready(
     # An empty version dir is never aspired (it looks half-copied), so no load
     # error ever comes: the canary's progressDeadline fails it instead.
     server: ServerProcess = env["server"]
-    root: Path = env["root"]
     corrupt_version(env["models"] / "hp2", 23, make_model, empty_dir)
-    (root / "git-deadline").mkdir()
-    person = Person(root / "git-deadline")
-    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
-    controller = Controller(
-        ControllerSettings(
-            repo=person.url,
-            model_root=str(env["models"]),
-            targets=[TargetAddress("s0", server.address, server.rest_url)],
-            state_dir=root / "state-deadline",
-            poll_interval_s=0.5,
-            reconcile_interval_s=0.25,
-            reconcile_deadline_s=5,
-        )
-    )
-    controller.start()
+    person, controller = start_controller(env, "git-deadline", "state-deadline", deadline_s=5)
     try:
         assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
         started = person.write(
@@ -259,3 +229,27 @@ def test_controller_reverts_a_canary_that_never_becomes_ready(
         assert predict(server) == (200, [2.5])
     finally:
         controller.stop()
+
+
+def start_controller(
+    env: dict[str, Any], git_dir: str, state_dir: str, *, deadline_s: float
+) -> tuple[Person, Controller]:
+    """A person's remote serving hp2 at v1 and a running controller on the module's server."""
+    server: ServerProcess = env["server"]
+    root: Path = env["root"]
+    (root / git_dir).mkdir()
+    person = Person(root / git_dir)
+    person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
+    controller = Controller(
+        ControllerSettings(
+            repo=person.url,
+            model_root=str(env["models"]),
+            targets=[TargetAddress("s0", server.address, server.rest_url)],
+            state_dir=root / state_dir,
+            poll_interval_s=0.5,
+            reconcile_interval_s=0.25,
+            reconcile_deadline_s=deadline_s,
+        )
+    )
+    controller.start()
+    return person, controller
