@@ -33,6 +33,17 @@ from controller.targets import TargetAddress, TargetClient
 log = logging.getLogger(__name__)
 
 
+class _SkippedRunFilter(logging.Filter):
+    """Drop apscheduler's "skipped: maximum number of running instances" warning:
+    a job that never overlaps itself skipping a tick is the design, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
+
+
 @dataclass
 class ControllerSettings:
     repo: str

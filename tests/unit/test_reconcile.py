@@ -171,3 +171,16 @@ def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[
     result = rec.run(state({1}, {"stable": 1}), superseded=lambda: calls.append(1) or True)
     assert not result.in_sync and calls == [1]
     assert rec.run(state({1}, {"stable": 1})).in_sync
+
+
+def test_scheduler_skip_warnings_are_dropped(caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    import controller.runner  # noqa: F401 - installs the filter
+
+    logger = logging.getLogger("apscheduler.scheduler")
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        logger.warning('Execution of job "x" skipped: maximum number of running instances '
+                       "reached (1)")
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
