@@ -425,23 +425,13 @@ class DataPlane:
 
     def classify(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                  *, entrypoint: str = "") -> ClassifyResult:
-        def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, s: Served) -> Any:
-            fetch = classification_outputs(servable, key, sig)
-            records = serialized_examples(inp)
-            out = servable.run(key, {"inputs": records}, fetch)
-            return ClassifyResult(s, classification_result(out, len(records)))
-
+        make = _example_task(classification_outputs, classification_result, ClassifyResult)
         return self._examples_call(  # type: ignore[no-any-return]
             ref, "Classify", inp, signature_name, entrypoint, make)
 
     def regress(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                 *, entrypoint: str = "") -> RegressResult:
-        def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, s: Served) -> Any:
-            fetch = regression_outputs(servable, key, sig)
-            records = serialized_examples(inp)
-            out = servable.run(key, {"inputs": records}, fetch)
-            return RegressResult(s, regression_result(out, len(records)))
-
+        make = _example_task(regression_outputs, regression_result, RegressResult)
         return self._examples_call(  # type: ignore[no-any-return]
             ref, "Regress", inp, signature_name, entrypoint, make)
 
@@ -507,3 +497,17 @@ class DataPlane:
 
     def list_models(self) -> Sequence[Any]:
         return self.core.list_models()
+
+
+def _example_task(
+    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[..., Any]
+) -> Callable[..., Any]:
+    """Classify and regress alike: serialized tf.Examples in, one result list out."""
+
+    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served) -> Any:
+        fetch = outputs(servable, key, sig)
+        records = serialized_examples(inp)
+        out = servable.run(key, {"inputs": records}, fetch)
+        return wrap(served, result(out, len(records)))
+
+    return make

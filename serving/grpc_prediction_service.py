@@ -8,7 +8,9 @@ actually served. Request metadata is passed to the hash-split router.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import grpc
 from tensorflow_serving.apis import (
@@ -53,97 +55,99 @@ def _abort(context: grpc.ServicerContext, err: ServingError) -> None:
     context.abort(grpc.StatusCode[err.code.name], err.message)
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
-        self.dataplane = dataplane
+Method = TypeVar("Method", bound=Callable[..., Any])
 
-    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
-                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+
+def _status_errors(method: Method) -> Method:
+    """Answer a ServingError with its gRPC status: the one mapping for every method."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-
-            def decode(signature: object) -> dict:
-                # Names first, then parsing: predict_util.cc's order of errors.
-                check_input_names(signature, list(request.inputs))  # type: ignore[arg-type]
-                return {k: tensor_codec.parse_tensor(v, k) for k, v in request.inputs.items()}
-
-            result = self.dataplane.predict(
-                model_ref(request.model_spec, _headers(context)), decode,
-                request.model_spec.signature_name, list(request.output_filter),
-                entrypoint=ENTRYPOINT)
-            response = predict_pb2.PredictResponse()
-            _echo(result.served, response.model_spec)
-            for alias, array in result.outputs.items():
-                response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array))
-            return response
+            return method(self, request, context)
         except ServingError as e:
             _abort(context, e)
             raise  # unreachable: abort raises
 
+    return wrapper  # type: ignore[return-value]
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @_status_errors
+    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+
+        def decode(signature: object) -> dict:
+            # Names first, then parsing: predict_util.cc's order of errors.
+            check_input_names(signature, list(request.inputs))  # type: ignore[arg-type]
+            return {k: tensor_codec.parse_tensor(v, k) for k, v in request.inputs.items()}
+
+        result = self.dataplane.predict(
+            model_ref(request.model_spec, _headers(context)), decode,
+            request.model_spec.signature_name, list(request.output_filter),
+            entrypoint=ENTRYPOINT)
+        response = predict_pb2.PredictResponse()
+        _echo(result.served, response.model_spec)
+        for alias, array in result.outputs.items():
+            response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array))
+        return response
+
+    @_status_errors
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
-        try:
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-            r = self.dataplane.classify(model_ref(request.model_spec, _headers(context)),
-                                        request.input, request.model_spec.signature_name,
-                                        entrypoint=ENTRYPOINT)
-            response = classification_pb2.ClassificationResponse(result=r.result)
-            _echo(r.served, response.model_spec)
-            return response
-        except ServingError as e:
-            _abort(context, e)
-            raise
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        r = self.dataplane.classify(model_ref(request.model_spec, _headers(context)),
+                                    request.input, request.model_spec.signature_name,
+                                    entrypoint=ENTRYPOINT)
+        response = classification_pb2.ClassificationResponse(result=r.result)
+        _echo(r.served, response.model_spec)
+        return response
 
+    @_status_errors
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
-        try:
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-            r = self.dataplane.regress(model_ref(request.model_spec, _headers(context)),
-                                       request.input, request.model_spec.signature_name,
-                                       entrypoint=ENTRYPOINT)
-            response = regression_pb2.RegressionResponse(result=r.result)
-            _echo(r.served, response.model_spec)
-            return response
-        except ServingError as e:
-            _abort(context, e)
-            raise
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        r = self.dataplane.regress(model_ref(request.model_spec, _headers(context)),
+                                   request.input, request.model_spec.signature_name,
+                                   entrypoint=ENTRYPOINT)
+        response = regression_pb2.RegressionResponse(result=r.result)
+        _echo(r.served, response.model_spec)
+        return response
 
+    @_status_errors
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
-        try:
-            names = {t.model_spec.name for t in request.tasks}
-            if any(not t.model_spec.name for t in request.tasks):
-                raise invalid_argument("Found ModelSpec with an empty model name.")
-            if len(names) > 1:
-                raise invalid_argument(
-                    "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-            first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
-            tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
-            r = self.dataplane.multi_inference(model_ref(first, _headers(context)), tasks,
-                                               request.input, entrypoint=ENTRYPOINT)
-            return inference_pb2.MultiInferenceResponse(results=r.results)
-        except ServingError as e:
-            _abort(context, e)
-            raise
+        names = {t.model_spec.name for t in request.tasks}
+        if any(not t.model_spec.name for t in request.tasks):
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if len(names) > 1:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
+        r = self.dataplane.multi_inference(model_ref(first, _headers(context)), tasks,
+                                           request.input, entrypoint=ENTRYPOINT)
+        return inference_pb2.MultiInferenceResponse(results=r.results)
 
+    @_status_errors
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
                          context: grpc.ServicerContext
                          ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        try:
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
-            r = self.dataplane.get_model_metadata(
-                model_ref(request.model_spec, _headers(context)), list(request.metadata_field))
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            _echo(r.served, response.model_spec, with_signature=False)
-            response.metadata["signature_def"].Pack(r.signature_def_map)
-            return response
-        except ServingError as e:
-            _abort(context, e)
-            raise
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        r = self.dataplane.get_model_metadata(
+            model_ref(request.model_spec, _headers(context)), list(request.metadata_field))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _echo(r.served, response.model_spec, with_signature=False)
+        response.metadata["signature_def"].Pack(r.signature_def_map)
+        return response
 
 
 def add_to_server(dataplane: DataPlane, server: grpc.Server) -> PredictionServicer:

@@ -67,9 +67,6 @@ log = logging.getLogger("serving")
 # How long shutdown waits for in-flight requests before cutting them off.
 DRAIN_SECONDS = 30.0
 REST_START_TIMEOUT_S = 30.0
-# REST inference calls running at once (worker threads); more wait their turn
-# within --rest_api_timeout_in_ms. Matches the gRPC server's worker pool.
-REST_MAX_CONCURRENCY = 32
 # Admin calls are few (a controller or a person), but a reload can hold one
 # thread for its whole deadline.
 ADMIN_WORKERS = 8
