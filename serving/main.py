@@ -11,6 +11,7 @@ in-flight requests finish, unload, exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -294,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     core = ServerCore(core_options(flags))
     wiring = wire_data_plane(core, batching)
+    freeze_startup_heap()
     try:
         core.reload_config(config)
     except ServingError as exc:
@@ -301,6 +303,22 @@ def main(argv: list[str] | None = None) -> int:
         core.stop(timeout=10)
         return 1
     return serve(core, wiring, flags, monitoring, stop, token=token, ssl=ssl)
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now (TensorFlow's modules, ours) out of the
+    cycle collector's reach, before any model loads.
+
+    Importing TensorFlow leaves about 280,000 tracked objects, and each full
+    collection walks them all while holding the GIL: 110 ms on this machine,
+    whether it is the explicit one that frees an unloaded model or one the
+    allocations of a load trigger. Requests to other models stall for that
+    long (TF Serving #1866). Frozen, a full collection walks only what came
+    later and takes 1-2 ms. Models load after this, so their own cycles are
+    still collected when they unload.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def build_admin_server(core: ServerCore, flags: ServerFlags, token: str,
