@@ -8,8 +8,10 @@ process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
 - this server (`python -m serving`), REST and gRPC; and again with
   `--enable_batching` once the server has that flag;
 - KServe's Python ModelServer serving the same SavedModel (its own venv; the
-  column is skipped with a note when the venv is missing). The peer script
-  speaks KServe's V1 REST protocol only, so gRPC ratios are against KServe REST.
+  column is skipped with a note when the venv is missing): V1 REST through the
+  shared peer script, and V2 gRPC `ModelInfer` through our wrapper of it
+  (`benchmarks/peers/kserve_grpc_peer.py`). REST is compared with KServe REST,
+  gRPC with KServe gRPC.
 
 Models: half_plus_two (one float in) and an MLP 784-256-10 (one 784-vector in).
 Goals: REST >= 3x KServe at c=16, gRPC >= 4x; batching at c=64 above the
@@ -153,11 +155,11 @@ def goals(rows: dict[str, LoadResult], kserve_ok: bool) -> list[Goal]:
         return r.p50_ms if r is not None else None
 
     out: list[Goal] = []
-    kserve = rps("kserve/rest/16") if kserve_ok else None
     for transport, goal in (("rest", REST_VS_KSERVE_GOAL), ("grpc", GRPC_VS_KSERVE_GOAL)):
+        kserve = rps(f"kserve/{transport}/16") if kserve_ok else None
         value = harness.ratio(rps(f"server/{transport}/16"), kserve)
-        out.append((f"{transport} c=16 throughput / KServe REST c=16", value, f">= {goal:g}x",
-                    None if value is None else value >= goal))
+        out.append((f"{transport} c=16 throughput / KServe {transport} c=16", value,
+                    f">= {goal:g}x", None if value is None else value >= goal))
     limit = rps("in-process/-/1")
     for transport in ("rest", "grpc"):
         value = harness.ratio(rps(f"batching/{transport}/64"), limit)
@@ -206,11 +208,17 @@ def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve
                                      work / f"kserve-{case.name}.log") as peer:
                 url, body = f"{peer.url}/v1/models/{case.name}:predict", harness.rest_body(
                     case.features)
+                infer = harness.kserve_infer_body(case.name, case.features)
                 for c in concurrencies:
                     key = f"kserve/rest/{c}"
                     rows[case.name][key] = measured(
                         peer.pid, key, cpu[case.name],
                         functools.partial(run_loadgen, "rest", url, body, c, seconds))
+                    key = f"kserve/grpc/{c}"
+                    rows[case.name][key] = measured(
+                        peer.pid, key, cpu[case.name],
+                        functools.partial(run_loadgen, "grpc", peer.grpc_address, infer, c,
+                                          seconds, method=harness.KSERVE_INFER_METHOD))
 
     met = True
     for case in models:
@@ -225,11 +233,12 @@ def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
     table = result.table(
         f"{case.description}: throughput and latency",
         ["target", "transport", "concurrency", "req/s", "p50 ms", "p99 ms", "errors",
-         "x KServe REST", "server CPU us/req"],
+         "x KServe (same transport)", "server CPU us/req"],
     )
     for key, r in rows.items():
         target, transport, c = key.split("/")
-        kserve = rows.get(f"kserve/rest/{c}") if kserve_ok else None
+        same = "rest" if transport == "-" else transport  # in-process: against KServe REST
+        kserve = rows.get(f"kserve/{same}/{c}") if kserve_ok else None
         usage = cpu_us.get(key)
         table.add(target, transport, int(c), round(r.rps, 1), r.p50_ms, r.p99_ms, r.errors,
                   harness.ratio(r.rps, kserve.rps if kserve else None),
@@ -270,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     if not use_batching:
         result.notes.append("Batching rows skipped: the server has no --enable_batching yet "
                             "(or --no-batching was given).")
-    result.notes.append("KServe's peer speaks only its V1 REST protocol here, so both "
-                        "transports' ratios are against KServe REST at the same concurrency.")
+    result.notes.append("KServe: V1 REST (`:predict`, JSON) and V2 gRPC (`ModelInfer`, FP32 "
+                        "contents); each of our transports is compared with KServe's same "
+                        "transport at the same concurrency (in-process with KServe REST).")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         models = [m for m in MODELS if m.name in args.models]
         met = run(result, seconds, args.concurrency, use_kserve, use_batching, Path(tmp), models)

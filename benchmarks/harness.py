@@ -26,6 +26,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = REPO.parent / "shared" / "peers" / "kserve_model_server.py"
+# Ours, run in KServe's venv: the shared peer plus KServe's V2 gRPC ModelInfer.
+GRPC_PEER_SCRIPT = REPO / "benchmarks" / "peers" / "kserve_grpc_peer.py"
+KSERVE_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 KSERVE_VENV = Path(os.environ.get("KSERVE_VENV", "/work/kserve-venv"))
 # Enough for a load generator process to import grpc and connect.
 LOADGEN_STARTUP_S = 3.0
@@ -133,6 +136,17 @@ def grpc_predict_body(model: str, features: int) -> bytes:
     return request.SerializeToString()
 
 
+def kserve_infer_body(model: str, features: int) -> bytes:
+    """A serialized KServe V2 ModelInferRequest for one instance, built in
+    KServe's venv (its protos are not the project's dependency)."""
+    python = kserve_python()
+    if python is None:
+        raise RuntimeError(f"KServe venv missing; create it with: {KSERVE_HOWTO}")
+    out = subprocess.run([str(python), str(GRPC_PEER_SCRIPT), "request", model, str(features)],
+                         check=True, capture_output=True, text=True, timeout=120)
+    return bytes.fromhex(out.stdout.strip())
+
+
 # --------------------------------------------------------------- processes
 
 
@@ -161,20 +175,23 @@ def kserve_python() -> Path | None:
 @dataclass(frozen=True)
 class Peer:
     url: str
+    grpc_address: str
     pid: int
 
 
 @contextmanager
 def kserve_peer(model: str, saved_model: Path, log_path: Path,
                 timeout: float = 120.0) -> Iterator[Peer]:
-    """KServe's ModelServer serving `saved_model`: its REST base URL and pid."""
+    """KServe's ModelServer serving `saved_model`: its REST base URL, its V2
+    gRPC address and its pid."""
     python = kserve_python()
     if python is None:
         raise RuntimeError(f"KServe venv missing; create it with: {KSERVE_HOWTO}")
     http_port, grpc_port = free_port(), free_port()
     log = open(log_path, "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [str(python), str(PEER_SCRIPT), model, str(saved_model), str(http_port), str(grpc_port)],
+        [str(python), str(GRPC_PEER_SCRIPT), "serve", model, str(saved_model), str(http_port),
+         str(grpc_port)],
         stdout=log, stderr=subprocess.STDOUT, env=server_env(), start_new_session=True,
     )
     url = f"http://127.0.0.1:{http_port}"
@@ -182,7 +199,7 @@ def kserve_peer(model: str, saved_model: Path, log_path: Path,
         if not wait_until(lambda: proc.poll() is not None or _http_ok(f"{url}/v1/models/{model}"),
                           timeout, 0.25) or proc.poll() is not None:
             raise RuntimeError(f"KServe peer did not start: {log_path.read_text()[-2000:]}")
-        yield Peer(url, proc.pid)
+        yield Peer(url, f"127.0.0.1:{grpc_port}", proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
 import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
+from starlette.types import ASGIApp  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
 from serving import grpc_prediction_service, limits, routing  # noqa: E402
@@ -59,7 +59,7 @@ from serving.grpc_rollout_service import model_info  # noqa: E402
 from serving.grpc_server import build_grpc_server  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest_app import build_rest_app  # noqa: E402
-from serving.rest_inference import DEFAULT_MAX_BODY_BYTES, inference_routes  # noqa: E402
+from serving.rest_inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
 from serving.tls import SSLSettings, TLSConfigError, read_ssl_config, server_credentials  # noqa: E402
 
@@ -141,8 +141,10 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
 
 
 def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
-               monitoring: MonitoringSettings) -> Starlette:
-    routes = inference_routes(
+               monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
+    """The REST app: inference POSTs answered in front, the rest by Starlette;
+    with `token`, the admin paths behind a bearer-token guard."""
+    inference = RestInference(
         wiring.dataplane,
         timeout_s=flags.rest_api_timeout_in_ms / 1000,
         max_concurrency=flags.rest_api_num_threads,
@@ -151,8 +153,9 @@ def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
         max_pending=flags.max_pending_requests,
         max_tensor_elements=flags.max_tensor_elements,
     )
-    return build_rest_app(core, extra_routes=routes, monitoring=monitoring,
-                          metrics=wiring.metrics)
+    app = inference.wrap(build_rest_app(core, extra_routes=inference.routes(),
+                                        monitoring=monitoring, metrics=wiring.metrics))
+    return AdminRestGuard(app, token=token) if token else app
 
 
 class ConfigFilePoller:
@@ -389,9 +392,7 @@ def serve(
 
     rest: RestServer | None = None
     if flags.rest_api_port > 0:
-        app = build_rest(core, wiring, flags, monitoring)
-        if token:
-            app.add_middleware(AdminRestGuard, token=token)  # type: ignore[arg-type]
+        app = build_rest(core, wiring, flags, monitoring, token)
         rest = RestServer(app, flags.bind_address, flags.rest_api_port, DRAIN_SECONDS)
         try:
             rest.start(REST_START_TIMEOUT_S)

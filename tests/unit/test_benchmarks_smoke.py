@@ -143,6 +143,7 @@ def _result(rps: float, p50: float, transport: str = "rest") -> LoadResult:
 def test_predict_goals_compare_side_by_side_figures() -> None:
     rows = {
         "kserve/rest/16": _result(100.0, 10.0),
+        "kserve/grpc/16": _result(80.0, 12.0, "grpc"),
         "server/rest/16": _result(350.0, 5.0),
         "server/grpc/16": _result(350.0, 5.0, "grpc"),
         "server/rest/1": _result(1000.0, 0.7),
@@ -151,8 +152,8 @@ def test_predict_goals_compare_side_by_side_figures() -> None:
         "batching/rest/64": _result(2500.0, 20.0),
     }
     got = {name: (value, met) for name, value, _, met in bench_predict.goals(rows, True)}
-    assert got["rest c=16 throughput / KServe REST c=16"] == (3.5, True)
-    assert got["grpc c=16 throughput / KServe REST c=16"] == (3.5, False)
+    assert got["rest c=16 throughput / KServe rest c=16"] == (3.5, True)
+    assert got["grpc c=16 throughput / KServe grpc c=16"] == (4.375, True)  # gRPC vs gRPC
     assert got["batching rest c=64 / in-process c=1"] == (1.25, True)
     assert got["batching grpc c=64 / in-process c=1"] == (None, None)  # not measured
     assert got["rest p50 at c=1 (ms)"] == (0.7, True)

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from serving.dataplane import DataPlane
 from serving.metrics import Metrics, metrics_route
-from serving.rest_inference import inference_routes
+from serving.rest_inference import RestInference
 from tests.unit.dataplane_fakes import FakeCore, half_plus_two_core
 
 M = "/v1/models/half_plus_two"
@@ -21,9 +21,10 @@ M = "/v1/models/half_plus_two"
 def app(core: FakeCore | None = None, timeout_s: float = 10.0, **kw: object) -> TestClient:
     metrics = Metrics()
     dp = DataPlane(core or half_plus_two_core(), metrics)
-    routes = inference_routes(dp, timeout_s=timeout_s, max_concurrency=4, metrics=metrics,
-                              **kw)  # type: ignore[arg-type]
-    return TestClient(Starlette(routes=[*routes, metrics_route("/metrics", metrics)]))
+    rest = RestInference(dp, timeout_s=timeout_s, max_concurrency=4, metrics=metrics,
+                         **kw)  # type: ignore[arg-type]
+    return TestClient(rest.wrap(Starlette(routes=[*rest.routes(),
+                                                  metrics_route("/metrics", metrics)])))
 
 
 CLIENT = app()
