@@ -7,6 +7,9 @@ process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
   of this process (no server, no wire): the limit a server can approach;
 - this server (`python -m serving`), REST and gRPC; and again with
   `--enable_batching` once the server has that flag;
+- the transport floors (`benchmarks/floors.py`): grpcio and uvicorn answering
+  fixed bytes, no model; with the in-process call they bound what any server
+  on these stacks can reach;
 - KServe's Python ModelServer serving the same SavedModel (its own venv; the
   column is skipped with a note when the venv is missing): V1 REST through the
   shared peer script, and V2 gRPC `ModelInfer` through our wrapper of it
@@ -202,6 +205,19 @@ def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve
             for case in models:
                 for c in concurrencies:
                     drive(server, variant, case, c, seconds, rows[case.name], cpu[case.name])
+    with harness.floor_servers(work) as floor:
+        for case in models:
+            for c in concurrencies:
+                for transport, target, body, pid in (
+                        ("rest", f"{floor.rest_url}/v1/models/{case.name}:predict",
+                         harness.rest_body(case.features), floor.rest_pid),
+                        ("grpc", floor.grpc_address,
+                         harness.grpc_predict_body(case.name, case.features), floor.grpc_pid)):
+                    key = f"floor/{transport}/{c}"
+                    rows[case.name][key] = measured(
+                        pid, key, cpu[case.name],
+                        functools.partial(run_loadgen, transport, target, body, c, seconds,
+                                          method=harness.PREDICT_METHOD))
     if use_kserve:
         for case in models:
             with harness.kserve_peer(case.name, exports[case.name],
@@ -245,6 +261,7 @@ def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
                   round(usage) if usage is not None else None)
     table.notes.append("server CPU us/req: CPU time of the serving process (all threads; for "
                        "in-process, this process) over the run, per successful request.")
+    result.tables.append(bounds(case, cpu_us, kserve_ok))
     goal_table = Table(f"{case.description}: goals", ["goal", "measured", "target", "met"])
     met = True
     for name, value, target, ok in goals(rows, kserve_ok):
@@ -252,6 +269,33 @@ def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
         met &= ok is not False
     result.tables.append(goal_table)
     return met
+
+
+def bounds(case: ModelCase, cpu_us: dict[str, float | None], kserve_ok: bool) -> Table:
+    """The best ratio to KServe any server on these stacks could reach at c=16.
+
+    On 2 cores shared with the load generator every server is CPU-bound, so
+    throughput follows CPU per request. A server with no code of its own
+    would still pay the transport floor (benchmarks.floors: grpcio or uvicorn
+    answering fixed bytes) plus the TensorFlow call (the in-process loop).
+    KServe's CPU per request over that sum bounds the ratio."""
+    table = Table(f"{case.description}: what bounds the KServe ratios (c=16, CPU us/request)",
+                  ["transport", "transport floor", "TF call in-process", "floor + TF call",
+                   "this server", "KServe", "best possible x KServe", "this server x KServe"])
+    tf_call = cpu_us.get("in-process/-/16")
+    for transport in ("rest", "grpc"):
+        floor, ours = cpu_us.get(f"floor/{transport}/16"), cpu_us.get(f"server/{transport}/16")
+        kserve = cpu_us.get(f"kserve/{transport}/16") if kserve_ok else None
+        least = floor + tf_call if floor is not None and tf_call is not None else None
+        table.add(transport, _round(floor), _round(tf_call), _round(least), _round(ours),
+                  _round(kserve), harness.ratio(kserve, least), harness.ratio(kserve, ours))
+    table.notes.append("best possible x KServe = KServe / (floor + TF call): what a server "
+                       "whose own code cost nothing would reach, by CPU per request.")
+    return table
+
+
+def _round(value: float | None) -> int | None:
+    return None if value is None else round(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,6 +211,48 @@ def kserve_peer(model: str, saved_model: Path, log_path: Path,
         log.close()
 
 
+@dataclass(frozen=True)
+class Floor:
+    rest_url: str
+    grpc_address: str
+    rest_pid: int
+    grpc_pid: int
+
+
+@contextmanager
+def floor_servers(log_dir: Path, timeout: float = 60.0) -> Iterator[Floor]:
+    """benchmarks.floors' do-nothing REST and gRPC servers, each its own process."""
+    rest_port, grpc_port = free_port(), free_port()
+    procs = []
+    try:
+        for kind, port in (("rest", rest_port), ("grpc", grpc_port)):
+            log = open(log_dir / f"floor-{kind}.log", "wb")  # noqa: SIM115 (kept by the child)
+            procs.append(subprocess.Popen(
+                [python_executable(), "-m", "benchmarks.floors", kind, str(port)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=server_env(),
+                start_new_session=True))
+            log.close()
+        url = f"http://127.0.0.1:{rest_port}"
+        if not wait_until(lambda: _http_ok(f"{url}/") and _port_open(grpc_port), timeout, 0.1):
+            raise RuntimeError(f"floor servers did not start (logs in {log_dir})")
+        yield Floor(url, f"127.0.0.1:{grpc_port}", procs[0].pid, procs[1].pid)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _http_ok(url: str) -> bool:
     import httpx
 

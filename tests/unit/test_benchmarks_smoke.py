@@ -167,3 +167,15 @@ def test_plan_inputs_are_in_sync_unless_canaries_start() -> None:
     assert actions == 0 and seconds >= 0
     _, actions = bench_scale.time_plan(20, canary=True, runs=1)
     assert actions > 0
+
+
+def test_kserve_bound_is_kserve_cpu_over_floor_plus_tf_call() -> None:
+    cpu = {"in-process/-/16": 200.0, "floor/rest/16": 50.0, "floor/grpc/16": 300.0,
+           "server/rest/16": 500.0, "server/grpc/16": 1000.0,
+           "kserve/rest/16": 1000.0, "kserve/grpc/16": 1500.0}
+    table = bench_predict.bounds(bench_predict.MODELS[0], cpu, True)
+    rest, grpc = table.rows
+    assert rest[0] == "rest" and rest[3] == 250 and rest[6] == 4.0 and rest[7] == 2.0
+    assert grpc[0] == "grpc" and grpc[3] == 500 and grpc[6] == 3.0 and grpc[7] == 1.5
+    _, unmeasured = bench_predict.bounds(bench_predict.MODELS[0], cpu, False).rows
+    assert unmeasured[5] is None and unmeasured[6] is None
