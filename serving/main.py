@@ -24,6 +24,13 @@ from types import FrameType
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF Serving's standard CPU build runs without oneDNN's custom ops; TensorFlow's
+# pip wheel turns them on, and then an unloaded model's weights stay in
+# oneDNN's allocator instead of being freed: a resource-preserving swap of a
+# 100 MB model peaked at 1.84x one model's RSS, and at 1.00x with them off
+# (benchmarks/bench_memory.py), at the same requests per second. Set it to 1
+# to opt in.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import grpc  # noqa: E402
 import uvicorn  # noqa: E402
