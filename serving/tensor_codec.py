@@ -10,6 +10,8 @@ Serving's default `AsProtoField`). DT_STRING is a numpy object array of bytes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
@@ -105,7 +107,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray | None:
     shape = _shape(proto.tensor_shape)
     if shape is None:
         return None
-    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    count = math.prod(shape)  # exact on Python ints, and far cheaper than np.prod here
     if count > MAX_ELEMENTS:
         return None
     if proto.tensor_content:
