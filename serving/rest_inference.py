@@ -128,8 +128,9 @@ class _Inference:
                  max_tensor_elements: int = 0) -> None:
         self.dataplane = dataplane
         self.timeout_s = timeout_s
-        # A plain pool, not anyio's to_thread: the hop is on every request, and
-        # anyio's (cancel scope, limiter, deadline scope) cost about 40 us more.
+        # A plain pool, not anyio's to_thread (cancel scope, limiter, deadline
+        # scope on every request): with the raw ASGI path it cut 80-350 us of
+        # CPU per request (benchmarks/RESULTS.md, item 6).
         self.pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="rest")
         # Beyond the pool's threads at most `max_pending` wait; more get 429 at once.
         self.gate = limits.AdmissionGate(max_concurrency, max_pending)
