@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -178,9 +179,8 @@ class BatchObserver(Protocol):
 class _Call:
     inputs: Tensors
     size: int
-    done: threading.Event = field(default_factory=threading.Event)
-    result: dict[str, np.ndarray] | None = None
-    error: BaseException | None = None
+    # Completed by the batch thread; callers block on it or await it.
+    future: Future[dict[str, np.ndarray]] = field(default_factory=Future)
 
 
 @dataclass(eq=False)
@@ -227,6 +227,14 @@ class Batcher:
             output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
             ) -> dict[str, np.ndarray]:
         """Run `inputs` as part of a batch; blocks until that batch has run."""
+        return self.submit(servable, signature_key, inputs, output_keys, model=model,
+                           version=version).result()
+
+    def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
+               output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
+               ) -> Future[dict[str, np.ndarray]]:
+        """Queue `inputs` for a batch; the future completes when that batch has
+        run. Refusals (too large, queue full, stopping) raise here, at once."""
         size = batch_size_of(inputs)
         if size > self.options.max_batch_size:
             raise invalid_argument(
@@ -245,11 +253,7 @@ class Batcher:
                 self._queues[key] = queue
             self._enqueue(queue, call)
             self._cond.notify()
-        call.done.wait()
-        if call.error is not None:
-            raise call.error
-        assert call.result is not None
-        return call.result
+        return call.future
 
     def _enqueue(self, queue: _Queue, call: _Call) -> None:
         open_batch = queue.batches[-1]
@@ -335,23 +339,35 @@ class Batcher:
                                   self.options.pad_variable_length_inputs)
             outputs = queue.servable.run(queue.signature_key, merged.inputs, queue.output_keys)
             if len(calls) == 1 and not merged.padding:
-                calls[0].result = outputs
+                parts = [outputs]
             else:
-                for call, part in zip(calls, split_outputs(outputs, merged.sizes, merged.padding),
-                                      strict=True):
-                    call.result = part
+                parts = split_outputs(outputs, merged.sizes, merged.padding)
             if self._observer is not None:
                 self._observer.observe_batch(queue.model, queue.version, merged.sizes,
                                              sum(merged.sizes) + merged.padding, merged.padding)
         except ServingError as exc:
-            for call in calls:
-                call.error = ServingError(exc.code, exc.message)
+            for call in calls:  # one error object per caller: each may annotate its own
+                _settle(call.future, error=ServingError(exc.code, exc.message))
+            return
         except Exception as exc:  # a model fault: every caller of the batch sees it
             for call in calls:
-                call.error = exc
-        finally:
-            for call in calls:
-                call.done.set()
+                _settle(call.future, error=exc)
+            return
+        for call, part in zip(calls, parts, strict=True):
+            _settle(call.future, result=part)
+
+
+def _settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray] | None = None,
+            error: BaseException | None = None) -> None:
+    """Complete a caller's future; one its caller cancelled is left as it is
+    (the rest of the batch must still get their rows)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass
 
 
 class BatchedServable:
@@ -374,3 +390,9 @@ class BatchedServable:
             output_keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         return self._batcher.run(self._servable, signature_key, inputs, output_keys,
                                  model=self._model, version=self._version)
+
+    def submit(self, signature_key: str, inputs: Mapping[str, np.ndarray],
+               output_keys: Sequence[str] | None = None) -> Future[dict[str, np.ndarray]]:
+        """As `run`, without blocking: the batch's result, when it has run."""
+        return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
+                                    model=self._model, version=self._version)

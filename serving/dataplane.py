@@ -9,6 +9,9 @@ REST adapters only translate wire formats; metrics are recorded here, once.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -337,6 +340,40 @@ def regression_result(
 # ------------------------------------------------------------- the plane
 
 
+def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[str],
+                    missing_signature: Callable[[str], ServingError]) -> dict[str, Any]:
+    """Predict's checked inputs for the handle's servable: its signature `key`
+    must exist, and the inputs and output filter must name its tensors."""
+    signature = h.servable.signatures.get(key)
+    if signature is None:
+        raise missing_signature(key)
+    tensors = inputs(signature) if callable(inputs) else inputs
+    check_input_names(signature, list(tensors))
+    check_output_filter(signature, output_filter)
+    return dict(tensors)
+
+
+def _outcome(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
+    """An awaitable for a batch thread's future. Unlike asyncio.wrap_future,
+    cancelling the awaiting task leaves the batch's own future alone: the
+    batch still runs, completes it, and releases the handle."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[Any] = loop.create_future()
+
+    def settle(done: concurrent.futures.Future[Any]) -> None:
+        if waiter.cancelled():
+            return
+        error = done.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(done.result())
+
+    future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
+    return waiter
+
+
+
 class DataPlane:
     """Runs inference requests against the core; records metrics per request."""
 
@@ -398,16 +435,51 @@ class DataPlane:
         def body(served: list[Served]) -> PredictResult:
             with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
                 served.append(self._served(h, key))
-                signature = h.servable.signatures.get(key)
-                if signature is None:
-                    raise missing_signature(key)
-                tensors = inputs(signature) if callable(inputs) else inputs
-                check_input_names(signature, list(tensors))
-                check_output_filter(signature, output_filter)
-                outputs = self._runner(h).run(key, dict(tensors), list(output_filter) or None)
+                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature)
+                outputs = self._runner(h).run(key, tensors, list(output_filter) or None)
                 return PredictResult(served[0], outputs)
 
         return self._call(ref, "Predict", entrypoint, body)  # type: ignore[no-any-return]
+
+    async def predict_batched(
+        self,
+        ref: ModelRef,
+        inputs: Inputs,
+        signature_name: str = "",
+        *,
+        entrypoint: str = "",
+        missing_signature: Callable[[str], ServingError] = predict_missing_signature,
+    ) -> PredictResult:
+        """`predict` for an event loop, with batching on: decoding and checks run
+        here, the call joins a batch, and the loop awaits the batch instead of
+        a thread blocking on it. The handle is held until the batch has run,
+        even if the awaiting task is cancelled, so an unload still waits."""
+        if self.batcher is None:
+            raise RuntimeError("predict_batched needs a batcher")
+        key = signature_name or DEFAULT_SIGNATURE
+        start = self._clock()
+        served: list[Served] = []
+        code = Code.UNKNOWN
+        try:
+            h = self.core.handle(ref.name, ref.version, ref.label, ref.headers)
+            handle = h.__enter__()
+            try:
+                served.append(self._served(handle, key))
+                tensors = _predict_inputs(handle, key, inputs, (), missing_signature)
+                future = self._runner(handle).submit(key, tensors, None)
+            except BaseException:
+                h.__exit__(*sys.exc_info())
+                raise
+            # Whatever happens to the awaiting task, the handle goes with the batch.
+            future.add_done_callback(lambda _: h.__exit__(None, None, None))
+            outputs = await _outcome(future)
+            code = Code.OK
+            return PredictResult(served[0], outputs)
+        except ServingError as e:
+            code = e.code
+            raise
+        finally:
+            self._record(ref, served, "Predict", entrypoint, code, start)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
                        entrypoint: str, make: Callable[..., Any]) -> Any:

@@ -16,7 +16,7 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -153,6 +153,22 @@ class _Inference:
         finally:
             self.gate.leave()
 
+    async def _await(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """`work` on this loop under the same admission gate and deadline as
+        `_run`. On timeout it is left to finish (it holds a servable handle
+        until its batch has run), as `_run` abandons a thread."""
+        self.gate.enter()
+        try:
+            task = asyncio.ensure_future(work)
+            task.add_done_callback(_retrieve)
+            if self.timeout_s > 0:
+                return await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+            return await task
+        except TimeoutError:
+            raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        finally:
+            self.gate.leave()
+
     def _observe(self, name: str, api: str, err: ServingError, start: float) -> None:
         if self.metrics is not None:
             self.metrics.observe(name, None, "", api, ENTRYPOINT, err.code,
@@ -180,8 +196,12 @@ class _Inference:
             await _send_json(send, _error_status(e), json_tensor.error_body(e.message).encode())
             return
         try:
-            text, served = await self._run(
-                functools.partial(self._infer, api, ref, doc, signature))
+            if api == "Predict" and self.dataplane.batcher is not None:
+                # Batching: join the batch from the loop, no thread per request.
+                text, served = await self._await(self._predict_batched(ref, doc, signature))
+            else:
+                text, served = await self._run(
+                    functools.partial(self._infer, api, ref, doc, signature))
         except ServingError as e:
             # Timed out or refused for overload: the data plane never recorded it.
             if e.code is Code.DEADLINE_EXCEEDED or isinstance(e, limits.Overloaded):
@@ -190,18 +210,30 @@ class _Inference:
             return
         await _send_json(send, 200, text.encode(), _served_headers(served))
 
+    def _decoder(self, doc: dict[str, Any], signature: str,
+                 fmt: list[json_tensor.Format]) -> Callable[[Any], Any]:
+        """Predict's inputs from the request document, once the signature is known."""
+        def decode(sig: Any) -> Any:
+            tensors, f = json_tensor.predict_inputs(doc, sig.inputs, signature)
+            limits.check_arrays(tensors, self.max_tensor_elements)
+            fmt.append(f)
+            return tensors
+        return decode
+
+    async def _predict_batched(self, ref: ModelRef, doc: dict[str, Any], signature: str
+                               ) -> tuple[str, Served]:
+        fmt: list[json_tensor.Format] = []
+        r = await self.dataplane.predict_batched(
+            ref, self._decoder(doc, signature, fmt), signature, entrypoint=ENTRYPOINT,
+            missing_signature=_rest_missing_signature)
+        return json_tensor.predict_response(r.outputs, fmt[0]), r.served
+
     def _infer(self, api: str, ref: ModelRef, doc: dict[str, Any], signature: str
-                  ) -> tuple[str, Served]:
+               ) -> tuple[str, Served]:
         if api == "Predict":
             fmt: list[json_tensor.Format] = []
-
-            def decode(sig: Any) -> Any:
-                tensors, f = json_tensor.predict_inputs(doc, sig.inputs, signature)
-                limits.check_arrays(tensors, self.max_tensor_elements)
-                fmt.append(f)
-                return tensors
-
-            r = self.dataplane.predict(ref, decode, signature, entrypoint=ENTRYPOINT,
+            r = self.dataplane.predict(ref, self._decoder(doc, signature, fmt), signature,
+                                       entrypoint=ENTRYPOINT,
                                        missing_signature=_rest_missing_signature)
             return json_tensor.predict_response(r.outputs, fmt[0]), r.served
         inp = json_tensor.examples_input(doc)
@@ -235,6 +267,12 @@ class _Inference:
             return _error(e)
         items = [json_format.MessageToJson(m, preserving_proto_field_name=True) for m in models]
         return _json('{"models": [' + ", ".join(items) + "]}")
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Collect an abandoned task's outcome, so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _rest_missing_signature(name: str) -> ServingError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -389,3 +390,86 @@ def test_a_request_keeps_its_handle_until_its_batch_has_run(
     servable.gate.set()
     join(threads)
     assert core.released.is_set() and results[0].outputs["y"].tolist() == [3.0]
+
+
+# ----- predict_batched: the event loop joins a batch without a thread per request
+
+
+def gated_core() -> tuple[GatedServable, OneVersionCore]:
+    servable = GatedServable()
+    servable.signatures = {"serving_default": SimpleNamespace(inputs={"x": None},
+                                                              outputs={"y": None})}
+    return servable, OneVersionCore(servable)
+
+
+def test_batched_predict_on_the_loop_matches_predict_and_merges_calls(
+        make_batcher: Callable[..., Batcher]) -> None:
+    recorder = Recorder()
+    core = half_plus_two_core()
+    expected = DataPlane(core).predict(ModelRef("half_plus_two"), {"x": f32(1, 2, 4)})
+    dp = DataPlane(core, batcher=make_batcher(recorder, batch_timeout_micros=200_000,
+                                              max_batch_size=3))
+
+    async def three() -> list[Any]:
+        calls = [dp.predict_batched(ModelRef("half_plus_two"), {"x": f32(1, 2)}),
+                 dp.predict_batched(ModelRef("half_plus_two"), {"x": f32(4)})]
+        return list(await asyncio.gather(*calls))
+
+    first, second = asyncio.run(three())
+    assert first.outputs["y"].tolist() + second.outputs["y"].tolist() == (
+        expected.outputs["y"].tolist())
+    assert recorder.batches == [("half_plus_two", first.served.version, (2, 1), 3, 0)]
+
+
+def test_a_cancelled_batched_predict_keeps_its_handle_until_its_batch_has_run(
+        make_batcher: Callable[..., Batcher]) -> None:
+    servable, core = gated_core()
+    dp = DataPlane(core, batcher=make_batcher())
+    servable.gate.clear()
+
+    async def cancel_while_waiting() -> None:
+        task = asyncio.ensure_future(dp.predict_batched(ModelRef("m"), {"x": f32(2)}))
+        while not servable.entered.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(cancel_while_waiting(), WAIT_S))
+    assert not core.released.is_set()  # an unload would still wait for the batch
+    servable.gate.set()
+    assert core.released.wait(WAIT_S)
+
+
+def test_batched_predict_errors_release_the_handle_and_keep_their_codes(
+        make_batcher: Callable[..., Batcher]) -> None:
+    servable, core = gated_core()
+    dp = DataPlane(core, batcher=make_batcher())
+    with pytest.raises(ServingError) as missing:
+        asyncio.run(dp.predict_batched(ModelRef("m"), {"x": f32(2)}, "nope"))
+    assert missing.value.code is Code.FAILED_PRECONDITION
+    servable.fail = ServingError(Code.INVALID_ARGUMENT, "bad rows")
+    with pytest.raises(ServingError) as failed:
+        asyncio.run(dp.predict_batched(ModelRef("m"), {"x": f32(2)}))
+    assert (failed.value.code, failed.value.message) == (Code.INVALID_ARGUMENT, "bad rows")
+    assert core.released.wait(WAIT_S)
+
+
+def test_batched_predict_needs_a_batcher() -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.run(DataPlane(half_plus_two_core()).predict_batched(
+            ModelRef("half_plus_two"), {"x": f32(1)}))
+
+
+def test_a_cancelled_caller_does_not_cost_the_rest_of_its_batch_their_rows(
+        make_batcher: Callable[..., Batcher]) -> None:
+    servable = GatedServable()
+    batcher = make_batcher(batch_timeout_micros=100_000, max_batch_size=2)
+    servable.gate.clear()
+    first = batcher.submit(servable, "sig", {"x": f32(1)})
+    second = batcher.submit(servable, "sig", {"x": f32(2)})
+    assert servable.entered.wait(WAIT_S)
+    assert first.cancel()
+    servable.gate.set()
+    assert second.result(WAIT_S)["y"].tolist() == [3.0]
+    assert batcher.run(servable, "sig", {"x": f32(4)})["y"].tolist() == [4.0]  # thread alive

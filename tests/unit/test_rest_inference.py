@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from serving.batching import Batcher
+from serving.batching_config import BatchingOptions
 from serving.dataplane import DataPlane
 from serving.metrics import Metrics, metrics_route
 from serving.rest_inference import RestInference
@@ -18,9 +21,10 @@ from tests.unit.dataplane_fakes import FakeCore, half_plus_two_core
 M = "/v1/models/half_plus_two"
 
 
-def app(core: FakeCore | None = None, timeout_s: float = 10.0, **kw: object) -> TestClient:
+def app(core: FakeCore | None = None, timeout_s: float = 10.0, batcher: Batcher | None = None,
+        **kw: object) -> TestClient:
     metrics = Metrics()
-    dp = DataPlane(core or half_plus_two_core(), metrics)
+    dp = DataPlane(core or half_plus_two_core(), metrics, batcher=batcher)
     rest = RestInference(dp, timeout_s=timeout_s, max_concurrency=4, metrics=metrics,
                          **kw)  # type: ignore[arg-type]
     return TestClient(rest.wrap(Starlette(routes=[*rest.routes(),
@@ -77,7 +81,8 @@ def test_huge_body_is_refused_before_parsing() -> None:
     assert r.status_code == 413 and "error" in r.json()
 
 
-def test_timeout_is_deadline_exceeded() -> None:
+def slowed_core() -> tuple[FakeCore, threading.Event]:
+    """half_plus_two whose version 1 answers only once the event is set (or after 5 s)."""
     core = half_plus_two_core()
     release = threading.Event()
     servable = core.versions["half_plus_two"][1]
@@ -88,7 +93,39 @@ def test_timeout_is_deadline_exceeded() -> None:
         return original(*a, **k)  # type: ignore[arg-type]
 
     servable.run = slow  # type: ignore[method-assign,assignment]
+    return core, release
+
+
+def test_timeout_is_deadline_exceeded() -> None:
+    core, release = slowed_core()
     client = app(core, timeout_s=0.2)
+    r = client.post(f"{M}/versions/1:predict", json={"instances": [1.0]})
+    release.set()
+    assert r.status_code == 504 and r.json() == {"error": "Deadline Exceeded"}
+
+
+@pytest.fixture
+def batcher() -> Iterator[Batcher]:
+    made = Batcher(BatchingOptions(num_batch_threads=1, batch_timeout_micros=1000))
+    yield made
+    made.stop(timeout=10)
+
+
+def test_batched_predict_answers_as_unbatched(batcher: Batcher) -> None:
+    client = app(batcher=batcher)
+    for path, body in [(f"{M}/labels/canary:predict", {"instances": [2.0, 3.0]}),
+                       (f"{M}/versions/1:predict", {"inputs": {"x": [2.0]}})]:
+        batched, plain = client.post(path, json=body), CLIENT.post(path, json=body)
+        assert (batched.status_code, batched.json()) == (plain.status_code, plain.json())
+        assert batched.headers["x-model-version"] == plain.headers["x-model-version"]
+    missing = client.post(f"{M}:predict", json={"signature_name": "z", "instances": [1.0]})
+    assert missing.status_code == 400
+    assert missing.json() == {"error": 'Serving signature name: "z" not found in signature def'}
+
+
+def test_batched_timeout_is_deadline_exceeded(batcher: Batcher) -> None:
+    core, release = slowed_core()
+    client = app(core, timeout_s=0.2, batcher=batcher)
     r = client.post(f"{M}/versions/1:predict", json={"instances": [1.0]})
     release.set()
     assert r.status_code == 504 and r.json() == {"error": "Deadline Exceeded"}
