@@ -158,11 +158,13 @@ def goals(rows: dict[str, LoadResult], kserve_ok: bool) -> list[Goal]:
         return r.p50_ms if r is not None else None
 
     out: list[Goal] = []
-    for transport, goal in (("rest", REST_VS_KSERVE_GOAL), ("grpc", GRPC_VS_KSERVE_GOAL)):
-        kserve = rps(f"kserve/{transport}/16") if kserve_ok else None
-        value = harness.ratio(rps(f"server/{transport}/16"), kserve)
-        out.append((f"{transport} c=16 throughput / KServe {transport} c=16", value,
-                    f">= {goal:g}x", None if value is None else value >= goal))
+    for variant in ("server", "batching"):
+        for transport, goal in (("rest", REST_VS_KSERVE_GOAL), ("grpc", GRPC_VS_KSERVE_GOAL)):
+            kserve = rps(f"kserve/{transport}/16") if kserve_ok else None
+            value = harness.ratio(rps(f"{variant}/{transport}/16"), kserve)
+            how = "" if variant == "server" else " with batching"
+            out.append((f"{transport} c=16 throughput{how} / KServe {transport} c=16", value,
+                        f">= {goal:g}x", None if value is None else value >= goal))
     limit = rps("in-process/-/1")
     for transport in ("rest", "grpc"):
         value = harness.ratio(rps(f"batching/{transport}/64"), limit)

@@ -150,10 +150,13 @@ def test_predict_goals_compare_side_by_side_figures() -> None:
         "server/grpc/1": _result(1000.0, 0.7, "grpc"),
         "in-process/-/1": _result(2000.0, 0.1),
         "batching/rest/64": _result(2500.0, 20.0),
+        "batching/rest/16": _result(250.0, 20.0),
     }
     got = {name: (value, met) for name, value, _, met in bench_predict.goals(rows, True)}
     assert got["rest c=16 throughput / KServe rest c=16"] == (3.5, True)
     assert got["grpc c=16 throughput / KServe grpc c=16"] == (4.375, True)  # gRPC vs gRPC
+    assert got["rest c=16 throughput with batching / KServe rest c=16"] == (2.5, False)
+    assert got["grpc c=16 throughput with batching / KServe grpc c=16"] == (None, None)
     assert got["batching rest c=64 / in-process c=1"] == (1.25, True)
     assert got["batching grpc c=64 / in-process c=1"] == (None, None)  # not measured
     assert got["rest p50 at c=1 (ms)"] == (0.7, True)
