@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 from google.protobuf import json_format
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import (
@@ -180,6 +181,19 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     """The request's top-level JSON object (json_tensor.cc ParseJson)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        # orjson parses a request 3-4x faster (the MLP's 784 floats: 46 -> 13 us,
+        # a fifth of the event loop's time with batching). It accepts only
+        # strict JSON, to the same values as the stdlib except integers beyond
+        # 64 bits, which it reads as doubles, as rapidjson (TF Serving) does.
+        # Anything else (NaN, trailing bytes, bad UTF-8, errors) takes the path
+        # below, which keeps TF Serving's texts.
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if isinstance(doc, dict):
+            return doc
     try:
         text = body.decode() if isinstance(body, bytes) else body
     except UnicodeDecodeError as e:

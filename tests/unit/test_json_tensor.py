@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from serving import json_tensor as jt
@@ -88,3 +90,25 @@ def test_examples_and_results() -> None:
     r = regression_pb2.RegressionResult()
     r.regressions.add(value=3.0)
     assert json.loads(jt.regression_response(r)) == {"results": [3.0]}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_the_fast_parser_reads_what_the_stdlib_reads(doc: dict) -> None:
+    body = json.dumps(doc).encode()
+    assert jt.parse_json(body) == json.loads(body)
+
+
+def test_what_the_fast_parser_refuses_still_parses_as_before() -> None:
+    assert jt.parse_json(b'{"x": NaN, "y": Infinity}')["y"] == float("inf")
+    assert jt.parse_json(b'{"x": "\\ud800"}') == {"x": "\ud800"}  # a lone surrogate
+    # Beyond 64 bits an integer is a double, as in rapidjson.
+    assert jt.parse_json(b'{"x": 18446744073709551616}') == {"x": 18446744073709551616.0}
