@@ -49,6 +49,7 @@ import httpx  # noqa: E402
 from tensorflow_serving.apis import get_model_status_pb2  # noqa: E402
 
 from benchmarks.common import Result, Table, summarize  # noqa: E402
+from benchmarks.harness import wait_until  # noqa: E402
 from controller.webhook import signature  # noqa: E402
 from tests.conftest import ServerProcess, free_port  # noqa: E402
 from tests.gitops import Person, git, spec  # noqa: E402
@@ -65,17 +66,6 @@ FIRST_FAULTY_VERSION = 3
 
 
 # -- small bounded helpers ----------------------------------------------------
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float) -> bool:
-    """Poll `predicate` every `interval` s until it holds or `timeout` s pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def label_version(server: ServerProcess, label: str) -> int | None:
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = MODEL

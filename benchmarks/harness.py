@@ -201,13 +201,7 @@ def kserve_peer(model: str, saved_model: Path, log_path: Path,
             raise RuntimeError(f"KServe peer did not start: {log_path.read_text()[-2000:]}")
         yield Peer(url, f"127.0.0.1:{grpc_port}", proc.pid)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc, grace=20)
         log.close()
 
 
@@ -238,13 +232,19 @@ def floor_servers(log_dir: Path, timeout: float = 60.0) -> Iterator[Floor]:
         yield Floor(url, f"127.0.0.1:{grpc_port}", procs[0].pid, procs[1].pid)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            stop_process_group(proc, grace=10)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM a child started with start_new_session, SIGKILL after `grace` s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _port_open(port: int) -> bool:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -461,17 +460,18 @@ class DataPlane:
         served: list[Served] = []
         code = Code.UNKNOWN
         try:
-            h = self.core.handle(ref.name, ref.version, ref.label, ref.headers)
-            handle = h.__enter__()
+            held = ExitStack()
+            handle = held.enter_context(
+                self.core.handle(ref.name, ref.version, ref.label, ref.headers))
             try:
                 served.append(self._served(handle, key))
                 tensors = _predict_inputs(handle, key, inputs, (), missing_signature)
                 future = self._runner(handle).submit(key, tensors, None)
             except BaseException:
-                h.__exit__(*sys.exc_info())
+                held.close()
                 raise
             # Whatever happens to the awaiting task, the handle goes with the batch.
-            future.add_done_callback(lambda _: h.__exit__(None, None, None))
+            future.add_done_callback(lambda _: held.close())
             outputs = await _outcome(future)
             code = Code.OK
             return PredictResult(served[0], outputs)
