@@ -98,6 +98,13 @@ class Progress:
     latest_outcome: str
     verdict: str  # "" while running, else the recorded final verdict
     proposed_at: float | None = None
+    # Seconds of this step covered by skipped (unmeasured) intervals.
+    skipped_s: float = 0.0
+
+    @property
+    def hold_started_at(self) -> float | None:
+        """The step's start, moved on by its unmeasured time."""
+        return None if self.step_started_at is None else self.step_started_at + self.skipped_s
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
     latest = ""
     verdict = ""
     proposed_at: float | None = None
+    skipped_s = 0.0
     for event in sorted(_mine(plan, events), key=lambda e: e.at):
         if event.kind == "proposed" and proposed_at is None:
             proposed_at = event.at
@@ -130,9 +138,11 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
             step_started_at = event.at
             last_interval_at = event.at
         elif event.kind == "interval" and started_at is not None:
-            last_interval_at = max(last_interval_at or event.at, event.at)
+            previous = last_interval_at or event.at
+            last_interval_at = max(previous, event.at)
             counted = _counted(event.outcome, plan.on_no_data)
             if counted == "skipped":
+                skipped_s += max(0.0, event.at - previous)
                 # Not measured (provider gap): neither pass nor failure, but the
                 # step waits for a measured pass after the gap before it moves on.
                 latest = "skipped"
@@ -150,6 +160,7 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
             last_interval_at = event.at
             passes = 0
             latest = ""
+            skipped_s = 0.0
         elif event.kind == "verdict":
             verdict = event.outcome
     return Progress(
@@ -162,6 +173,7 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
         latest,
         verdict,
         proposed_at,
+        skipped_s,
     )
 
 
@@ -206,7 +218,7 @@ def decide(
             state.step,
             reason=f"{state.consecutive_failures} consecutive failed interval(s)",
         )
-    assert state.step_started_at is not None and state.last_interval_at is not None
+    assert state.hold_started_at is not None and state.last_interval_at is not None
     if not ready:
         # The split is not (yet) at this step's weight everywhere, or a target
         # lost the canary: judge nothing until it is back.
@@ -215,7 +227,7 @@ def decide(
         kind = "promote" if plan.promotion == "auto" else "ready_to_promote"
         return Decision(kind, weight, state.step)
     hold = steps[state.step].hold_s
-    hold_over = now >= state.step_started_at + hold
+    hold_over = now >= state.hold_started_at + hold
     if hold_over and state.passes_in_step > 0 and state.latest_outcome == "pass":
         nxt = state.step + 1
         if nxt >= len(steps):
@@ -227,7 +239,7 @@ def decide(
         return Decision("analyse", weight, state.step, window=(state.last_interval_at, now))
     due = next_interval
     if state.passes_in_step > 0 and state.latest_outcome == "pass":
-        due = min(due, state.step_started_at + hold)
+        due = min(due, state.hold_started_at + hold)
     return Decision("wait", weight, state.step, due_at=due)
 
 

@@ -2,7 +2,8 @@
 
 The controller notices the empty target within a poll, pushes config, labels
 and split again; the intervals it could not measure are journalled as
-skipped (never failed) and the analysis resumes until the canary is promoted.
+skipped (never failed), their time is added to the hold, and the analysis
+resumes until the canary is promoted.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
     assert after, text
     assert "verdict: Analysis passed" in notes(person)
     assert traffic.statuses[500] == 0
+    # The unmeasured time did not count toward the 15 s hold: the verdict came
+    # at least the span of the skipped intervals after the hold would have ended.
+    skipped = [_at(line) for line in lines if '"outcome":"skipped"' in line]
+    started = next(_at(line) for line in lines if '"kind":"started"' in line)
+    verdict = next(_at(line) for line in lines if '"kind":"verdict"' in line)
+    assert verdict >= started + 15 + (skipped[-1] - skipped[0]), text
 
 
 def _at(line: str) -> float:

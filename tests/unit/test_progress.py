@@ -207,6 +207,22 @@ def test_no_advance_on_passes_from_before_a_gap() -> None:
     assert decide(PLAN, events, ready=True, now=91).kind == "advance"
 
 
+def test_a_gap_extends_the_hold_by_the_time_it_covers() -> None:
+    # Step 0 holds 60 s; 60 s of it went unmeasured (two skipped intervals),
+    # so the hold ends at 120, not 60, however many passes came before.
+    events = [ev("started", 0), ev("interval", 30, outcome="pass"),
+              ev("interval", 60, outcome="skipped"), ev("interval", 90, outcome="skipped"),
+              ev("interval", 100, outcome="pass")]
+    assert fold(PLAN, events).skipped_s == 60
+    waiting = decide(PLAN, events, ready=True, now=101)
+    assert waiting.kind == "wait" and waiting.due_at == 120
+    events.append(ev("interval", 130, outcome="pass"))
+    assert decide(PLAN, events, ready=True, now=131).kind == "advance"
+    # A new step starts with no gap of its own.
+    events.append(ev("step", 131, step=1))
+    assert fold(PLAN, events).skipped_s == 0
+
+
 def test_canary_never_ready_fails_at_the_progress_deadline() -> None:
     plan = CanaryPlan("m", 2, PLAN.steps, 30.0, 2, progress_deadline_s=600.0)
     events = [ev("proposed", 100)]
