@@ -24,7 +24,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/rollouts validate rollouts/
 	$(BIN)/ruff check .
-	$(BIN)/mypy controller serving
+	$(BIN)/mypy controller serving benchmarks tests
 	@mkdir -p build
 	@$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_soak.py \
 	  > build/soak.log 2>&1 & soak=$$!; \
@@ -49,7 +49,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy controller serving
+	$(BIN)/mypy controller serving benchmarks tests
 
 protos: $(STAMP)
 	$(BIN)/python -m serving.protos.build

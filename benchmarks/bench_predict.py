@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
     return met
 
 
-def bounds(case: ModelCase, cpu_us: dict[str, float | None], kserve_ok: bool) -> Table:
+def bounds(case: ModelCase, cpu_us: Mapping[str, float | None], kserve_ok: bool) -> Table:
     """The best ratio to KServe any server on these stacks could reach at c=16.
 
     On 2 cores shared with the load generator every server is CPU-bound, so

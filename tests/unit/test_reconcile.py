@@ -167,8 +167,13 @@ def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:  # type
 
 def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[no-untyped-def]
     targets, rec, clock = fleet
-    calls = []
-    result = rec.run(state({1}, {"stable": 1}), superseded=lambda: calls.append(1) or True)
+    calls: list[int] = []
+
+    def superseded() -> bool:
+        calls.append(1)
+        return True
+
+    result = rec.run(state({1}, {"stable": 1}), superseded=superseded)
     assert not result.in_sync and calls == [1]
     assert rec.run(state({1}, {"stable": 1})).in_sync
 
