@@ -203,8 +203,13 @@ def controller_logs_to(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the demo like Ctrl-C does (only the main thread can set handlers)."""
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM end the demo like Ctrl-C does, and clean up.
+
+    Set explicitly for SIGINT too: a process started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt, so the demo would run on and leave its workspace behind.
+    (Only the main thread can set handlers.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -212,11 +217,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -553,7 +559,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     view = _make_view(options, out)
     demo = Demo(options, view)
-    with sigterm_as_interrupt():
+    with signals_as_interrupt():
         try:
             code = _lifecycle(demo, view, out)
             if options.keep and demo.workspace is not None:
