@@ -1,10 +1,11 @@
 """TF Serving's REST JSON <-> numpy tensors and tf.Example inputs.
 
-Mirrors tensorflow_serving/util/json_tensor.cc: the row ("instances") and
-columnar ("inputs") request formats, {"b64": ...} binary strings, the
-"predictions" / "outputs" / "results" response shapes and the exact
-client-visible error texts. Pure functions; every failure is a ServingError
-(INVALID_ARGUMENT unless TF Serving says otherwise), never a crash.
+Mirrors the reading half of tensorflow_serving/util/json_tensor.cc: the row
+("instances") and columnar ("inputs") request formats, {"b64": ...} binary
+strings, tf.Example inputs for classify/regress, and the exact client-visible
+error texts (responses are written by `serving.json_response`). Pure
+functions; every failure is a ServingError (INVALID_ARGUMENT unless TF Serving
+says otherwise), never a crash.
 """
 
 from __future__ import annotations
@@ -13,32 +14,23 @@ import base64
 import binascii
 import enum
 import json
-import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
-from google.protobuf import json_format
 from tensorflow.core.example import example_pb2, feature_pb2
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    input_pb2,
-    model_pb2,
-    regression_pb2,
-)
+from tensorflow_serving.apis import input_pb2
 
 from serving import tensor_codec as tc
 from serving.core.status import Code, ServingError, invalid_argument
+from serving.json_errors import debug_string, json_type, parse_error_text
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
-_DEBUG_LIMIT = 256  # json_tensor.cc kMaxJsonDebugStringBytes
-_INDENT = "    "
 
 
 class TensorSpec(Protocol):
@@ -60,74 +52,6 @@ def _in_range(val: Any, bounds: tuple[int, int]) -> bool:
     return type(val) is int and bounds[0] <= val <= bounds[1]
 
 
-def _json_type(val: Any) -> str:
-    if val is None:
-        return "Null"
-    if val is True:
-        return "True"
-    if val is False:
-        return "False"
-    if isinstance(val, dict):
-        return "Object"
-    if isinstance(val, list):
-        return "Array"
-    if isinstance(val, str):
-        return "String"
-    return "Number"
-
-
-def _number_text(val: float | int) -> str:
-    if isinstance(val, int):
-        return str(val)
-    if math.isnan(val):
-        return "NaN"
-    if math.isinf(val):
-        return "Infinity" if val > 0 else "-Infinity"
-    text = repr(val)
-    # rapidjson writes 1e30 and 1e-7 where Python writes 1e+30 and 1e-07.
-    return re.sub(r"e([+-]?)0*(\d)", lambda m: "e" + m.group(1).replace("+", "") + m.group(2),
-                  text)
-
-
-def _debug_tokens(val: Any, level: int) -> Iterator[str]:
-    if isinstance(val, dict):
-        if not val:
-            yield "{}"
-            return
-        yield "{"
-        for i, (k, v) in enumerate(val.items()):
-            yield ("," if i else "") + "\n" + _INDENT * (level + 1) + json.dumps(k) + ": "
-            yield from _debug_tokens(v, level + 1)
-        yield "\n" + _INDENT * level + "}"
-    elif isinstance(val, list):
-        yield "["
-        for i, v in enumerate(val):
-            if i:
-                yield ", "
-            yield from _debug_tokens(v, level)
-        yield "]"
-    elif isinstance(val, str):
-        yield json.dumps(val, ensure_ascii=False)
-    elif val is None:
-        yield "null"
-    elif isinstance(val, bool):
-        yield "true" if val else "false"
-    else:
-        yield _number_text(val)
-
-
-def debug_string(val: Any) -> str:
-    """rapidjson's pretty single-line-array form, cut off once 256 bytes are written."""
-    out: list[str] = []
-    size = 0
-    for token in _debug_tokens(val, 0):
-        if size >= _DEBUG_LIMIT:
-            break
-        out.append(token)
-        size += len(token.encode())
-    return "".join(out)
-
-
 def _status_string(err: ServingError) -> str:
     return f"{err.code.name}: {err.message}"
 
@@ -138,43 +62,9 @@ def _format_error(val: Any, *parts: object) -> ServingError:
 
 def _type_error(val: Any, dtype: int) -> ServingError:
     return invalid_argument(
-        f"JSON Value: {debug_string(val)} Type: {_json_type(val)}"
+        f"JSON Value: {debug_string(val)} Type: {json_type(val)}"
         f" is not of expected type: {tc.dtype_name(dtype)}"
     )
-
-
-_PY_TO_RAPIDJSON = {
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-}
-
-
-def _innermost_bracket(text: str, pos: int) -> str:
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else "["
-
-
-def _parse_error_text(err: json.JSONDecodeError, text: str) -> str:
-    if err.msg == "Expecting ',' delimiter":
-        if _innermost_bracket(text, err.pos) == "{":
-            return "Missing a comma or '}' after an object member."
-        return "Missing a comma or ']' after an array element."
-    return _PY_TO_RAPIDJSON.get(err.msg, "Invalid value.")
 
 
 def parse_json(body: bytes | str) -> dict[str, Any]:
@@ -212,7 +102,7 @@ def parse_json(body: bytes | str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         offset = len(text[: e.pos].encode())
         raise invalid_argument(
-            f"JSON Parse error: {_parse_error_text(e, text)} at offset: {offset}"
+            f"JSON Parse error: {parse_error_text(e, text)} at offset: {offset}"
         ) from None
     except RecursionError:
         raise invalid_argument("JSON Parse error: Invalid value. at offset: 0") from None
@@ -490,7 +380,7 @@ def _add_feature_value(val: Any, name: str, feature: feature_pb2.Feature) -> Non
             )
 
     unexpected = invalid_argument(
-        f"Feature: {name} has element with unexpected JSON type: {_json_type(val)}"
+        f"Feature: {name} has element with unexpected JSON type: {json_type(val)}"
     )
     if val is None or isinstance(val, list):
         raise unexpected
@@ -520,7 +410,7 @@ def _add_feature_value(val: Any, name: str, feature: feature_pb2.Feature) -> Non
 
 def _example(val: Any, example: example_pb2.Example) -> None:
     if not isinstance(val, dict):
-        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(val)}")
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(val)}")
     for name, content in val.items():
         feature = feature_pb2.Feature()
         for item in content if isinstance(content, list) else [content]:
@@ -550,133 +440,3 @@ def examples_input(doc: Mapping[str, Any]) -> input_pb2.Input:
     for val in examples:
         _example(val, target.add())
     return result
-
-
-# ---------------------------------------------------------------- writing
-
-
-def format_decimal(val: float, single: bool) -> str:
-    """json_tensor.cc WriteDecimal: shortest %g that round-trips, then "x.0"."""
-    if math.isnan(val):
-        return "NaN"
-    if math.isinf(val):
-        return "-Infinity" if val < 0 else "Infinity"
-    text = f"{val:g}"
-    back = float(np.float32(float(text))) if single else float(text)
-    if back != val:
-        text = f"{val:.{9 if single else 17}g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-_INT_DTYPES = {np.dtype(t) for t in (np.int32, np.int16, np.int8, np.uint8, np.int64,
-                                    np.uint32, np.uint64)}
-
-
-def _scalar_writer(array: np.ndarray, name: str) -> Any:
-    dt = array.dtype
-    if dt == np.float32:
-        return lambda v: format_decimal(float(v), True)
-    if dt == np.float64:
-        return lambda v: format_decimal(float(v), False)
-    if dt in _INT_DTYPES:
-        return lambda v: str(int(v))
-    if dt == np.bool_:
-        return lambda v: "true" if v else "false"
-    if dt.kind in "OSU":
-        if name.endswith("_bytes"):
-            return lambda v: '{"b64": ' + json.dumps(
-                base64.b64encode(tc._as_bytes(v)).decode()) + "}"
-        return lambda v: json.dumps(tc._as_bytes(v).decode(errors="replace"), ensure_ascii=False)
-    try:
-        type_name = tc.dtype_name(tc.tf_dtype(array))
-    except ValueError:
-        type_name = str(dt)
-    raise invalid_argument(f"Failed to write JSON value for tensor type: {type_name}")
-
-
-def _tensor_json(array: np.ndarray, name: str) -> str:
-    write = _scalar_writer(array, name)
-
-    def nested(a: np.ndarray) -> str:
-        if a.ndim == 0:
-            return str(write(a.item() if a.dtype.kind != "O" else a[()]))
-        # a[i, ...] stays an array even for object dtype, unlike a[i].
-        return "[" + ", ".join(nested(a[i, ...]) for i in range(a.shape[0])) + "]"
-
-    return nested(array)
-
-
-def predict_response(outputs: Mapping[str, np.ndarray], fmt: Format) -> str:
-    """{"predictions": ...} (row) or {"outputs": ...} (columnar) for output tensors."""
-    if not outputs:
-        raise invalid_argument("Cannot convert empty tensor map to JSON")
-    names = sorted(outputs)
-    arrays = {n: np.asarray(outputs[n]) for n in names}
-    several = len(names) > 1
-    if fmt is Format.COLUMNAR:
-        if not several:
-            return '{"outputs": ' + _tensor_json(arrays[names[0]], names[0]) + "}"
-        body = ", ".join(json.dumps(n) + ": " + _tensor_json(arrays[n], n) for n in names)
-        return '{"outputs": {' + body + "}}"
-    batch = -1
-    for n in names:
-        if arrays[n].ndim == 0:
-            raise invalid_argument(f"Tensor name: {n} has no shape information ")
-        size = arrays[n].shape[0]
-        if batch >= 0 and size != batch:
-            raise invalid_argument(
-                f"Tensor name: {n} has inconsistent batch size: {size} expecting: {batch}"
-            )
-        batch = size
-    rows = []
-    for i in range(batch):
-        if several:
-            rows.append("{" + ", ".join(
-                json.dumps(n) + ": " + _tensor_json(arrays[n][i, ...], n) for n in names) + "}")
-        else:
-            rows.append(_tensor_json(arrays[names[0]][i, ...], names[0]))
-    return '{"predictions": [' + ", ".join(rows) + "]}"
-
-
-def classification_response(result: classification_pb2.ClassificationResult) -> str:
-    if not result.classifications:
-        raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-    rows = []
-    for classifications in result.classifications:
-        classes = ", ".join(
-            "[" + json.dumps(c.label, ensure_ascii=False) + ", "
-            + format_decimal(c.score, True) + "]"
-            for c in classifications.classes
-        )
-        rows.append("[" + classes + "]")
-    return '{"results": [' + ", ".join(rows) + "]}"
-
-
-def regression_response(result: regression_pb2.RegressionResult) -> str:
-    if not result.regressions:
-        raise invalid_argument("Cannot convert empty RegressionResults to JSON")
-    values = ", ".join(format_decimal(r.value, True) for r in result.regressions)
-    return '{"results": [' + values + "]}"
-
-
-def metadata_response(
-    model: str, version: int, signature_defs: get_model_metadata_pb2.SignatureDefMap
-) -> str:
-    """GET .../metadata: {"model_spec": ..., "metadata": {"signature_def": ...}}."""
-    spec = model_pb2.ModelSpec(name=model)
-    spec.version.value = version
-    opts: dict[str, Any] = {
-        "preserving_proto_field_name": True,
-        "always_print_fields_with_no_presence": True,
-    }
-    return (
-        '{"model_spec": ' + json_format.MessageToJson(spec, **opts)
-        + ', "metadata": {"signature_def": '
-        + json_format.MessageToJson(signature_defs, **opts) + "}}"
-    )
-
-
-def error_body(message: str) -> str:
-    return json.dumps({"error": message})

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving import json_tensor, limits
+from serving import json_response, json_tensor, limits
 from serving.core.status import Code, ServingError, http_status, invalid_argument
 from serving.dataplane import DataPlane, MetricsLike, ModelRef, Served
 
@@ -76,7 +76,7 @@ def _error_status(err: ServingError) -> int:
 
 
 def _error(err: ServingError) -> Response:
-    return _json(json_tensor.error_body(err.message), _error_status(err))
+    return _json(json_response.error_body(err.message), _error_status(err))
 
 
 def _ref(headers: dict[str, str], version: str | None, label: str | None,
@@ -193,7 +193,7 @@ class _Inference:
             return
         except ServingError as e:
             self._observe(name, api, e, start)
-            await _send_json(send, _error_status(e), json_tensor.error_body(e.message).encode())
+            await _send_json(send, _error_status(e), json_response.error_body(e.message).encode())
             return
         try:
             if api == "Predict" and self.dataplane.batcher is not None:
@@ -206,7 +206,7 @@ class _Inference:
             # Timed out or refused for overload: the data plane never recorded it.
             if e.code is Code.DEADLINE_EXCEEDED or isinstance(e, limits.Overloaded):
                 self._observe(name, api, e, start)
-            await _send_json(send, _error_status(e), json_tensor.error_body(e.message).encode())
+            await _send_json(send, _error_status(e), json_response.error_body(e.message).encode())
             return
         await _send_json(send, 200, text.encode(), _served_headers(served))
 
@@ -226,7 +226,7 @@ class _Inference:
         r = await self.dataplane.predict_batched(
             ref, self._decoder(doc, signature, fmt), signature, entrypoint=ENTRYPOINT,
             missing_signature=_rest_missing_signature)
-        return json_tensor.predict_response(r.outputs, fmt[0]), r.served
+        return json_response.predict_response(r.outputs, fmt[0]), r.served
 
     def _infer(self, api: str, ref: ModelRef, doc: dict[str, Any], signature: str
                ) -> tuple[str, Served]:
@@ -235,13 +235,13 @@ class _Inference:
             r = self.dataplane.predict(ref, self._decoder(doc, signature, fmt), signature,
                                        entrypoint=ENTRYPOINT,
                                        missing_signature=_rest_missing_signature)
-            return json_tensor.predict_response(r.outputs, fmt[0]), r.served
+            return json_response.predict_response(r.outputs, fmt[0]), r.served
         inp = json_tensor.examples_input(doc)
         if api == "Classify":
             c = self.dataplane.classify(ref, inp, signature, entrypoint=ENTRYPOINT)
-            return json_tensor.classification_response(c.result), c.served
+            return json_response.classification_response(c.result), c.served
         g = self.dataplane.regress(ref, inp, signature, entrypoint=ENTRYPOINT)
-        return json_tensor.regression_response(g.result), g.served
+        return json_response.regression_response(g.result), g.served
 
     async def metadata(self, request: Request) -> Response:
         path = request.url.path
@@ -256,7 +256,7 @@ class _Inference:
             r = await self._run(lambda: self.dataplane.get_model_metadata(ref, ["signature_def"]))
         except ServingError as e:
             return _error(e)
-        body = json_tensor.metadata_response(r.served.model, r.served.version,
+        body = json_response.metadata_response(r.served.model, r.served.version,
                                              r.signature_def_map)
         return _json(body, served=r.served)
 

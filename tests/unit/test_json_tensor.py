@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
+from serving import json_response as jr
 from serving import json_tensor as jt
 from serving.core.status import Code, ServingError
 from tests.unit.dataplane_fakes import DT_FLOAT, DT_STRING, TensorInfo
@@ -69,12 +70,12 @@ def test_bad_base64() -> None:
 
 def test_output_formats() -> None:
     y = {"y": np.array([3.0, 3.5, 4.0], np.float32)}
-    assert json.loads(jt.predict_response(y, jt.Format.ROW)) == {"predictions": [3.0, 3.5, 4.0]}
-    assert json.loads(jt.predict_response(y, jt.Format.COLUMNAR)) == {"outputs": [3.0, 3.5, 4.0]}
+    assert json.loads(jr.predict_response(y, jt.Format.ROW)) == {"predictions": [3.0, 3.5, 4.0]}
+    assert json.loads(jr.predict_response(y, jt.Format.COLUMNAR)) == {"outputs": [3.0, 3.5, 4.0]}
     two = {"a": np.array([1, 2], np.int32), "b_bytes": np.array([b"hi", b"x"], dtype=object)}
-    assert json.loads(jt.predict_response(two, jt.Format.ROW)) == {"predictions": [
+    assert json.loads(jr.predict_response(two, jt.Format.ROW)) == {"predictions": [
         {"a": 1, "b_bytes": {"b64": "aGk="}}, {"a": 2, "b_bytes": {"b64": "eA=="}}]}
-    assert jt.predict_response({"y": np.array([0.1, 2], np.float32)}, jt.Format.COLUMNAR) == (
+    assert jr.predict_response({"y": np.array([0.1, 2], np.float32)}, jt.Format.COLUMNAR) == (
         '{"outputs": [0.1, 2.0]}')
 
 
@@ -86,10 +87,10 @@ def test_examples_and_results() -> None:
     assert e.message == "Unexpected element type in feature: x expecting type: int64"
     c = classification_pb2.ClassificationResult()
     c.classifications.add().classes.add(label="", score=3.0)
-    assert json.loads(jt.classification_response(c)) == {"results": [[["", 3.0]]]}
+    assert json.loads(jr.classification_response(c)) == {"results": [[["", 3.0]]]}
     r = regression_pb2.RegressionResult()
     r.regressions.add(value=3.0)
-    assert json.loads(jt.regression_response(r)) == {"results": [3.0]}
+    assert json.loads(jr.regression_response(r)) == {"results": [3.0]}
 
 
 json_values = st.recursive(
