@@ -1,7 +1,8 @@
 """ServerCore: applies a ModelServerConfig to the manager and resolves requests.
 
 Owns what TF Serving's model_servers/server_core.cc owns: config validation
-(same codes and messages), the file-system source's model list, waiting for
+(the pure rules are in `config_rules`, with TF Serving's codes and messages),
+the file-system source's model list, waiting for
 new models with a deadline, version labels with TF Serving's rules, and
 turning (model, version | label | nothing) into a servable handle. On top of
 TF Serving: a per-model traffic split between two labels, a per-model
@@ -19,15 +20,22 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tensorflow_serving.config import model_server_config_pb2
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
+from serving.config_rules import (
+    STABLE,
+    check_labels,
+    check_split,
+    source_changed,
+    split_labels_present,
+    validate_config,
+    version_policy,
+)
 from serving.core.clock import MONOTONIC, Clock
 from serving.core.loader import Loader
 from serving.core.manager import AspiredVersion, Manager, VersionStatus
@@ -35,7 +43,6 @@ from serving.core.policies import TransitionPolicy
 from serving.core.source import FileSystemSource, ModelSource
 from serving.core.states import VersionState
 from serving.core.status import Code, ServingError
-from serving.core.versions import VersionPolicy
 from serving.generated import rollouts_serving_pb2
 from serving.limits import check_model_root
 from serving.loaders.base import Servable
@@ -47,11 +54,7 @@ Split = rollouts_serving_pb2.Split
 Router = Callable[[Split, Mapping[str, str], Mapping[str, int]], str | None]
 Listener = Callable[[VersionStatus], None]
 
-STABLE = "stable"
-CANARY = "canary"
-MAX_WEIGHT_BP = 10000
 DEFAULT_THREADS = 4
-_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -94,132 +97,6 @@ class _State:
 
 def _default_router(split: Split, headers: Mapping[str, str], labels: Mapping[str, int]) -> None:
     return None
-
-
-# ----- pure validation helpers (TF Serving's server_core.cc rules) -----
-
-
-def platform_of(config: ModelConfig) -> str:
-    """The model's platform, honouring the deprecated model_type field."""
-    if config.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
-        if config.model_platform:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                "Illegal setting both ModelServerConfig::model_type (deprecated) "
-                "and ModelServerConfig::model_platform.",
-            )
-        if config.model_type == model_server_config_pb2.TENSORFLOW:
-            return "tensorflow"
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            f"ModelServerConfig::model_type choice {config.model_type} not supported.",
-        )
-    if not config.model_platform:
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            "Illegal setting neither ModelServerConfig::model_type (deprecated) "
-            "nor ModelServerConfig::model_platform.",
-        )
-    return config.model_platform
-
-
-def is_relative(base_path: str) -> bool:
-    return not _URI_SCHEME.match(base_path) and not base_path.startswith("/")
-
-
-def validate_config(
-    new: ModelServerConfig, old_platforms: Mapping[str, str], registry: PlatformRegistry
-) -> dict[str, str]:
-    """TF Serving's reload validation; returns model name -> platform."""
-    if new.WhichOneof("config") != "model_config_list":
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            "ServerModelConfig type not supported by HandleReloadConfigRequest. "
-            "Only ModelConfigList is currently supported",
-        )
-    seen: set[str] = set()
-    for model in new.model_config_list.config:
-        if model.name in seen:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Illegal to list model {model.name} multiple times in config list",
-            )
-        seen.add(model.name)
-    for model in new.model_config_list.config:
-        if is_relative(model.base_path):
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Expected model {model.name} to have an absolute path or URI; "
-                f"got base_path()={model.base_path}",
-            )
-    platforms = {model.name: platform_of(model) for model in new.model_config_list.config}
-    for name, platform in platforms.items():
-        old = old_platforms.get(name)
-        if old is not None and old != platform:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Illegal to change a model's platform. For model {name} platform was "
-                f"{old} and new platform requested is {platform}",
-            )
-    for name, platform in platforms.items():
-        registry.factory(name, platform)  # raises for an unsupported platform
-    return platforms
-
-
-def version_policy(config: ModelConfig) -> VersionPolicy:
-    choice = config.model_version_policy.WhichOneof("policy_choice")
-    if choice == "all":
-        return VersionPolicy("all")
-    if choice == "specific":
-        return VersionPolicy(
-            "specific", versions=tuple(config.model_version_policy.specific.versions)
-        )
-    if choice == "latest":
-        return VersionPolicy("latest", num_versions=config.model_version_policy.latest.num_versions)
-    return VersionPolicy("latest", num_versions=1)
-
-
-def check_labels(
-    model: str,
-    wanted: Mapping[str, int],
-    current: Mapping[str, int],
-    available: set[int],
-    allow_unavailable: bool,
-) -> None:
-    """TF Serving's UpdateModelVersionLabelMap rule for one model.
-
-    A label may point only at an AVAILABLE version. The allow flag covers new
-    labels (and labels left where they are); moving an existing label to a
-    different version still needs an AVAILABLE target.
-    """
-    for label, version in sorted(wanted.items()):
-        moves = label in current and current[label] != version
-        allowed = allow_unavailable and not moves
-        if not allowed and version not in available:
-            raise ServingError(
-                Code.FAILED_PRECONDITION,
-                f"Request to assign label to version {version} of model {model}, "
-                f"which is not currently available for inference",
-            )
-
-
-def check_split(split: Split, labels: Mapping[str, int], known_model: bool) -> None:
-    if not split.model_name:
-        raise ServingError(Code.INVALID_ARGUMENT, "Split has no model_name")
-    if not known_model:
-        raise ServingError(Code.NOT_FOUND, f"Model {split.model_name} is not configured")
-    if split.canary_weight_bp > MAX_WEIGHT_BP:
-        raise ServingError(
-            Code.INVALID_ARGUMENT,
-            f"canary_weight_bp must be at most {MAX_WEIGHT_BP}, got {split.canary_weight_bp}",
-        )
-    for label in (split.stable_label or STABLE, split.canary_label or CANARY):
-        if label not in labels:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Split of model {split.model_name} names label {label}, "
-                f"which is not assigned; labels: {dict(sorted(labels.items()))}",
-            )
 
 
 def _describe(status: VersionStatus) -> str:
@@ -302,7 +179,7 @@ class ServerCore:
                     splits={
                         k: v
                         for k, v in old.splits.items()
-                        if k in platforms and _split_labels_present(v, wanted.get(k, {}))
+                        if k in platforms and split_labels_present(v, wanted.get(k, {}))
                     },
                 )
         log.info("Finished reloading config")
@@ -347,7 +224,7 @@ class ServerCore:
         # untouched models are left to the regular poll (a one-model change in a
         # config of hundreds costs one model's directory scan).
         previous = {m.name: m for m in old.config.model_config_list.config}
-        changed = [m.name for m in models if _source_changed(m, previous.get(m.name))]
+        changed = [m.name for m in models if source_changed(m, previous.get(m.name))]
         if changed:
             self.source.poll_once(changed)
         if not self._started:
@@ -565,18 +442,3 @@ def _loader_factory(factory: LoaderFactory) -> Callable[[AspiredVersion], Loader
         return factory(aspired.path)
 
     return make
-
-
-def _split_labels_present(split: Split, labels: Mapping[str, int]) -> bool:
-    return (split.stable_label or "stable") in labels and (
-        split.canary_label or "canary"
-    ) in labels
-
-
-def _source_changed(model: ModelConfig, previous: ModelConfig | None) -> bool:
-    """A model that is new, or whose base path or version policy changed."""
-    return (
-        previous is None
-        or previous.base_path != model.base_path
-        or previous.model_version_policy != model.model_version_policy
-    )
