@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,19 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
         self._log.close()
         return self.proc.returncode
+
+
+@contextmanager
+def serving(flags: Sequence[str], log: Path) -> Iterator[ServerProcess]:
+    """A server for a module's tests: ready when entered; stopped at the end, with
+    the tail of its log printed (pytest shows it when something failed)."""
+    server = ServerProcess(list(flags), log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+        print(server.output()[-4000:])
 
 
 StartServer = Callable[..., ServerProcess]

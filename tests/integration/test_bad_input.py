@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, serving
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +36,9 @@ HYPOTHESIS = settings(max_examples=50, deadline=None, derandomize=True,
 def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("bad-input")
     make_model(root / "hp", 1)
-    proc = ServerProcess(["--model_name=hp", f"--model_base_path={root / 'hp'}"],
-                         root / "server.log")
-    try:
-        proc.wait_ready()
+    with serving(["--model_name=hp", f"--model_base_path={root / 'hp'}"],
+                 root / "server.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.output()[-3000:])
 
 
 @pytest.fixture(scope="module")

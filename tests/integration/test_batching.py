@@ -17,10 +17,9 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, serving
+from tests.grpc_requests import grpc_predict
 
 pytestmark = pytest.mark.integration
 
@@ -50,29 +49,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
     (root / "monitoring.config").write_text(
         f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
     (root / "batching.config").write_text(BATCHING)
-    proc = ServerProcess([f"--model_config_file={config}",
-                          f"--monitoring_config_file={root / 'monitoring.config'}",
-                          "--enable_batching",
-                          f"--batching_parameters_file={root / 'batching.config'}"],
-                         root / "server.log")
-    try:
-        proc.wait_ready()
+    with serving([f"--model_config_file={config}",
+                  f"--monitoring_config_file={root / 'monitoring.config'}",
+                  "--enable_batching",
+                  f"--batching_parameters_file={root / 'batching.config'}"],
+                 root / "server.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.output()[-3000:])
-
-
-def grpc_predict(server: ServerProcess, model: str, x: float) -> float:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, float_val=[x],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
-    response = stub.Predict(request, timeout=TIMEOUT_S)
-    return float(response.outputs["y"].float_val[0])
 
 
 def rest_predict(http: httpx.Client, model: str, x: float) -> float:

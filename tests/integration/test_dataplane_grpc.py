@@ -29,7 +29,8 @@ from tensorflow_serving.apis import (
 
 from serving.generated import rollouts_serving_pb2 as rpb
 from serving.routing import bucket
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, serving
+from tests.grpc_requests import floats, predict_request
 
 pytestmark = pytest.mark.integration
 
@@ -58,27 +59,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
         make_model(root / name, 2, offset=3.0)
     config = root / "models.config"
     config.write_text(config_text(root))
-    proc = ServerProcess([f"--model_config_file={config}"], root / "server.log")
-    try:
-        proc.wait_ready()
+    with serving([f"--model_config_file={config}"], root / "server.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.output()[-3000:])
 
 
 @pytest.fixture(scope="module")
 def stub(server: ServerProcess) -> Any:
     return prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
-
-
-def floats(*values: float) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]),
-        float_val=list(values),
-    )
 
 
 def spec(name: str, version: int | None = None, label: str | None = None,
@@ -89,13 +76,6 @@ def spec(name: str, version: int | None = None, label: str | None = None,
     if label is not None:
         s.version_label = label
     return s
-
-
-def predict_request(model_spec: model_pb2.ModelSpec, *values: float,
-                    output_filter: tuple[str, ...] = ()) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest(model_spec=model_spec, output_filter=output_filter)
-    request.inputs["x"].CopyFrom(floats(*values))
-    return request
 
 
 def example(x: float) -> example_pb2.Example:

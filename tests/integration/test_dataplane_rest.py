@@ -20,7 +20,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 
 from serving.generated import rollouts_serving_pb2 as rpb
 from serving.routing import bucket
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, serving
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +49,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
     config.write_text("model_config_list {\n" + model_config(root, "hp", True)
                       + model_config(root, "latest", False) + model_config(root, "sp", True)
                       + model_config(root, "slow", False) + "}\n")
-    proc = ServerProcess([f"--model_config_file={config}",
-                          f"--rest_api_timeout_in_ms={REST_TIMEOUT_MS}"], root / "server.log")
-    try:
-        proc.wait_ready()
+    with serving([f"--model_config_file={config}",
+                  f"--rest_api_timeout_in_ms={REST_TIMEOUT_MS}"], root / "server.log") as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.output()[-3000:])
 
 
 @pytest.fixture(scope="module")

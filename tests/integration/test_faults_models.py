@@ -26,7 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from controller.runner import Controller, ControllerSettings
 from controller.targets import TargetAddress
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, serving, wait_for
 from tests.gitops import Person, git, spec
 from tests.traffic import Traffic
 
@@ -86,7 +86,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
     (root / "monitoring.conf").write_text(
         'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
     )
-    server = ServerProcess(
+    with serving(
         [
             f"--model_config_file={root / 'empty.conf'}",
             f"--monitoring_config_file={root / 'monitoring.conf'}",
@@ -94,12 +94,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
             "--file_system_poll_wait_seconds=0.2",
         ],
         root / "server.log",
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield {"root": root, "models": models, "server": server}
-    finally:
-        server.stop()
 
 
 def reload(server: ServerProcess, base: Path, versions: list[int]) -> None:

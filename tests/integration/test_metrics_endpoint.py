@@ -15,11 +15,10 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from controller import promtext
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, serving
+from tests.grpc_requests import grpc_predict
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +39,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
         "} }\n")
     monitoring = root / "monitoring.config"
     monitoring.write_text(f'prometheus_config {{ enable: true path: "{PATH}" }}\n')
-    server = ServerProcess([f"--model_config_file={config}",
-                            f"--monitoring_config_file={monitoring}"], root / "server.log")
-    try:
-        server.wait_ready()
+    with serving([f"--model_config_file={config}",
+                  f"--monitoring_config_file={monitoring}"], root / "server.log") as server:
         yield {"root": root, "server": server}
-    finally:
-        server.stop()
-        print(server.output()[-3000:])
-
-
-def grpc_predict(server: ServerProcess, name: str, x: float) -> None:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, float_val=[x],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
-    stub.Predict(request, timeout=TIMEOUT_S)
 
 
 def send_traffic(server: ServerProcess) -> None:

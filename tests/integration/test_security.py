@@ -22,12 +22,10 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import text_format
-from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
@@ -40,6 +38,7 @@ from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
 from serving.tls import client_channel
 from tests.conftest import REPO, ServerProcess, free_port, wait_for
 from tests.gitops import Person, spec
+from tests.grpc_requests import floats, predict_request
 
 pytestmark = pytest.mark.integration
 
@@ -190,20 +189,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory, make_model: Any,
     server.stop()
 
 
-def floats(*values: float, dims: tuple[int, ...] | None = None) -> tensor_pb2.TensorProto:
-    proto = tensor_pb2.TensorProto(dtype=1, float_val=list(values))
-    for size in dims if dims is not None else (len(values),):
-        proto.tensor_shape.dim.add().size = size
-    return proto
-
-
-def predict_request(model: str, tensor: tensor_pb2.TensorProto) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.inputs["x"].CopyFrom(tensor)
-    return request
-
-
 def reload_request(config: ModelServerConfig) -> model_management_pb2.ReloadConfigRequest:
     request = model_management_pb2.ReloadConfigRequest()
     request.config.CopyFrom(config)
@@ -220,7 +205,7 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
 
 
 def test_inference_and_status_stay_open_over_tls(tls: Tls) -> None:
-    reply = tls.predict().Predict(predict_request("hp2", floats(2.0)), timeout=10)
+    reply = tls.predict().Predict(predict_request("hp2", 2.0), timeout=10)
     assert list(reply.outputs["y"].float_val) == [3.0]
     status = get_model_status_pb2.GetModelStatusRequest()
     status.model_spec.name = "hp2"
@@ -233,7 +218,7 @@ def test_inference_and_status_stay_open_over_tls(tls: Tls) -> None:
 def test_plaintext_client_cannot_talk_to_a_tls_server(tls: Tls) -> None:
     channel = grpc.insecure_channel(tls.server.address)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    error = rpc_error(lambda: stub.Predict(predict_request("hp2", floats(2.0)), timeout=5))
+    error = rpc_error(lambda: stub.Predict(predict_request("hp2", 2.0), timeout=5))
     channel.close()
     assert error.code() == Code.UNAVAILABLE
 
@@ -307,7 +292,7 @@ def test_base_path_escaping_model_root_is_invalid_argument(tls: Tls, via: str) -
 
 def test_too_many_tensor_elements_is_invalid_argument_naming_the_input(tls: Tls) -> None:
     # A tiny proto declaring a huge shape is refused from the shape alone.
-    huge = predict_request("hp2", floats(1.0, dims=(1 << 20, 1 << 20)))
+    huge = predict_request("hp2", tensor=floats(1.0, dims=(1 << 20, 1 << 20)))
     error = rpc_error(lambda: tls.predict().Predict(huge, timeout=10))
     assert error.code() == Code.INVALID_ARGUMENT
     assert error.details() == (f"Input x has {1 << 40} elements, more than the limit of "
@@ -319,7 +304,7 @@ def test_too_many_tensor_elements_is_invalid_argument_naming_the_input(tls: Tls)
 
 
 def test_request_bodies_over_the_limit_are_refused(tls: Tls) -> None:
-    big = predict_request("hp2", floats(*([1.0] * (MAX_BYTES // 4 + 10))))
+    big = predict_request("hp2", tensor=floats(*([1.0] * (MAX_BYTES // 4 + 10))))
     error = rpc_error(lambda: tls.predict().Predict(big, timeout=10))
     assert error.code() == Code.RESOURCE_EXHAUSTED
     reply = httpx.post(f"{tls.server.rest_url}/v1/models/hp2:predict",
@@ -364,15 +349,15 @@ def release(threads: list[threading.Thread], stop: threading.Event) -> None:
 
 def test_grpc_overload_is_resource_exhausted_at_once(tls: Tls) -> None:
     stub = tls.predict()
-    stub.Predict(predict_request("slow", floats(1.0)), timeout=30)  # warm, as in the REST test
+    stub.Predict(predict_request("slow", 1.0), timeout=30)  # warm, as in the REST test
     stop = threading.Event()
-    slow = saturate(lambda: stub.Predict(predict_request("slow", floats(1.0)), timeout=30), stop)
+    slow = saturate(lambda: stub.Predict(predict_request("slow", 1.0), timeout=30), stop)
 
     def overloaded() -> bool:
         # A call that finds the one queue slot free waits behind a slow call; on a
         # loaded machine that can take several SLOW_S, so its deadline is generous.
         try:
-            stub.Predict(predict_request("hp2", floats(1.0)), timeout=30)
+            stub.Predict(predict_request("hp2", 1.0), timeout=30)
         except grpc.RpcError as exc:
             assert exc.code() == Code.RESOURCE_EXHAUSTED, exc
             return True
@@ -481,7 +466,7 @@ def test_admin_port_serves_admin_and_main_port_refuses_it(mtls: Mtls) -> None:
     assert admin.HandleReloadConfigRequest(empty, timeout=10).status.error_code == 0
     # Inference is not served on the admin port at all.
     predict = prediction_service_pb2_grpc.PredictionServiceStub(mtls.channel(mtls.admin))
-    error = rpc_error(lambda: predict.Predict(predict_request("hp2", floats(1.0)), timeout=10))
+    error = rpc_error(lambda: predict.Predict(predict_request("hp2", 1.0), timeout=10))
     assert error.code() == Code.UNIMPLEMENTED
 
 

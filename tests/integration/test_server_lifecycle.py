@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.generated import rollouts_serving_pb2 as rpb
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
         f'model_config_list {{ config {{ name: "hp" base_path: "{root / "hp"}" '
         f'model_platform: "tensorflow" }} }}\n'
     )
-    server = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config_path}",
             f"--file_system_poll_wait_seconds={POLL_S}",
@@ -48,13 +48,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
             "--max_num_load_retries=0",
         ],
         root / "server.log",
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield {"root": root, "server": server}
-    finally:
-        server.stop()
-        print(server.output()[-4000:])
 
 
 def model_config(name: str, base: Path, *, policy: str = "", **labels: int) -> Any:

@@ -25,7 +25,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, serving, wait_for
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
@@ -48,14 +48,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
     (root / "monitoring.conf").write_text(
         'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
     )
-    proc = ServerProcess([f"--model_config_file={root / 'models.conf'}",
-                          f"--monitoring_config_file={root / 'monitoring.conf'}"],
-                         root / "server.log")
-    try:
-        proc.wait_ready()
+    with serving([f"--model_config_file={root / 'models.conf'}",
+                  f"--monitoring_config_file={root / 'monitoring.conf'}"],
+                 root / "server.log") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def swap_to(server: ServerProcess, version: int) -> None:

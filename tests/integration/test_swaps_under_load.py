@@ -25,17 +25,16 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
-    predict_pb2,
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.generated import rollouts_serving_pb2 as rpb
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, serving, wait_for
+from tests.grpc_requests import predict_request
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +59,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
             make_model(root / name, version, **({} if version % 2 else {"offset": 3.0}))
     make_model(root / "slow", 1, slow_seconds=SLOW_S)
     make_model(root / "slow", 2, offset=3.0)
-    server = ServerProcess(["--version_transition_policy=resource_preserving",
-                            "--model_name=slow", f"--model_base_path={root / 'slow'}",
-                            "--file_system_poll_wait_seconds=0.2"], root / "server.log")
-    try:
-        server.wait_ready()
+    with serving(["--version_transition_policy=resource_preserving",
+                  "--model_name=slow", f"--model_base_path={root / 'slow'}",
+                  "--file_system_poll_wait_seconds=0.2"], root / "server.log") as server:
         yield {"root": root, "server": server}
-    finally:
-        server.stop()
-        print(server.output()[-3000:])
 
 
 def model_config(root: Path, name: str, versions: list[int]) -> Any:
@@ -93,16 +87,6 @@ def states(server: ServerProcess, name: str) -> dict[int, int]:
     except grpc.RpcError:
         return {}
     return {s.version: s.state for s in response.model_version_status}
-
-
-def predict_request(name: str) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, float_val=[2.0],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)])))
-    return request
 
 
 @dataclass(frozen=True)
@@ -152,7 +136,7 @@ class Traffic:
             model = self.models[(i + index) % len(self.models)]
             sent = time.monotonic()
             try:
-                response = stub.Predict(predict_request(model), timeout=WAIT_S)
+                response = stub.Predict(predict_request(model, 2.0), timeout=WAIT_S)
                 self._add(Outcome(model, sent, time.monotonic(), response.model_spec.version.value,
                                   response.outputs["y"].float_val[0], None))
             except grpc.RpcError as exc:
@@ -266,7 +250,7 @@ def test_slow_request_finishes_on_the_version_it_started_on(env: dict[str, Any])
     def slow_call() -> None:
         result["sent"] = time.monotonic()
         try:
-            result["response"] = stub.Predict(predict_request("slow"), timeout=WAIT_S)
+            result["response"] = stub.Predict(predict_request("slow", 2.0), timeout=WAIT_S)
         except grpc.RpcError as exc:
             result["error"] = exc
         result["received"] = time.monotonic()
