@@ -11,8 +11,9 @@ Rules (Argo Rollouts / Flagger semantics):
   a canary is recorded (`proposed`); one not ready within `progress_deadline_s`
   of that fails, so a rollout never hangs on a version that cannot load.
 - Each step holds its weight for `hold`; an analysis interval is due every
-  `interval`. A step advances once its hold has passed, at least one interval in
-  it passed, and the latest judged interval did not fail.
+  `interval`. A step advances once its hold has passed with no failed interval
+  and the latest judged interval passed: a failed interval (below the failure
+  limit) starts the step's hold again from its own time.
 - `failure_limit` consecutive failed intervals fail the rollout. Inconclusive
   intervals follow `on_no_data`: `pass` and `fail` count as such; `pause` counts
   as neither and stops the step from advancing until data returns.
@@ -98,13 +99,15 @@ class Progress:
     latest_outcome: str
     verdict: str  # "" while running, else the recorded final verdict
     proposed_at: float | None = None
-    # Seconds of this step covered by skipped (unmeasured) intervals.
+    # Where the step's hold counts from: its start, or its latest failed interval.
+    hold_from: float | None = None
+    # Seconds since `hold_from` covered by skipped (unmeasured) intervals.
     skipped_s: float = 0.0
 
     @property
     def hold_started_at(self) -> float | None:
-        """The step's start, moved on by its unmeasured time."""
-        return None if self.step_started_at is None else self.step_started_at + self.skipped_s
+        """Where the hold counts from, moved on by the unmeasured time since."""
+        return None if self.hold_from is None else self.hold_from + self.skipped_s
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,14 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
     latest = ""
     verdict = ""
     proposed_at: float | None = None
+    hold_from: float | None = None
     skipped_s = 0.0
     for event in sorted(_mine(plan, events), key=lambda e: e.at):
         if event.kind == "proposed" and proposed_at is None:
             proposed_at = event.at
         elif event.kind == "started" and started_at is None:
             started_at = event.at
-            step_started_at = event.at
+            step_started_at = hold_from = event.at
             last_interval_at = event.at
         elif event.kind == "interval" and started_at is not None:
             previous = last_interval_at or event.at
@@ -150,13 +154,15 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
             latest = counted
             if counted == "fail":
                 failures += 1
+                # The hold must pass with no failed interval: it starts again.
+                hold_from, skipped_s, passes = event.at, 0.0, 0
             elif counted == "pass":
                 failures = 0
                 passes += 1
         elif event.kind == "step" and event.step > step:
             # A new weight starts a fresh interval: no window mixes two weights.
             step = event.step
-            step_started_at = event.at
+            step_started_at = hold_from = event.at
             last_interval_at = event.at
             passes = 0
             latest = ""
@@ -173,6 +179,7 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
         latest,
         verdict,
         proposed_at,
+        hold_from,
         skipped_s,
     )
 

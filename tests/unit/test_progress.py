@@ -207,6 +207,18 @@ def test_no_advance_on_passes_from_before_a_gap() -> None:
     assert decide(PLAN, events, ready=True, now=91).kind == "advance"
 
 
+def test_a_failed_interval_starts_the_hold_again() -> None:
+    # The rule: a step advances when its hold has passed with no failed
+    # interval. A failure at 30 (below failureLimit 2) moves the hold's start there.
+    events = [ev("started", 0), ev("interval", 30, outcome="fail"),
+              ev("interval", 60, outcome="pass")]
+    assert fold(PLAN, events).hold_started_at == 30
+    waiting = decide(PLAN, events, ready=True, now=61)
+    assert waiting.kind == "wait" and waiting.due_at == 90
+    events.append(ev("interval", 90, outcome="pass"))
+    assert decide(PLAN, events, ready=True, now=91).kind == "advance"
+
+
 def test_a_gap_extends_the_hold_by_the_time_it_covers() -> None:
     # Step 0 holds 60 s; 60 s of it went unmeasured (two skipped intervals),
     # so the hold ends at 120, not 60, however many passes came before.
