@@ -5,7 +5,8 @@ Per reconcile tick, for every model whose spec has a canary:
 1. Find the commit that started the canary (first-parent history of its file)
    and read the journal of events from that commit's notes.
 2. Ask the pure `progress.decide` what is next, given whether the canary is
-   ready (AVAILABLE, labelled and split on every reachable target) and whether
+   ready (AVAILABLE, labelled and split on every target; once started, every
+   reachable one) and whether
    it failed to load anywhere (a canary that cannot load is a failed canary).
 3. Record what happens as a new journal line, pushed before anything acts on it,
    so a restarted controller repeats nothing and loses nothing.
@@ -105,11 +106,18 @@ def parse_journal(lines: Sequence[str]) -> list[Event]:
 
 
 def canary_ready(
-    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget]
+    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget],
+    *, started: bool = True,
 ) -> bool:
-    """AVAILABLE, labelled `canary` and split at `weight_bp` on every reachable target."""
+    """AVAILABLE, labelled `canary` and split at `weight_bp` on every target.
+
+    Before the analysis has started every target must answer: no canary starts
+    while part of the fleet cannot be seen. Once started, a target that is down
+    serves nothing and is left out; the intervals it cannot be measured in are
+    skipped, and its config comes back when it does.
+    """
     reachable = [t for t in observed if t.reachable]
-    if not reachable:
+    if not reachable or (not started and len(reachable) < len(observed)):
         return False
     for target in reachable:
         seen = target.models.get(model)
@@ -201,7 +209,8 @@ class RolloutDriver:
             now = self.clock()
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
-            ready = canary_ready(name, plan.version, weight, observed)
+            ready = canary_ready(name, plan.version, weight, observed,
+                                 started=state.started_at is not None)
             load_error = canary_load_error(name, plan.version, observed)
             decision = decide(plan, events, ready=ready, now=now, load_error=load_error)
             recorded, status = self._act(snapshot, plan, decision, events, start, now)

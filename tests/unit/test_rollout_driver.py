@@ -124,6 +124,14 @@ def test_not_ready_canary_is_not_judged_but_gets_first_step_weight(rig) -> None:
     assert kinds(git) == ["proposed"]  # first sight starts the progress deadline
 
 
+def test_no_analysis_starts_while_a_target_is_down(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, _, _ = rig
+    down = ObservedTarget("t2", False, error="connection refused")
+    assert driver.drive(snapshot(), [target(1000), down]).statuses["hp2"].phase == "wait_ready"
+    assert kinds(git) == ["proposed"]
+    assert driver.drive(snapshot(), [target(1000)]).statuses["hp2"].phase == "start"
+
+
 def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: ignore[no-untyped-def]
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
@@ -206,9 +214,12 @@ def test_auto_reverted_version_is_not_proposed_again(rig) -> None:  # type: igno
     assert driver2.drive(snapshot(retry), [target(None)]).statuses["hp2"].phase == "wait_ready"
 
 
-def test_canary_ready_needs_every_reachable_target() -> None:
+def test_canary_ready_needs_every_target_to_start_and_every_reachable_one_after() -> None:
     down = ObservedTarget("t2", False, error="x")
     assert canary_ready("hp2", 2, 1000, [target(1000), down])
+    # No analysis starts while a target cannot be seen.
+    assert not canary_ready("hp2", 2, 1000, [target(1000), down], started=False)
+    assert canary_ready("hp2", 2, 1000, [target(1000), target(1000)], started=False)
     assert not canary_ready("hp2", 2, 1000, [target(1000), target(500)])
     assert not canary_ready("hp2", 2, 1000, [target(1000, canary_state="LOADING")])
     assert not canary_ready("hp2", 2, 1000, [down])
