@@ -78,6 +78,8 @@ class Pending:
     path: str
     canary_commit: str
     summary: str
+    # The analysis in trailer form (Rollouts-Intervals, Rollouts-Last-Interval).
+    analysis: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -239,7 +241,8 @@ class RolloutDriver:
                 models[name] = with_weight(models[name], status.weight_bp)
             if decision.kind in ("promote", "fail"):
                 pending.append(
-                    Pending(decision.kind, name, plan.version, document.path, start, status.message)
+                    Pending(decision.kind, name, plan.version, document.path, start,
+                            status.message, analysis_trailers(events))
                 )
         if notes_dirty:
             result = self.git.push_notes()
@@ -423,6 +426,7 @@ class RolloutDriver:
                 verdict="pass",
                 promoted_version=pending.version,
                 canary_commit=pending.canary_commit,
+                extra=pending.analysis,
             ).to_pairs()
             sha = self.git.commit_file_edit(head, pending.path, edited, message, pairs)
             return WriteResult(sha)
@@ -441,6 +445,7 @@ class RolloutDriver:
                 verdict="fail",
                 reverted_version=pending.version,
                 canary_commit=pending.canary_commit,
+                extra=pending.analysis,
             ).to_pairs()
             result = self.git.revert_or_remove_canary(
                 head, pending.canary_commit, pending.path, pending.model, message, pairs
@@ -506,6 +511,21 @@ def _verdict_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
     return {"summary": summary, "weight_bp": weight_bp, **numbers}
+
+
+def analysis_trailers(events: Sequence[Event]) -> tuple[tuple[str, str], ...]:
+    """The analysis behind a verdict, as commit trailers: the interval counts and
+    the numbers of the last judged interval (the full journal is in the notes)."""
+    intervals = [e for e in events if e.kind == "interval"]
+    counts = {o: sum(e.outcome == o for e in intervals) for o in ("pass", "fail")}
+    other = len(intervals) - counts["pass"] - counts["fail"]
+    pairs = [(trailers.INTERVALS,
+              f"{counts['pass']} passed, {counts['fail']} failed, {other} not judged")]
+    judged = [e for e in intervals if e.outcome in ("pass", "fail")]
+    if judged:
+        pairs.append((trailers.LAST_INTERVAL, str(judged[-1].detail.get("summary",
+                                                                          judged[-1].outcome))))
+    return tuple(pairs)
 
 
 def _summary(events: Sequence[Event], kind: str, reason: str) -> str:

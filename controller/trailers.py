@@ -12,6 +12,8 @@ paragraph, as ``git interpret-trailers`` reads them)::
     Rollouts-Canary-Version: 3
     Rollouts-Reverted-Version: 3
     Rollouts-Canary-Commit: 1f2e3d...
+    Rollouts-Intervals: 0 passed, 2 failed, 0 not judged
+    Rollouts-Last-Interval: fail at 10%: canary 120 req 20.00% err p99 9.1ms; ...
 
 Git history is the controller's memory: from these trailers it rebuilds which versions
 it auto-reverted, so that `rollouts validate` can flag a spec that proposes one again,
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "CANARY_COMMIT",
     "CANARY_VERSION",
+    "INTERVALS",
+    "LAST_INTERVAL",
     "MODEL",
     "PROMOTED_VERSION",
     "REVERTED_VERSION",
@@ -45,6 +49,9 @@ CANARY_VERSION = "Rollouts-Canary-Version"
 REVERTED_VERSION = "Rollouts-Reverted-Version"
 PROMOTED_VERSION = "Rollouts-Promoted-Version"
 CANARY_COMMIT = "Rollouts-Canary-Commit"
+# The analysis summary (in `extra`): interval counts, the last judged interval.
+INTERVALS = "Rollouts-Intervals"
+LAST_INTERVAL = "Rollouts-Last-Interval"
 
 # Git's trailer token: letters, digits and dashes (no spaces), then a colon.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")

@@ -8,6 +8,7 @@ canary left traffic. Intervals are a second or two so each test takes seconds.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,11 @@ def test_passing_canary_is_promoted_with_comments_kept(
         assert text == spec(stable=2).rstrip("\n"), text  # canary gone, comments kept
         message = git(person.remote, "log", "-1", "--format=%B", "main")
         assert "Rollouts-Promoted-Version: 2" in message and "Rollouts-Verdict: pass" in message
+        # Trailers summarise the analysis, as `git interpret-trailers` reads them.
+        parsed = git(person.remote, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+        assert re.search(r"^Rollouts-Intervals: [1-9]\d* passed, 0 failed, \d+ not judged$",
+                         parsed, re.M), parsed
+        assert re.search(r"^Rollouts-Last-Interval: pass at 50%: canary \d+ req", parsed, re.M)
         # The promotion is applied: stable -> 2 everywhere, the split gone.
         assert wait_for(
             lambda: all(label_version(s, "stable") == 2 and split_of(s) is None for s in servers),

@@ -97,6 +97,7 @@ def test_fast_demo_writes_the_whole_lifecycle_to_git(tmp_path: Path) -> None:
     revert_message = git(remote, "log", "-1", "--format=%B", revert)
     assert "Rollouts-Verdict: fail" in revert_message
     assert "Rollouts-Reverted-Version: 3" in revert_message
+    assert "Rollouts-Intervals: 0 passed, 2 failed" in revert_message
     assert f"This reverts commit {canary_v3}." in revert_message
     assert "error rate" in revert_message  # the reason, with its numbers
 

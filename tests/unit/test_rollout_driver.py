@@ -159,6 +159,9 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: igno
         "started", "interval:pass", "step", "interval:pass", "verdict:promote",
     ]
     assert "2 interval(s) passed, 0 failed" in result.pending[0].summary
+    analysis = dict(result.pending[0].analysis)
+    assert analysis["Rollouts-Intervals"] == "2 passed, 0 failed, 0 not judged"
+    assert analysis["Rollouts-Last-Interval"].startswith("pass at 50%: canary ")
 
 
 def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: ignore[no-untyped-def]
@@ -175,6 +178,9 @@ def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: i
     assert model.split is None and "canary" not in model.labels and model.versions == {1}
     assert [p.kind for p in result.pending] == ["fail"]
     assert "error rate" in result.pending[0].summary
+    analysis = dict(result.pending[0].analysis)
+    assert analysis["Rollouts-Intervals"] == "0 passed, 2 failed, 0 not judged"
+    assert "40.00% err" in analysis["Rollouts-Last-Interval"]
     # A restarted driver (same journal) reaches the same verdict without re-recording it.
     again = RolloutDriver(git, provider, clock=clock).drive(snap, [target(None)])  # type: ignore[arg-type]
     assert [p.kind for p in again.pending] == ["fail"]
