@@ -89,12 +89,18 @@ def build_rest_app(
         # answers, with empty series, rather than 404.
         routes.append(metrics_route(monitoring.path, metrics or Metrics()))
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        # TF Serving hands every /v1/ path to its REST handler, which answers what
+        # it cannot parse (an unknown path, a method other than GET/POST) with
+        # INVALID_ARGUMENT "Malformed request" (400); other paths never reach it.
+        in_api = request.url.path.lower().startswith("/v1/")
         return Response(
-            json.dumps({"error": _malformed(request).message}), status_code=404, media_type=JSON
+            json.dumps({"error": _malformed(request).message}),
+            status_code=400 if in_api else 404,
+            media_type=JSON,
         )
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: unrouted, 405: unrouted})
     app.state.core = core
     app.state.monitoring = monitoring
     return app

@@ -172,6 +172,11 @@ def test_versions_and_labels(http: httpx.Client, path: str, version: str, label:
      "Servable not found for request: Latest(nope)"),
     ("GET", "/v1/models/hp/versions/1/labels/stable/metadata", b"", 400,
      "Malformed request: GET /v1/models/hp/versions/1/labels/stable/metadata"),
+    ("GET", "/v1/models/hp/versions/1/labels/stable", b"", 400,
+     "Malformed request: GET /v1/models/hp/versions/1/labels/stable"),
+    ("GET", "/v1/foo", b"", 400, "Malformed request: GET /v1/foo"),
+    ("DELETE", "/v1/models/hp", b"", 400, "Malformed request: DELETE /v1/models/hp"),
+    ("GET", "/v2/models/hp", b"", 404, "Malformed request: GET /v2/models/hp"),
 ])
 def test_errors(http: httpx.Client, method: str, path: str, body: bytes, status: int,
                 error: str | None) -> None:
