@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving import tensor_codec as tc
 from serving.core.status import Code, ServingError, failed_precondition, invalid_argument
 from serving.example_results import (
     SignatureLike,
@@ -183,6 +184,25 @@ def check_input_names(signature: SignatureLike, names: Sequence[str]) -> None:
         )
 
 
+def check_input_dtypes(signature: SignatureLike, tensors: Mapping[str, Any]) -> None:
+    """Each input's dtype must be the signature's, as a TF Serving session insists
+    (a gRPC TensorProto names its dtype; REST builds tensors in the signature's)."""
+    for index, alias in enumerate(sorted(signature.inputs)):
+        value = tensors.get(alias)
+        if not isinstance(value, np.ndarray):
+            continue
+        try:
+            given = tc.tf_dtype(value)
+        except ValueError:
+            continue  # a dtype without a name here: TensorFlow itself decides
+        wanted = signature.inputs[alias].dtype
+        if given != wanted:
+            raise invalid_argument(
+                f"Expects arg[{index}] to be {tc.dtype_name(wanted)} but "
+                f"{tc.dtype_name(given)} is provided"
+            )
+
+
 def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) -> None:
     seen: set[str] = set()
     for alias in output_filter:
@@ -208,6 +228,7 @@ def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[st
         raise missing_signature(key)
     tensors = inputs(signature) if callable(inputs) else inputs
     check_input_names(signature, list(tensors))
+    check_input_dtypes(signature, tensors)
     check_output_filter(signature, output_filter)
     return dict(tensors)
 

@@ -238,6 +238,12 @@ def test_predict_bad_input_alias_and_output_filter(stub: Any) -> None:
     err = rpc_error(stub.Predict, predict_request(spec("hp"), 2.0, output_filter=("y", "y")))
     assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
                                            "duplicate output tensor alias: y")
+    # A TensorProto names its dtype; it must be the signature's (TensorFlow's text).
+    ints = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=[2])
+    ints.tensor_shape.dim.add().size = 1
+    err = rpc_error(stub.Predict, predict_request(spec("hp"), tensor=ints))
+    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "Expects arg[0] to be float but int32 is provided")
 
 
 def test_classify_regress_multi_and_metadata_errors(stub: Any) -> None:

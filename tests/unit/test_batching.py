@@ -26,6 +26,7 @@ from serving.batching import (
 from serving.batching_config import BatchingOptions
 from serving.core.status import Code, ServingError
 from serving.dataplane import DataPlane, ModelRef
+from serving.tensor_codec import DT_FLOAT
 from tests.unit.dataplane_fakes import half_plus_two_core
 
 WAIT_S = 10.0
@@ -150,6 +151,9 @@ def test_batch_ready(batches: int, size: int, opened: float, now: float, closing
 
 
 # ------------------------------------------------------------ the scheduler
+
+
+FLOAT_INPUT = SimpleNamespace(name="x:0", dtype=DT_FLOAT)
 
 
 class GatedServable:
@@ -379,7 +383,7 @@ class OneVersionCore:
 def test_a_request_keeps_its_handle_until_its_batch_has_run(
         make_batcher: Callable[..., Batcher]) -> None:
     servable = GatedServable()
-    servable.signatures = {"serving_default": SimpleNamespace(inputs={"x": None},
+    servable.signatures = {"serving_default": SimpleNamespace(inputs={"x": FLOAT_INPUT},
                                                               outputs={"y": None})}
     core = OneVersionCore(servable)
     dp = DataPlane(core, batcher=make_batcher())
@@ -397,7 +401,7 @@ def test_a_request_keeps_its_handle_until_its_batch_has_run(
 
 def gated_core() -> tuple[GatedServable, OneVersionCore]:
     servable = GatedServable()
-    servable.signatures = {"serving_default": SimpleNamespace(inputs={"x": None},
+    servable.signatures = {"serving_default": SimpleNamespace(inputs={"x": FLOAT_INPUT},
                                                               outputs={"y": None})}
     return servable, OneVersionCore(servable)
 
