@@ -5,14 +5,19 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tests.conftest import REPO, wait_for
+from tests.grpc_requests import predict_request
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +104,72 @@ def test_startup_failure_exits_nonzero(tmp_path: Path, make_model: Any, start_se
     assert server.proc.wait(timeout=60) != 0
     assert "Failed to start server. Error:" in server.output()
     assert "name: broken version: 3" in server.output()
+
+
+SLOW_S = 3.0
+
+
+def _until_admitted(call: Callable[[], Any], refused: Callable[[Any], bool]) -> Any:
+    """Repeat `call` while the server refuses it for overload (a probe may hold the
+    one slot for a moment), for at most WAIT_S."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            result = call()
+        except grpc.RpcError as err:
+            if not refused(err) or time.monotonic() > deadline:
+                raise
+            continue
+        if not refused(result) or time.monotonic() > deadline:
+            return result
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_lets_in_flight_requests_finish(
+    sig: signal.Signals, tmp_path: Path, make_model: Any, start_server: Any
+) -> None:
+    make_model(tmp_path / "slow", 1, slow_seconds=SLOW_S)
+    make_model(tmp_path / "fast", 1)
+    path = tmp_path / "models.config"
+    path.write_text(config_text(("slow", tmp_path / "slow"), ("fast", tmp_path / "fast")))
+    # One worker and no queue on each transport: while a slow request runs, any
+    # other is refused at once, which is how the test knows it is in flight.
+    server = start_server(f"--model_config_file={path}", "--grpc_max_threads=1",
+                          "--rest_api_num_threads=1", "--max_pending_requests=0")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    rest = f"{server.rest_url}/v1/models/%s:predict"
+    results: dict[str, Any] = {}
+
+    def slow_rest() -> None:
+        results["rest"] = _until_admitted(
+            lambda: httpx.post(rest % "slow", json={"instances": [1.0]}, timeout=WAIT_S),
+            lambda reply: isinstance(reply, httpx.Response) and reply.status_code == 429)
+
+    def slow_grpc() -> None:
+        results["grpc"] = _until_admitted(
+            lambda: stub.Predict(predict_request("slow", 1.0), timeout=WAIT_S),
+            lambda err: isinstance(err, grpc.RpcError)
+            and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    def both_busy() -> bool:
+        busy_rest = httpx.post(rest % "fast", json={"instances": [1.0]},
+                               timeout=WAIT_S).status_code == 429
+        try:
+            stub.Predict(predict_request("fast", 1.0), timeout=WAIT_S)
+            return False
+        except grpc.RpcError as err:
+            return busy_rest and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    threads = [threading.Thread(target=f) for f in (slow_rest, slow_grpc)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_for(both_busy, WAIT_S, 0.05), results
+        server.proc.send_signal(sig)
+    finally:
+        for thread in threads:
+            thread.join(timeout=2 * WAIT_S)
+    assert results["rest"].status_code == 200 and results["rest"].json() == {"predictions": [2.5]}
+    assert list(results["grpc"].outputs["y"].float_val) == [2.5]
+    assert server.proc.wait(timeout=WAIT_S) == 0, server.output()
+    assert "Server stopped" in server.output()
