@@ -17,22 +17,22 @@ PROTO_DIR = Path(__file__).resolve().parent
 OUT_DIR = PROTO_DIR.parent / "generated"
 
 
-def build() -> int:
+def build(out_dir: Path = OUT_DIR) -> int:
     protos = sorted(PROTO_DIR.glob("*.proto"))
     include = Path(protoc.__file__).resolve().parent / "_proto"
     args = [
         "protoc",
         f"-I{PROTO_DIR}",
         f"-I{include}",
-        f"--python_out={OUT_DIR}",
-        f"--pyi_out={OUT_DIR}",
-        f"--grpc_python_out={OUT_DIR}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
         *[str(p) for p in protos],
     ]
     rc = protoc.main(args)
     if rc != 0:
         return int(rc)
-    for grpc_file in OUT_DIR.glob("*_pb2_grpc.py"):
+    for grpc_file in out_dir.glob("*_pb2_grpc.py"):
         text = grpc_file.read_text()
         text = re.sub(r"^import (\w+_pb2) as", r"from . import \1 as", text, flags=re.M)
         grpc_file.write_text(text)
