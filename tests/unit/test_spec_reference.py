@@ -88,3 +88,32 @@ def test_no_documented_field_is_unknown_to_the_schema() -> None:
             assert any(k.endswith(documented[3:]) for k in known), documented
         else:
             assert documented in known, documented
+
+
+def _paths(value: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted paths of a parsed YAML document, lists of objects as `name[]`."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            path = f"{prefix}{key}"
+            yield path
+            if isinstance(child, list) and child and isinstance(child[0], dict):
+                for item in child:
+                    yield from _paths(item, f"{path}[].")
+            else:
+                yield from _paths(child, f"{path}.")
+
+
+def test_the_full_example_is_valid_and_sets_every_field() -> None:
+    from ruamel.yaml import YAML
+
+    from controller.load import load_texts
+
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)
+              if "kind: ModelRollout" in b]
+    assert len(blocks) == 1
+    result = load_texts([("docs/spec-reference.md", blocks[0])])
+    assert result.problems == []
+    written = set(_paths(YAML(typ="safe", pure=True).load(blocks[0])))
+    # Label and match entries are data (user-chosen keys), not schema fields.
+    known = {path for path, _ in fields(SCHEMA)}
+    assert known - written == set(), "fields the full example does not show"
