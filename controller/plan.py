@@ -17,7 +17,7 @@ empty (in sync) or a deadline passes. Each pass moves the fleet one safe step:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.fleet import (
@@ -58,6 +58,8 @@ class ReloadConfig:
     target: str
     models: tuple[ModelEntry, ...]
     reasons: tuple[str, ...]
+    # The models whose entry differs from what the target has (the push's cause).
+    changed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,16 @@ class Plan:
     def waiting(self) -> bool:
         """True while another pass can still make progress (actions or loads under way)."""
         return bool(self.actions or self.pending)
+
+    def models_in_sync(self, models: Iterable[str]) -> frozenset[str]:
+        """Of `models`, those this plan has nothing to do or wait for on any target
+        (none while a target cannot be seen)."""
+        if self.unreachable:
+            return frozenset()
+        busy = {model for model, _ in self.pending} | {model for model, _ in self.failed}
+        for action in self.actions:
+            busy.update(action.changed if isinstance(action, ReloadConfig) else (action.model,))
+        return frozenset(models) - busy
 
 
 def plan(desired: DesiredState, targets: Sequence[ObservedTarget]) -> Plan:
@@ -162,6 +174,7 @@ def _plan_target(
     findings: list[Finding] = []
     entries: list[ModelEntry] = []
     reasons: list[str] = []
+    changed: list[str] = []
     for name in sorted(desired.models):
         model = desired.models[name]
         observed = target.models.get(name)
@@ -171,6 +184,7 @@ def _plan_target(
         reason = _config_drift(entry, observed, target.extension)
         if reason:
             reasons.append(f"{name}: {reason}")
+            changed.append(name)
         findings.extend(_load_errors(target.name, model, observed))
         if not target.extension:
             if model.split is not None:
@@ -194,11 +208,14 @@ def _plan_target(
             after.append(SetSplit(target.name, name, split_wanted))
     for name in sorted(set(target.models) - set(desired.models)):
         reasons.append(f"{name}: not in git")
+        changed.append(name)
         if target.extension and target.models[name].split is not None:
             before.append(ClearSplit(target.name, name))
     actions = list(before)
     if reasons:
-        actions.append(ReloadConfig(target.name, tuple(entries), tuple(reasons)))
+        actions.append(
+            ReloadConfig(target.name, tuple(entries), tuple(reasons), tuple(changed))
+        )
     actions.extend(after)
     return actions, findings
 

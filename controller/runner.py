@@ -72,6 +72,8 @@ class ControllerState:
 
     commit_seen: str = ""
     commit_applied: str = ""
+    # Per model: the commit whose spec for it is fully applied on every target.
+    model_commits: dict[str, str] = field(default_factory=dict)
     snapshot: Snapshot | None = None
     rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
     spec_errors: list[str] = field(default_factory=list)
@@ -189,6 +191,11 @@ class Controller:
             self.state.last_reconcile_at = datetime.now(UTC).isoformat(timespec="seconds")
             if result.in_sync:
                 self.state.commit_applied = desired.commit
+            commits = {name: self.state.model_commits[name] for name in desired.models
+                       if name in self.state.model_commits}
+            for name in result.plan.models_in_sync(desired.models):
+                commits[name] = desired.commit
+            self.state.model_commits = commits
         for finding in result.findings:
             log.warning("%s %s: %s", finding.target, finding.model, finding.message)
         wrote = False
@@ -331,6 +338,7 @@ def status_document(state: ControllerState, settings: ControllerSettings) -> dic
                 "split_weight_bp": obs.split.canary_weight_bp if obs and obs.split else None,
             }
         models[name] = {
+            "commit_applied": state.model_commits.get(name, ""),
             "stable": model.labels.get("stable"),
             "canary": model.labels.get("canary"),
             "versions": sorted(model.versions),

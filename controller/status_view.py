@@ -21,7 +21,8 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
         console.print(f"[red]spec error[/] {error}")
     if document.get("git_error"):
         console.print(f"[red]git error[/] {document['git_error']}")
-    table = Table("model", "stable", "canary", "weight", "step", "target", "health", "labels")
+    table = Table("model", "applied", "stable", "canary", "weight", "step", "target", "health",
+                  "labels")
     for name, model in document.get("models", {}).items():
         weight = model.get("split_weight_bp")
         rollout = model.get("rollout") or {}
@@ -31,6 +32,7 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
             health = "up" if info.get("reachable") else f"down: {info.get('error', '')}"
             table.add_row(
                 name if first else "",
+                (model.get("commit_applied") or "-")[:12] if first else "",
                 str(model.get("stable") or "-") if first else "",
                 str(model.get("canary") or "-") if first else "",
                 (f"{weight / 100:g}%" if weight is not None else "-") if first else "",

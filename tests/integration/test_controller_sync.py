@@ -93,6 +93,7 @@ def test_specs_reach_every_target_and_follow_git(fleet: dict[str, Any], tmp_path
         status = controller.status()
         assert status["in_sync"] and status["commit_applied"] == person.remote_head()
         assert status["models"]["hp2"]["canary"] == 2
+        assert status["models"]["hp2"]["commit_applied"] == person.remote_head()
 
         # An invalid spec changes nothing and is reported with file:line and commit.
         bad = spec(stable=1, canary=2).replace("stable: 1", "stabel: 1")
@@ -105,8 +106,9 @@ def test_specs_reach_every_target_and_follow_git(fleet: dict[str, Any], tmp_path
             assert label_version(server, "hp2", "canary") == 2
 
         # Removing the spec removes the model from the servers.
-        person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "fix typo")
+        fixed = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "fix typo")
         assert controller.run_once()
+        assert controller.status()["models"]["hp2"]["commit_applied"] == fixed
         person.write("rollouts/other.yaml", spec(name="other", stable=1).replace(
             "model: {name: other}", "model: {name: other, basePath: hp2}"), "add other")
         person.remove("rollouts/hp2.yaml", "drop hp2")

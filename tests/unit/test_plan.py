@@ -246,3 +246,35 @@ def test_two_models_are_planned_independently() -> None:
     [reload] = reloads(plan(d, [t]))
     assert [e.name for e in reload.models] == ["a", "b"]
     assert reload.reasons == ("b: missing on target",)
+
+
+def test_models_in_sync_are_those_with_nothing_to_do_or_wait_for() -> None:
+    d = desired(model({1}, {"stable": 1}, name="a"), model({5}, {"stable": 5}, name="b"),
+                model({1, 2}, {"stable": 1, "canary": 2}, name="c"))
+    t = target(observed({1: A}, {"stable": 1}, name="a"),
+               observed({1: A, 2: "LOADING"}, {"stable": 1}, {1, 2}, name="c"))
+    p = plan(d, [t])
+    [reload] = reloads(p)
+    assert reload.changed == ("b",)  # c's entry is already what it should be for now
+    assert p.pending == (("b", 5), ("c", 2))
+    assert p.models_in_sync(d.models) == {"a"}
+    down = ObservedTarget("t2", False, error="connection refused")
+    assert plan(d, [t, down]).models_in_sync(d.models) == frozenset()
+
+
+def test_platform_drift_is_repaired() -> None:
+    d = desired(model({1}, {"stable": 1}))
+    obs = ObservedModel("m", {1: A}, {"stable": 1}, {}, "/models/m", "onnx",
+                        frozenset({1}), None, "availability_preserving")
+    [reload] = reloads(plan(d, [target(obs)]))
+    assert reload.reasons == ("m: platform onnx != tensorflow",)
+
+
+def test_version_drift_on_plain_tf_serving_is_read_from_live_versions() -> None:
+    # Plain TF Serving does not report its config: what is loaded is the evidence.
+    d = desired(model({2}, {"stable": 2}))
+    obs = ObservedModel("m", {1: A, 2: A}, {"stable": 2})
+    [reload] = reloads(plan(d, [target(obs, extension=False)]))
+    assert reload.reasons == ("m: versions {1, 2} != {2}",)
+    gone = ObservedModel("m", {1: "END", 2: A}, {"stable": 2})
+    assert plan(d, [target(gone, extension=False)]).actions == ()

@@ -1,0 +1,48 @@
+"""`rollouts status` as a table: per model the applied commit, versions, weight,
+step and target health, then each canary's step, weight and last verdicts."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from controller.rollout import RolloutStatus
+from controller.status_view import render_status
+
+
+def document() -> dict[str, Any]:
+    rollout = RolloutStatus(
+        "hp2", 2, "wait", 1, 2, 5000, "c0ffee",
+        intervals=[{"outcome": "pass", "summary": "pass at 10%: canary 82 req 0.00% err"},
+                   {"outcome": "fail", "summary": "fail at 50%: canary 96 req 3.10% err"}],
+    )
+    return {
+        "repo": "/srv/rollouts.git", "branch": "main", "commit_seen": "a" * 40,
+        "commit_applied": "a" * 40, "in_sync": True, "spec_errors": [], "git_error": "",
+        "findings": [{"target": "s1", "model": "hp2", "message": "target unreachable: refused"}],
+        "models": {"hp2": {
+            "commit_applied": "b" * 40, "stable": 1, "canary": 2, "split_weight_bp": 5000,
+            "rollout": rollout.to_dict(),
+            "targets": {
+                "s0": {"reachable": True, "labels": {"stable": 1, "canary": 2}},
+                "s1": {"reachable": False, "error": "refused", "labels": {}},
+            },
+        }},
+    }
+
+
+def test_status_table_and_rollout_lines() -> None:
+    console = Console(file=io.StringIO(), width=160, record=True, color_system=None)
+    render_status(document(), console)
+    text = console.export_text()
+    assert f"seen {'a' * 12}  applied {'a' * 12}  (in sync)" in text
+    row = next(line for line in text.splitlines() if "hp2" in line and "s0" in line)
+    for cell in ("b" * 12, "50%", "2/2", "up", "canary=2, stable=1"):
+        assert cell in row, (cell, row)
+    assert any("s1" in line and "down: refused" in line for line in text.splitlines())
+    assert "hp2 canary v2: wait, step 2/2 at 50%" in text
+    assert "pass  pass at 10%: canary 82 req 0.00% err" in text
+    assert "fail  fail at 50%: canary 96 req 3.10% err" in text
+    assert "s1 hp2: target unreachable: refused" in text
