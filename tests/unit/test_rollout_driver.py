@@ -10,8 +10,15 @@ import pytest
 from controller.analysis import VersionWindow
 from controller.desired import Snapshot, desired_from_tree
 from controller.fleet import ObservedModel, ObservedTarget, SplitRule
+from controller.gitrepo import WriteOutcome, WriteResult, WriteStatus
 from controller.metrics import Reading
-from controller.rollout import RolloutDriver, canary_load_error, canary_ready, parse_journal
+from controller.rollout import (
+    Pending,
+    RolloutDriver,
+    canary_load_error,
+    canary_ready,
+    parse_journal,
+)
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -164,6 +171,28 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: igno
     assert analysis["Rollouts-Last-Interval"].startswith("pass at 50%: canary ")
 
 
+def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:  # type: ignore[no-untyped-def]
+    driver, git, provider, clock = rig
+    provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
+    manual = SPEC.replace("    analysis:\n", "    promotion: manual\n    analysis:\n")
+    snap = snapshot(manual)
+    phases = []
+    for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
+                            (5000, 30), (5000, 30)):
+        clock.now += advance
+        phases.append(driver.drive(snap, [target(weight)]).statuses["hp2"].phase)
+    result = driver.drive(snap, [target(5000)])
+    status = result.statuses["hp2"]
+    assert status.phase == "ready_to_promote", phases
+    assert status.message.startswith("Analysis passed; ready to promote (promotion: manual)")
+    assert result.pending == []  # a person promotes, by a commit that sets stable
+    assert result.desired.models["hp2"].split.canary_weight_bp == 5000  # type: ignore[union-attr]
+    verdicts = [line for line in git.notes("start-commit") if " verdict: " in line]
+    assert len(verdicts) == 1 and "ready to promote" in verdicts[0]
+    driver.drive(snap, [target(5000)])  # said once, not on every tick
+    assert len([line for line in git.notes("start-commit") if " verdict: " in line]) == 1
+
+
 def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: ignore[no-untyped-def]
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
@@ -290,3 +319,62 @@ def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:  # typ
     # retry: true runs it again
     retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
     assert driver.drive(snapshot(retry), [target(1000)]).statuses["hp2"].phase == "start"
+
+
+@dataclass
+class WritingGit(FakeGit):
+    """FakeGit plus the write path: files at the remote head and the commits made."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    commits: list[tuple[str, str, str, list[tuple[str, str]]]] = field(default_factory=list)
+
+    def read_file(self, head: str, path: str) -> str | None:
+        return self.files.get(path)
+
+    def commit_file_edit(self, head: str, path: str, text: str, message: str,
+                         trailers: list[tuple[str, str]]) -> str:
+        self.commits.append((path, text, message, trailers))
+        return f"sha{len(self.commits)}"
+
+    def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
+        change = make("head2")
+        if change is None:
+            return WriteOutcome(WriteStatus.REPLAN, None, "head2", 1)
+        return WriteOutcome(WriteStatus.WRITTEN, change.sha, "head2", 1)
+
+
+def _pending_promotion(git: WritingGit) -> Pending:
+    provider, clock = FakeProvider(), Clock()
+    provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
+    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    snap = snapshot()
+    for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
+                            (5000, 30)):
+        clock.now += advance
+        result = driver.drive(snap, [target(weight)])
+    [pending] = result.pending
+    return pending
+
+
+def test_promotion_commit_edits_the_spec_with_trailers() -> None:
+    git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
+    pending = _pending_promotion(git)
+    assert RolloutDriver(git, FakeProvider()).finish(pending) == "sha1"  # type: ignore[arg-type]
+    [(path, text, message, pairs)] = git.commits
+    assert path == "rollouts/hp2.yaml" and "stable: 2" in text and "canary:" not in text
+    assert message.startswith("rollouts: promote hp2 to 2\n\nAnalysis passed: 2 interval(s)")
+    assert ("Rollouts-Promoted-Version", "2") in pairs
+    assert ("Rollouts-Intervals", "2 passed, 0 failed, 0 not judged") in pairs
+
+
+@pytest.mark.parametrize("edit", [
+    SPEC.replace("    version: 2\n", "    version: 3\n"),  # a person bumped the canary
+    SPEC.replace("  canary:\n    version: 2\n", "  old:\n    version: 2\n"),  # or removed it
+    None,  # or deleted the file
+])
+def test_a_verdict_is_not_written_over_a_persons_edit_of_the_canary(edit: str | None) -> None:
+    git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
+    pending = _pending_promotion(git)
+    git.files = {} if edit is None else {"rollouts/hp2.yaml": edit}
+    assert RolloutDriver(git, FakeProvider()).finish(pending) is None  # type: ignore[arg-type]
+    assert git.commits == []
