@@ -33,6 +33,7 @@ from controller.fleet import DesiredModel, DesiredState, ObservedTarget
 from controller.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
 from controller.metrics import MetricsProvider
 from controller.progress import CanaryPlan, Decision, Event, decide, fold
+from controller.redact import redact
 
 log = logging.getLogger(__name__)
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
@@ -367,7 +368,7 @@ class RolloutDriver:
             # was unreachable, no baseline after a controller restart): the gap is
             # neither a pass nor a failure.
             self.provider.mark(now)
-            reason = "; ".join(reading.problems) or "no metrics"
+            reason = redact("; ".join(reading.problems)) or "no metrics"
             return _with(base, "skipped", {"summary": f"not measured: {reason}"})
         verdict = judge_interval(
             criteria,
@@ -378,7 +379,9 @@ class RolloutDriver:
 
     def _note(self, commit: str, event: Event, summary: str) -> None:
         # A journal entry is one line (concurrent note merges stay lossless).
-        line = journal_line(event, " ".join(summary.split()))
+        # Notes are pushed and public to everyone who can read the repo: a
+        # provider's error may quote a URL with credentials in it.
+        line = redact(journal_line(event, " ".join(summary.split())))
         log.info("%s", line[: line.find("{")].strip())
         self.git.add_note(commit, line)
 
@@ -428,7 +431,9 @@ class RolloutDriver:
                 canary_commit=pending.canary_commit,
                 extra=pending.analysis,
             ).to_pairs()
-            sha = self.git.commit_file_edit(head, pending.path, edited, message, pairs)
+            sha = self.git.commit_file_edit(
+                head, pending.path, edited, redact(message), _redacted(pairs)
+            )
             return WriteResult(sha)
 
         return make
@@ -448,7 +453,8 @@ class RolloutDriver:
                 extra=pending.analysis,
             ).to_pairs()
             result = self.git.revert_or_remove_canary(
-                head, pending.canary_commit, pending.path, pending.model, message, pairs
+                head, pending.canary_commit, pending.path, pending.model, redact(message),
+                _redacted(pairs),
             )
             return WriteResult(result.sha)
 
@@ -511,6 +517,10 @@ def _verdict_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
     return {"summary": summary, "weight_bp": weight_bp, **numbers}
+
+
+def _redacted(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(key, redact(value)) for key, value in pairs]
 
 
 def analysis_trailers(events: Sequence[Event]) -> tuple[tuple[str, str], ...]:

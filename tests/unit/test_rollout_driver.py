@@ -10,7 +10,7 @@ import pytest
 from controller.analysis import VersionWindow
 from controller.desired import Snapshot, desired_from_tree
 from controller.fleet import ObservedModel, ObservedTarget, SplitRule
-from controller.gitrepo import WriteOutcome, WriteResult, WriteStatus
+from controller.gitrepo import RevertResult, WriteOutcome, WriteResult, WriteStatus
 from controller.metrics import Reading
 from controller.rollout import (
     Pending,
@@ -336,6 +336,10 @@ class WritingGit(FakeGit):
         self.commits.append((path, text, message, trailers))
         return f"sha{len(self.commits)}"
 
+    def revert_or_remove_canary(self, head: str, canary_commit: str, path: str, model: str,
+                                message: str, trailers: list[tuple[str, str]]) -> RevertResult:
+        return RevertResult(self.commit_file_edit(head, path, "", message, trailers), "revert")
+
     def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
         change = make("head2")
         if change is None:
@@ -378,3 +382,33 @@ def test_a_verdict_is_not_written_over_a_persons_edit_of_the_canary(edit: str | 
     git.files = {} if edit is None else {"rollouts/hp2.yaml": edit}
     assert RolloutDriver(git, FakeProvider()).finish(pending) is None  # type: ignore[arg-type]
     assert git.commits == []
+
+
+def test_no_credential_reaches_notes_status_or_commits() -> None:
+    leaky = "http://scraper:s3cr3t@127.0.0.1:9/metrics: scrape failed: refused"
+
+    class LeakyProvider(FakeProvider):
+        def read(self, model: str, versions: Sequence[int], start: float, end: float) -> Reading:
+            if not self.windows:
+                return Reading(problems=(leaky,))
+            return super().read(model, versions, start, end)
+
+    git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
+    provider, clock = LeakyProvider(), Clock()
+    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    snap = snapshot()
+    driver.drive(snap, [target(1000)])
+    clock.now += 30
+    status = driver.drive(snap, [target(1000)]).statuses["hp2"]
+    assert "not measured: http://***@127.0.0.1:9/metrics" in str(status.intervals)
+    provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
+    for _ in range(2):
+        clock.now += 30
+        result = driver.drive(snap, [target(1000)])
+    [pending] = result.pending
+    pending = Pending(pending.kind, pending.model, pending.version, pending.path,
+                      pending.canary_commit, pending.summary + "\n" + leaky,
+                      pending.analysis + (("Rollouts-Note", leaky),))
+    assert driver.finish(pending) == "sha1"
+    written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(status.to_dict())
+    assert "s3cr3t" not in written and "scraper:" not in written
