@@ -126,10 +126,19 @@ def test_drift_and_restarts_converge(
     person: Person = fleet["person"]
     servers: list[ServerProcess] = fleet["servers"]
     person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary")
-    controller = Controller(settings(fleet, tmp_path))
+    # A running controller: nobody calls reconcile; its own jobs and backoff act.
+    controller = Controller(settings(fleet, tmp_path, poll_interval_s=0.5,
+                                     reconcile_interval_s=0.5))
+    controller.start()
+
+    def converged(server: ServerProcess) -> bool:
+        info = model_info(server, "hp2")
+        return (label_version(server, "hp2", "canary") == 2 and info is not None
+                and info.has_split and info.split.canary_weight_bp == 5000)
+
     try:
-        assert controller.run_once()
-        # Someone hand-edits a server: drops the canary and its labels.
+        assert wait_for(lambda: all(converged(s) for s in servers), 60, 0.2), controller.status()
+        # Someone hand-edits a server: drops the canary, its labels and the split.
         request = model_management_pb2.ReloadConfigRequest()
         model = request.config.model_config_list.config.add()
         model.name, model.base_path, model.model_platform = (
@@ -138,24 +147,21 @@ def test_drift_and_restarts_converge(
         model.model_version_policy.specific.versions.append(1)
         servers[0].rollout_stub().ClearSplit(ext.ClearSplitRequest(model_name="hp2"))
         servers[0].model_stub().HandleReloadConfigRequest(request, timeout=30)
-        assert label_version(servers[0], "hp2", "canary") is None
-        assert controller.reconcile() is not None
-        assert label_version(servers[0], "hp2", "canary") == 2
-        assert model_info(servers[0], "hp2").has_split  # type: ignore[union-attr]
+        assert wait_for(lambda: converged(servers[0]), 60, 0.2), controller.status()
 
-        # A server killed and restarted empty converges again without anyone acting.
+        # A server killed: reported unreachable; restarted empty on the same
+        # ports, it converges again without anyone acting.
         port, rest_port = servers[1].port, servers[1].rest_port
         servers[1].proc.kill()
         servers[1].proc.wait(timeout=10)
-        result = controller.reconciler.run(controller.state.snapshot.desired, deadline_s=1)  # type: ignore[union-attr]
-        assert not result.in_sync and any("unreachable" in f.message for f in result.findings)
+        assert wait_for(lambda: any(
+            f["target"] == "s1" and "unreachable" in f["message"]
+            for f in controller.status()["findings"]), 30, 0.2), controller.status()
         restarted = start_server(
             f"--model_config_file={fleet['config']}", port=port, rest_port=rest_port
         )
-        controller.reconciler.backoff.succeeded("s1")
-        assert wait_for(lambda: bool((r := controller.reconcile()) and r.in_sync), 60, 0.5)
-        assert label_version(restarted, "hp2", "canary") == 2
-        assert model_info(restarted, "hp2").split.canary_weight_bp == 5000  # type: ignore[union-attr]
+        assert wait_for(lambda: converged(restarted) and controller.status()["in_sync"], 60, 0.2), (
+            controller.status())
     finally:
         controller.stop()
 
