@@ -84,20 +84,53 @@ def _set_method_names(export_dir: Path) -> None:
     pb_path.write_bytes(saved.SerializeToString())
 
 
-def _write_warmup(export_dir: Path, model_name: str) -> None:
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+WARMUP_RECORDS = 4  # one of each kind TF Serving replays
 
+
+def _write_warmup(export_dir: Path, model_name: str) -> None:
+    """One warmup record of each kind: predict, classify, regress, multi-inference."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        inference_pb2,
+        input_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+        regression_pb2,
+    )
+
+    def examples() -> input_pb2.Input:
+        inp = input_pb2.Input()
+        example = inp.example_list.examples.add()
+        example.features.feature["x"].float_list.value.append(1.0)
+        return inp
+
+    predict = predict_pb2.PredictRequest()
+    predict.model_spec.name = model_name
+    predict.model_spec.signature_name = "serving_default"
+    predict.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0, 2.0], tf.float32))
+    classify = classification_pb2.ClassificationRequest(input=examples())
+    classify.model_spec.signature_name = "classify_x_to_y"
+    regress = regression_pb2.RegressionRequest(input=examples())
+    regress.model_spec.signature_name = "regress_x_to_y"
+    multi = inference_pb2.MultiInferenceRequest(input=examples())
+    for signature in ("classify_x_to_y", "regress_x_to_y"):
+        multi.tasks.add().model_spec.signature_name = signature
+    logs = [
+        prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=predict)),
+        prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=classify)),
+        prediction_log_pb2.PredictionLog(
+            regress_log=prediction_log_pb2.RegressLog(request=regress)),
+        prediction_log_pb2.PredictionLog(
+            multi_inference_log=prediction_log_pb2.MultiInferenceLog(request=multi)),
+    ]
+    assert len(logs) == WARMUP_RECORDS
     extra = export_dir / "assets.extra"
     extra.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model_name
-        request.model_spec.signature_name = "serving_default"
-        request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0, 2.0], tf.float32))
-        log = prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)
-        )
-        writer.write(log.SerializeToString())
+        for log in logs:
+            writer.write(log.SerializeToString())
 
 
 def make_half_plus_two(

@@ -26,9 +26,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    get_model_metadata_pb2,
+    input_pb2,
+    prediction_log_pb2,
+)
 
 from serving.core.status import Code, ServingError  # noqa: E402
+from serving.example_results import serialized_examples  # noqa: E402
 from serving.loaders.base import Signature, TensorInfo  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -217,21 +222,30 @@ class _FlatCall:
         return self._call_flat([feeds[alias] for alias in self._order], self._captured)
 
 
-def _warmup_inputs(
-    servable: TensorFlowServable, record: prediction_log_pb2.PredictionLog
-) -> tuple[str, dict[str, numpy.ndarray]]:
+def warmup_runs(
+    signatures: Mapping[str, Any], record: prediction_log_pb2.PredictionLog
+) -> list[tuple[str, dict[str, numpy.ndarray]]]:
+    """The signature calls one warmup record asks for (TF Serving's warmup_util:
+    predict, classify, regress and multi-inference logs)."""
     kind = record.WhichOneof("log_type")
     if kind == "predict_log":
         request = record.predict_log.request
         key = request.model_spec.signature_name or "serving_default"
-        return key, {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
+        return [(key, {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()})]
+
+    def examples_call(key: str, inp: input_pb2.Input) -> tuple[str, dict[str, numpy.ndarray]]:
+        signature = signatures.get(key)
+        alias = next(iter(signature.inputs)) if signature is not None else "inputs"
+        return key, {alias: serialized_examples(inp)}
+
     if kind in ("classify_log", "regress_log"):
         request = getattr(record, kind).request
-        key = request.model_spec.signature_name or "serving_default"
-        examples = [e.SerializeToString() for e in request.input.example_list.examples]
-        signature = servable.signatures.get(key)
-        alias = next(iter(signature.inputs)) if signature is not None else "inputs"
-        return key, {alias: numpy.array(examples, dtype=object)}
+        return [examples_call(request.model_spec.signature_name or "serving_default",
+                              request.input)]
+    if kind == "multi_inference_log":
+        request = record.multi_inference_log.request
+        return [examples_call(task.model_spec.signature_name or "serving_default", request.input)
+                for task in request.tasks]
     raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
 
 
@@ -250,8 +264,8 @@ def run_warmup(servable: TensorFlowServable) -> int:
             )
         record = prediction_log_pb2.PredictionLog()
         record.ParseFromString(raw.numpy())
-        key, inputs = _warmup_inputs(servable, record)
-        servable.run(key, inputs)
+        for key, inputs in warmup_runs(servable.signatures, record):
+            servable.run(key, inputs)
     log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
              servable.export_dir, count)
     return count

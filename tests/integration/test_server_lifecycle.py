@@ -184,7 +184,9 @@ def test_reload_deadline_and_failed_load_name_model_and_version(
 ):
     server, root = env["server"], env["root"]
     hp = model_config("hp", root / "hp")
-    make_model(root / "slow", 7, slow_seconds=6.0, warmup=True)  # warmup makes the load slow
+    # Five warmup calls (one of each record kind; multi-inference runs two) of 2 s
+    # each make the load far slower than the 3 s reload deadline.
+    make_model(root / "slow", 7, slow_seconds=2.0, warmup=True)
     code, details, _ = reload(server, hp, model_config("slow", root / "slow"))
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "name: slow version: 7" in details

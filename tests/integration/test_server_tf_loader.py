@@ -10,6 +10,8 @@ import pytest
 
 from serving.core.status import Code, ServingError
 from serving.loaders.registry import PlatformRegistry
+from serving.loaders.tensorflow_loader import TensorFlowServable, run_warmup, warmup_runs
+from tests.models import WARMUP_RECORDS
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +61,40 @@ def test_runtime_assertion_is_invalid_argument(tmp_path: Path, make_model: Any) 
     assert "x must be below 10.0" in err.value.message
     assert not err.value.message.startswith("Graph execution error")
     loader.unload()
+
+
+def test_warmup_replays_every_kind_of_record(tmp_path: Path, make_model: Any) -> None:
+    path = make_model(tmp_path / "hp", 1, warmup=True)
+    servable = TensorFlowServable(str(path))
+    calls: list[tuple[str, list[str]]] = []
+    real_run = servable.run
+
+    def spy(key: str, inputs: Any, output_keys: Any = None) -> Any:
+        calls.append((key, sorted(inputs)))
+        return real_run(key, inputs, output_keys)
+
+    servable.run = spy  # type: ignore[method-assign,assignment]
+    try:
+        assert run_warmup(servable) == WARMUP_RECORDS
+    finally:
+        servable.close()
+    assert calls == [
+        ("serving_default", ["x"]),
+        ("classify_x_to_y", ["inputs"]),
+        ("regress_x_to_y", ["inputs"]),
+        ("classify_x_to_y", ["inputs"]), ("regress_x_to_y", ["inputs"]),  # multi-inference
+    ]
+
+
+def test_warmup_record_of_an_unknown_kind_is_unimplemented() -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    record = prediction_log_pb2.PredictionLog()
+    record.session_run_log.SetInParent()
+    with pytest.raises(ServingError) as err:
+        warmup_runs({}, record)
+    assert (err.value.code, err.value.message) == (
+        Code.UNIMPLEMENTED, "Unsupported log_type for warmup: session_run_log")
 
 
 def test_failing_warmup_fails_the_load(tmp_path: Path, make_model: Any) -> None:
