@@ -1,5 +1,8 @@
 """Regenerate serving/generated/ from serving/protos/*.proto (`make protos`).
 
+`python -m serving.protos.build [OUT_DIR]`; run it in its own process: protoc
+in a process that has already loaded TensorFlow's protobuf runtime can crash.
+
 grpc_tools emits `import x_pb2` as a top-level module; we rewrite that one line
 to a package-relative import so the generated code lives apart, in
 `serving.generated`, without touching sys.path.
@@ -40,4 +43,5 @@ def build(out_dir: Path = OUT_DIR) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(build())
+    # An optional output directory (tests build into a temporary one).
+    sys.exit(build(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT_DIR))
