@@ -146,6 +146,22 @@ def test_versions_and_labels(http: httpx.Client, path: str, version: str, label:
     assert served(reply) == (version, label)
 
 
+@pytest.mark.parametrize(("path", "version", "label", "y"), [
+    ("/v1/models/hp/versions/2:classify", "2", "", [[["", 4.0]]]),
+    ("/v1/models/hp/labels/canary:classify", "2", "canary", [[["", 4.0]]]),
+    ("/v1/models/hp/labels/stable:regress", "1", "stable", [3.0]),
+    ("/v1/models/hp/versions/2:regress", "2", "", [4.0]),
+])
+def test_classify_and_regress_by_version_and_label(http: httpx.Client, path: str, version: str,
+                                                   label: str, y: list[Any]) -> None:
+    verb = path.rsplit(":", 1)[1]
+    body = {"signature_name": f"{verb}_x_to_y", "examples": [{"x": 2.0}]}
+    reply = http.post(path, json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"results": y}
+    assert served(reply) == (version, label)
+
+
 # ------------------------------------------------------------------- errors
 
 

@@ -72,3 +72,27 @@ def test_weight_edges_and_fallback() -> None:
 def test_custom_label_names() -> None:
     s = split(10_000, stable_label="blue", canary_label="green")
     assert route(s, {"x-user-id": "k"}, {"blue": 1, "green": 2}) == "green"
+
+
+# Buckets are a contract with users: a release that changed them would move
+# users between stable and canary in the middle of a rollout.
+GOLDEN = [("", "alice", 5339), ("", "bob", 5939), ("2026-q4", "alice", 5810), ("s", "", 3760)]
+
+
+def test_buckets_never_change_between_releases() -> None:
+    assert [bucket(salt, key) for salt, key, _ in GOLDEN] == [b for _, _, b in GOLDEN]
+
+
+def test_buckets_are_the_same_in_every_process() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from serving.routing import bucket; "
+            "print(json.dumps([bucket(s, k) for s, k in json.loads(sys.argv[1])]))")
+    pairs = json.dumps([[salt, key] for salt, key, _ in GOLDEN])
+    for seed in ("1", "2"):  # Python's own str hash differs per seed; ours must not
+        out = subprocess.run([sys.executable, "-c", code, pairs], capture_output=True, text=True,
+                             check=True, env=dict(os.environ, PYTHONHASHSEED=seed)).stdout
+        assert json.loads(out) == [b for _, _, b in GOLDEN]
