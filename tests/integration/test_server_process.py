@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -104,6 +105,33 @@ def test_startup_failure_exits_nonzero(tmp_path: Path, make_model: Any, start_se
     assert server.proc.wait(timeout=60) != 0
     assert "Failed to start server. Error:" in server.output()
     assert "name: broken version: 3" in server.output()
+
+
+def test_listeners_open_only_once_startup_models_are_available(
+    tmp_path: Path, make_model: Any, start_server: Any
+) -> None:
+    # Warmup (five calls of 0.5 s) keeps the startup model LOADING for a while.
+    make_model(tmp_path / "m", 1, slow_seconds=0.5, warmup=True)
+    socket_path = tmp_path / "grpc.sock"
+    server = start_server("--model_name=m", f"--model_base_path={tmp_path / 'm'}",
+                          f"--grpc_socket_path={socket_path}", wait=False)
+    refused = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", server.rest_port), timeout=1):
+                break
+        except OSError:
+            refused += 1
+            time.sleep(0.05)  # the probe period, not a wait for a condition
+    assert server.proc.poll() is None, server.output()
+    assert refused > 0  # the port was seen closed while the model loaded...
+    assert available(server, "m")  # ...and the first connection finds it AVAILABLE
+    # The same gRPC services answer on --grpc_socket_path.
+    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        reply = stub.Predict(predict_request("m", 2.0), timeout=WAIT_S)
+    assert list(reply.outputs["y"].float_val) == [3.0]
 
 
 SLOW_S = 3.0
