@@ -12,7 +12,8 @@ UNAUTHENTICATED / 401 before any handler runs, so nothing is applied. Tokens
 are compared with hmac.compare_digest. With --admin_port, the main listener
 refuses admin calls with PERMISSION_DENIED (rather than UNIMPLEMENTED, which
 a controller would take for a plain TF Serving) and the admin listener serves
-them. No message here ever contains the token a client sent.
+them; --admin_rest_port does the same for the REST admin paths (403 on the
+main REST port). No message here ever contains the token a client sent.
 """
 
 from __future__ import annotations
@@ -151,15 +152,55 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class AdminRestGuard:
-    """ASGI middleware: admin REST paths need `Authorization: Bearer <token>`."""
+async def _send_json(send: Send, status: int, document: dict[str, str],
+                     headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = json.dumps(document).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+class AdminRestGuard:
+    """ASGI middleware for the admin REST paths of one listener.
+
+    `token` set: they need `Authorization: Bearer <token>` (401 otherwise).
+    `admin_only`: this listener is the admin REST port, so everything else is
+    404. `serve_admin` False: the main port of a server with an admin REST port,
+    so admin paths are refused with 403, as the gRPC main port refuses them.
+    """
+
+    def __init__(self, app: ASGIApp, token: str = "", *, serve_admin: bool = True,
+                 admin_only: bool = False) -> None:
         self.app = app
         self._token = token
+        self._serve_admin = serve_admin
+        self._admin_only = admin_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_admin_path(scope["method"], scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        admin = is_admin_path(scope["method"], scope["path"])
+        if not admin:
+            if self._admin_only:
+                await _send_json(send, 404, {
+                    "error": f"{scope['method']} {scope['path']} is not served on the admin port"})
+                return
+            await self.app(scope, receive, send)
+            return
+        if not self._serve_admin:
+            await _send_json(send, 403, {
+                "error": f"{scope['method']} {scope['path']} is served on the admin REST port"
+                " only"})
+            return
+        if not self._token:
             await self.app(scope, receive, send)
             return
         header = None
@@ -169,14 +210,5 @@ class AdminRestGuard:
         if bearer_matches(self._token, header):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": UNAUTHENTICATED_MESSAGE}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 401, {"error": UNAUTHENTICATED_MESSAGE},
+                         ((b"www-authenticate", b"Bearer"),))

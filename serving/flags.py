@@ -51,6 +51,7 @@ class ServerFlags:
     # Security and limits (serving/admin_auth.py, serving/tls.py, serving/limits.py).
     admin_token_file: str = ""
     admin_port: int = 0  # 0: admin services on the main port
+    admin_rest_port: int = 0  # 0: admin REST paths on the main REST port
     admin_bind_address: str = ""  # empty: --bind_address
     model_root: str = ""  # empty: base paths anywhere
     max_request_bytes: int = 0  # 0: REST 64 MiB, gRPC 2^31-1 (TF Serving's)
@@ -90,7 +91,7 @@ def _convert(name: str, raw: str) -> object:
 
 
 def _check(flags: ServerFlags) -> None:
-    for name in ("port", "rest_api_port", "admin_port"):
+    for name in ("port", "rest_api_port", "admin_port", "admin_rest_port"):
         value = getattr(flags, name)
         if not 0 <= value <= 65535:
             raise FlagError(f"--{name} must be between 0 and 65535, got {value}")

@@ -147,10 +147,9 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
     return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher), batcher)
 
 
-def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
-               monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
-    """The REST app: inference POSTs answered in front, the rest by Starlette;
-    with `token`, the admin paths behind a bearer-token guard."""
+def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
+              monitoring: MonitoringSettings) -> ASGIApp:
+    """Inference POSTs answered in front, the rest by Starlette."""
     inference = RestInference(
         wiring.dataplane,
         timeout_s=flags.rest_api_timeout_in_ms / 1000,
@@ -160,9 +159,24 @@ def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
         max_pending=flags.max_pending_requests,
         max_tensor_elements=flags.max_tensor_elements,
     )
-    app = inference.wrap(build_rest_app(core, extra_routes=inference.routes(),
-                                        monitoring=monitoring, metrics=wiring.metrics))
-    return AdminRestGuard(app, token=token) if token else app
+    return inference.wrap(build_rest_app(core, extra_routes=inference.routes(),
+                                         monitoring=monitoring, metrics=wiring.metrics))
+
+
+def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
+               monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
+    """The main REST app; with `token` its admin paths are behind a bearer-token
+    guard, and with --admin_rest_port they are refused (served there instead)."""
+    app = _rest_app(core, wiring, flags, monitoring)
+    if token or flags.admin_rest_port:
+        return AdminRestGuard(app, token, serve_admin=not flags.admin_rest_port)
+    return app
+
+
+def build_admin_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
+                     monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
+    """--admin_rest_port's app: the admin REST paths only, behind the token."""
+    return AdminRestGuard(_rest_app(core, wiring, flags, monitoring), token, admin_only=True)
 
 
 class ConfigFilePoller:
@@ -397,21 +411,33 @@ def serve(
         print(f"Running admin gRPC services at {admin_server.address} ...",  # type: ignore[attr-defined]
               file=sys.stderr, flush=True)
 
-    rest: RestServer | None = None
+    listeners: list[tuple[ASGIApp, str, int, str]] = []
     if flags.rest_api_port > 0:
-        app = build_rest(core, wiring, flags, monitoring, token)
-        rest = RestServer(app, flags.bind_address, flags.rest_api_port, DRAIN_SECONDS)
+        listeners.append((build_rest(core, wiring, flags, monitoring, token), flags.bind_address,
+                          flags.rest_api_port,
+                          f"Exporting HTTP/REST API at:{host}:{flags.rest_api_port} ..."))
+        if flags.admin_rest_port > 0:
+            admin_bind = flags.admin_bind_address or flags.bind_address
+            listeners.append((build_admin_rest(core, wiring, flags, monitoring, token),
+                              admin_bind, flags.admin_rest_port,
+                              f"Exporting admin HTTP/REST API at:{_host(admin_bind)}:"
+                              f"{flags.admin_rest_port} ..."))
+    rest_servers: list[RestServer] = []
+    for app, bind, port, banner in listeners:
+        rest = RestServer(app, bind, port, DRAIN_SECONDS)
         try:
             rest.start(REST_START_TIMEOUT_S)
         except RuntimeError as exc:
             print(f"Failed to start server. Error: {exc}", file=sys.stderr)
+            for started in rest_servers:
+                started.stop(0)
             grpc_server.stop(grace=0)
             if admin_server is not None:
                 admin_server.stop(grace=0)
             core.stop(timeout=10)
             return 1
-        print(f"Exporting HTTP/REST API at:{host}:{flags.rest_api_port} ...",
-              file=sys.stderr, flush=True)
+        rest_servers.append(rest)
+        print(banner, file=sys.stderr, flush=True)
 
     poller: ConfigFilePoller | None = None
     if flags.model_config_file and flags.model_config_file_poll_wait_seconds > 0:
@@ -430,7 +456,7 @@ def serve(
     drained = grpc_server.stop(grace=DRAIN_SECONDS)
     if admin_server is not None:
         admin_server.stop(grace=DRAIN_SECONDS)
-    if rest is not None:
+    for rest in rest_servers:
         rest.stop(DRAIN_SECONDS)
     drained.wait(DRAIN_SECONDS)
     if wiring.batcher is not None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, free_port, wait_for
 from tests.grpc_requests import predict_request
 
 pytestmark = pytest.mark.integration
@@ -132,6 +132,30 @@ def test_listeners_open_only_once_startup_models_are_available(
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         reply = stub.Predict(predict_request("m", 2.0), timeout=WAIT_S)
     assert list(reply.outputs["y"].float_val) == [3.0]
+
+
+def test_admin_rest_port_takes_the_listing_off_the_main_port(
+    tmp_path: Path, make_model: Any, start_server: Any
+) -> None:
+    make_model(tmp_path / "m", 1)
+    token_file = tmp_path / "token"
+    token_file.write_text("adm1n-t0ken\n")
+    admin_rest = free_port()
+    server = start_server("--model_name=m", f"--model_base_path={tmp_path / 'm'}",
+                          f"--admin_token_file={token_file}", f"--admin_rest_port={admin_rest}")
+    assert f"Exporting admin HTTP/REST API at:127.0.0.1:{admin_rest}" in server.output()
+    refused = httpx.get(f"{server.rest_url}/v1/models", timeout=WAIT_S)
+    assert refused.status_code == 403, refused.text
+    predict = httpx.post(f"{server.rest_url}/v1/models/m:predict", json={"instances": [2.0]},
+                         timeout=WAIT_S)
+    assert predict.json() == {"predictions": [3.0]}  # inference stays on the main port
+    admin = f"http://127.0.0.1:{admin_rest}"
+    assert httpx.get(f"{admin}/v1/models", timeout=WAIT_S).status_code == 401
+    listing = httpx.get(f"{admin}/v1/models", timeout=WAIT_S,
+                        headers={"Authorization": "Bearer adm1n-t0ken"})
+    assert [m["name"] for m in listing.json()["models"]] == ["m"]
+    assert httpx.post(f"{admin}/v1/models/m:predict", json={"instances": [2.0]},
+                      timeout=WAIT_S).status_code == 404
 
 
 SLOW_S = 3.0

@@ -196,12 +196,12 @@ def test_main_port_of_a_split_server_refuses_admin_even_with_the_token() -> None
 # ----- REST guard -----
 
 
-def guarded_client(token: str = TOKEN) -> TestClient:
+def guarded_client(token: str = TOKEN, **modes: bool) -> TestClient:
     async def ok(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/v1/models", ok), Route("/v1/models/{m}", ok)])
-    app.add_middleware(AdminRestGuard, token=token)  # type: ignore[arg-type]
+    app.add_middleware(AdminRestGuard, token=token, **modes)  # type: ignore[arg-type]
     return TestClient(app)
 
 
@@ -221,6 +221,24 @@ def test_rest_model_status_stays_open() -> None:
     assert guarded_client().get("/v1/models/m").status_code == 200
 
 
+def test_main_rest_port_of_a_split_server_refuses_the_listing() -> None:
+    client = guarded_client(serve_admin=False)
+    refused = client.get("/v1/models", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "GET /v1/models is served on the admin REST port only"}
+    assert client.get("/v1/models/m").status_code == 200  # inference and status stay
+
+
+def test_admin_rest_port_serves_only_the_admin_paths() -> None:
+    client = guarded_client(admin_only=True)
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}).text == "ok"
+    assert client.get("/v1/models").status_code == 401
+    other = client.get("/v1/models/m")
+    assert other.status_code == 404
+    assert other.json() == {"error": "GET /v1/models/m is not served on the admin port"}
+    assert guarded_client("", admin_only=True).get("/v1/models").text == "ok"  # no token set
+
+
 # ----- flags -----
 
 
@@ -229,17 +247,17 @@ def test_security_flags_parse() -> None:
         "--admin_token_file=/t", "--admin_port=9000", "--admin_bind_address=127.0.0.1",
         "--ssl_config_file=/s", "--model_root=/models", "--max_request_bytes=1024",
         "--max_tensor_elements=10", "--max_pending_requests=0", "--grpc_max_threads=2",
-        "--rest_api_num_threads=3",
+        "--rest_api_num_threads=3", "--admin_rest_port=9001",
     ])
-    assert (flags.admin_port, flags.max_request_bytes) == (9000, 1024)
+    assert (flags.admin_port, flags.admin_rest_port, flags.max_request_bytes) == (9000, 9001, 1024)
     assert flags.max_pending_requests == 0
     assert (flags.grpc_max_threads, flags.rest_api_num_threads) == (2, 3)
     assert flags.model_root == "/models" and flags.ssl_config_file == "/s"
 
 
 @pytest.mark.parametrize(
-    "arg", ["--admin_port=70000", "--grpc_max_threads=0", "--max_request_bytes=-1",
-            "--max_tensor_elements=-5", "--rest_api_num_threads=0"],
+    "arg", ["--admin_port=70000", "--admin_rest_port=-1", "--grpc_max_threads=0",
+            "--max_request_bytes=-1", "--max_tensor_elements=-5", "--rest_api_num_threads=0"],
 )
 def test_bad_security_flags(arg: str) -> None:
     with pytest.raises(FlagError):
