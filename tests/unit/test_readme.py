@@ -43,3 +43,19 @@ def test_commands_run_elsewhere_exist() -> None:
     assert "make test" in (ROOT / ".ci/run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo:.*\n\t.*rollouts demo", makefile, flags=re.M)
+
+
+def test_every_run_option_is_in_the_readme_table() -> None:
+    """The README's `rollouts run` table names every option `--help` lists."""
+    import argparse
+
+    from controller.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = subparsers.choices["run"]
+    options = {s for a in run._actions for s in a.option_strings
+               if s.startswith("--") and s not in ("--help", "--verbose", "--config")}
+    table = [line for line in README.splitlines() if line.startswith("| `--")]
+    missing = sorted(o for o in options if not any(f"`{o}" in row for row in table))
+    assert not missing, f"rollouts run options missing from the README table: {missing}"
