@@ -128,6 +128,31 @@ def test_fast_demo_writes_the_whole_lifecycle_to_git(tmp_path: Path) -> None:
     assert all(refuses(url) for url in rest_urls + status_urls)
 
 
+def test_demo_without_keep_exits_0_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    result = subprocess.run(
+        demo_command(), cwd=REPO, env=demo_env(tmp_path), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=DEMO_TIMEOUT_S, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "$ git log --notes=rollouts" in output and "Notes (rollouts):" in output
+    assert workspaces(tmp_path) == [], output
+    assert processes_using(tmp_path) == []  # the model server it started is gone too
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention `path`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if str(path) in text:
+            found.append(text)
+    return found
+
+
 def test_ctrl_c_stops_everything_and_removes_the_workspace(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         demo_command(), cwd=REPO, env=demo_env(tmp_path), stdin=subprocess.DEVNULL,
