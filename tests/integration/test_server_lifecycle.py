@@ -179,6 +179,33 @@ def test_label_rules(env: dict[str, Any], make_model: Any):
     )
 
 
+def test_labels_for_unavailable_versions_with_the_flag(
+    tmp_path: Path, make_model: Any, start_server: Any
+) -> None:
+    # --allow_version_labels_for_unavailable_models: a new label may name a version
+    # that is not loaded yet (it is served once it is); moving one still may not.
+    base = tmp_path / "lab"
+    make_model(base, 1)
+    empty = tmp_path / "empty.conf"
+    empty.write_text("model_config_list {}\n")
+    server = start_server("--allow_version_labels_for_unavailable_models",
+                          f"--model_config_file={empty}",
+                          f"--file_system_poll_wait_seconds={POLL_S}")
+    all_versions = "all {}"
+    code, details, _ = reload(server, model_config("lab", base, policy=all_versions,
+                                                   stable=1, canary=2))
+    assert code == grpc.StatusCode.OK, details
+    reply = httpx.get(f"{server.rest_url}/v1/models/lab/labels/canary", timeout=5)
+    assert reply.status_code == 404, reply.text  # the label is there; version 2 is not
+    code, details, _ = reload(server, model_config("lab", base, policy=all_versions,
+                                                   stable=2, canary=2))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION, details  # stable would move
+    make_model(base, 2)
+    assert wait_for(lambda: httpx.post(
+        f"{server.rest_url}/v1/models/lab/labels/canary:predict", json={"instances": [2.0]},
+        timeout=5).status_code == 200, WAIT_S)
+
+
 def test_reload_deadline_and_failed_load_name_model_and_version(
     env: dict[str, Any], make_model: Any
 ):
