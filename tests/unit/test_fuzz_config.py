@@ -1,7 +1,9 @@
 """Fuzzing: the config text-proto parsers raise nothing but ConfigFileError.
 
 Random text, random bytes decoded leniently, and mutations of valid
-ModelServerConfig / MonitoringConfig texts go through serving/config_file.py.
+ModelServerConfig / MonitoringConfig texts go through serving/config_file.py;
+the same for BatchingParameters (serving/batching_config.py) and SSLConfig
+(serving/tls.py), each of which raises only its own error, naming the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serving.batching_config import BatchingConfigError, parse_batching_parameters
 from serving.config_file import ConfigFileError, parse_model_server_config, read_monitoring_config
+from serving.tls import TLSConfigError, parse_ssl_config
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -84,3 +88,44 @@ def read_monitoring_config_text(text: str) -> bool:
         path = Path(tmp) / "m.conf"
         path.write_text(text)
         return read_monitoring_config(str(path)).enable
+
+
+BATCHING = (
+    "max_batch_size { value: 32 }\n"
+    "batch_timeout_micros { value: 2000 }\n"
+    "max_enqueued_batches { value: 100 }\n"
+    "num_batch_threads { value: 2 }\n"
+    "allowed_batch_sizes: 8\nallowed_batch_sizes: 32\n"
+)
+SSL = 'server_key: "key.pem"\nserver_cert: "cert.pem"\ncustom_ca: "ca.pem"\nclient_verify: true\n'
+
+
+@FAST
+@given(st.one_of(st.text(max_size=200), mutated(BATCHING)))
+def test_batching_parameters_text(text: str) -> None:
+    try:
+        parse_batching_parameters("batching.conf", text)
+    except BatchingConfigError as exc:
+        assert str(exc).startswith("batching.conf:")
+
+
+@FAST
+@given(st.one_of(st.text(max_size=200), mutated(SSL)))
+def test_ssl_config_text(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("key.pem", "cert.pem", "ca.pem"):
+            (Path(tmp) / name).write_text(f"-----BEGIN {name}-----\n")
+        path = str(Path(tmp) / "ssl.conf")
+        try:
+            parse_ssl_config(path, text)
+        except TLSConfigError as exc:
+            assert str(exc).startswith(path)
+
+
+def test_valid_batching_and_ssl_texts_parse() -> None:
+    # The controls for the two mutations above.
+    assert parse_batching_parameters("b.conf", BATCHING).allowed_batch_sizes == (8, 32)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("key.pem", "cert.pem", "ca.pem"):
+            (Path(tmp) / name).write_text(f"-----BEGIN {name}-----\n")
+        assert parse_ssl_config(str(Path(tmp) / "ssl.conf"), SSL).client_verify
