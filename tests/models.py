@@ -59,6 +59,10 @@ class _HalfPlus(tf.Module):
     def predict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"y": self._compute(x)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def predict_two(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": self._compute(x), "double": tf.multiply(x, 2.0)}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"scores": self._compute(self._parse(inputs))}
@@ -141,8 +145,11 @@ def make_half_plus_two(
     slow_seconds: float = 0.0,
     fail_above: float | None = None,
     warmup: bool = False,
+    two_outputs: bool = False,
 ) -> Path:
-    """Write a half_plus_<offset> SavedModel at base/<version> and return that path."""
+    """Write a half_plus_<offset> SavedModel at base/<version> and return that path.
+
+    `two_outputs` adds a "two_outputs" predict signature: y and double (2x)."""
     export_dir = Path(base) / str(version)
     module = _HalfPlus(offset, slow_seconds, fail_above)
     signatures = {
@@ -150,6 +157,8 @@ def make_half_plus_two(
         "classify_x_to_y": module.classify.get_concrete_function(),
         "regress_x_to_y": module.regress.get_concrete_function(),
     }
+    if two_outputs:
+        signatures["two_outputs"] = module.predict_two.get_concrete_function()
     tf.saved_model.save(module, str(export_dir), signatures=signatures)
     _set_method_names(export_dir)
     if warmup:

@@ -45,10 +45,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
         make_model(root / name, 1)
         make_model(root / name, 2, offset=3.0)
     make_model(root / "slow", 1, slow_seconds=SLOW_S)
+    make_model(root / "two", 1, two_outputs=True)
     config = root / "models.config"
     config.write_text("model_config_list {\n" + model_config(root, "hp", True)
                       + model_config(root, "latest", False) + model_config(root, "sp", True)
-                      + model_config(root, "slow", False) + "}\n")
+                      + model_config(root, "slow", False) + model_config(root, "two", False)
+                      + "}\n")
     with serving([f"--model_config_file={config}",
                   f"--rest_api_timeout_in_ms={REST_TIMEOUT_MS}"], root / "server.log") as proc:
         yield proc
@@ -121,11 +123,22 @@ def test_list_models(http: httpx.Client) -> None:
     reply = http.get("/v1/models")
     assert reply.status_code == 200, reply.text
     models = {m["name"]: m for m in reply.json()["models"]}
-    assert set(models) == {"hp", "latest", "sp", "slow"}
+    assert set(models) == {"hp", "latest", "sp", "slow", "two"}
     assert models["hp"]["labels"] == {"stable": "1", "canary": "2"}
     assert [(v["version"], v["state"]) for v in models["latest"]["versions"]] == [
         ("2", "AVAILABLE"), ("1", "AVAILABLE")]
     assert models["hp"]["platform"] == "tensorflow"
+
+
+def test_several_outputs_are_objects_in_both_formats(http: httpx.Client) -> None:
+    # One output is a bare value per row; several are an object per row (row
+    # format) or one list per output (columnar), as TF Serving writes them.
+    rows = http.post("/v1/models/two:predict",
+                     json={"signature_name": "two_outputs", "instances": [1.0, 2.0]})
+    assert rows.json() == {"predictions": [{"double": 2.0, "y": 2.5}, {"double": 4.0, "y": 3.0}]}
+    columns = http.post("/v1/models/two:predict",
+                        json={"signature_name": "two_outputs", "inputs": [1.0, 2.0]})
+    assert columns.json() == {"outputs": {"double": [2.0, 4.0], "y": [2.5, 3.0]}}
 
 
 # -------------------------------------------------------- versions, labels
