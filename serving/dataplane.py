@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -253,7 +253,6 @@ def _outcome(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
     return waiter
 
 
-
 class DataPlane:
     """Runs inference requests against the core; records metrics per request."""
 
@@ -275,20 +274,25 @@ class DataPlane:
         self.metrics.observe(ref.name, s.version if s else None, label, api, entrypoint, code,
                              self._clock() - start)
 
-    def _call(self, ref: ModelRef, api: str, entrypoint: str, body: Callable[[list[Served]], Any],
-              ) -> Any:
+    @contextmanager
+    def _recorded(self, ref: ModelRef, api: str, entrypoint: str) -> Iterator[list[Served]]:
+        """Times the block and records its outcome; the block appends what served."""
         start = self._clock()
         served: list[Served] = []
         code = Code.UNKNOWN
         try:
-            result = body(served)
+            yield served
             code = Code.OK
-            return result
         except ServingError as e:
             code = e.code
             raise
         finally:
             self._record(ref, served, api, entrypoint, code, start)
+
+    def _call(self, ref: ModelRef, api: str, entrypoint: str, body: Callable[[list[Served]], Any],
+              ) -> Any:
+        with self._recorded(ref, api, entrypoint) as served:
+            return body(served)
 
     def _runner(self, h: Any) -> Any:
         """The handle's servable; with batching on, its `run` joins a batch (the
@@ -337,10 +341,7 @@ class DataPlane:
         if self.batcher is None:
             raise RuntimeError("predict_batched needs a batcher")
         key = signature_name or DEFAULT_SIGNATURE
-        start = self._clock()
-        served: list[Served] = []
-        code = Code.UNKNOWN
-        try:
+        with self._recorded(ref, "Predict", entrypoint) as served:
             held = ExitStack()
             handle = held.enter_context(
                 self.core.handle(ref.name, ref.version, ref.label, ref.headers))
@@ -354,13 +355,7 @@ class DataPlane:
             # Whatever happens to the awaiting task, the handle goes with the batch.
             future.add_done_callback(lambda _: held.close())
             outputs = await _outcome(future)
-            code = Code.OK
             return PredictResult(served[0], outputs)
-        except ServingError as e:
-            code = e.code
-            raise
-        finally:
-            self._record(ref, served, "Predict", entrypoint, code, start)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
                        entrypoint: str, make: Callable[..., Any]) -> Any:
