@@ -523,34 +523,43 @@ def _redacted(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(key, redact(value)) for key, value in pairs]
 
 
+@dataclass(frozen=True)
+class _Intervals:
+    """A journal's intervals: how many passed, failed or were not judged."""
+
+    judged: list[Event]
+    passed: int
+    failed: int
+    other: int
+
+    @staticmethod
+    def of(events: Sequence[Event]) -> _Intervals:
+        intervals = [e for e in events if e.kind == "interval"]
+        judged = [e for e in intervals if e.outcome in ("pass", "fail")]
+        passed = sum(e.outcome == "pass" for e in judged)
+        return _Intervals(judged, passed, len(judged) - passed, len(intervals) - len(judged))
+
+
 def analysis_trailers(events: Sequence[Event]) -> tuple[tuple[str, str], ...]:
     """The analysis behind a verdict, as commit trailers: the interval counts and
     the numbers of the last judged interval (the full journal is in the notes)."""
-    intervals = [e for e in events if e.kind == "interval"]
-    counts = {o: sum(e.outcome == o for e in intervals) for o in ("pass", "fail")}
-    other = len(intervals) - counts["pass"] - counts["fail"]
-    pairs = [(trailers.INTERVALS,
-              f"{counts['pass']} passed, {counts['fail']} failed, {other} not judged")]
-    judged = [e for e in intervals if e.outcome in ("pass", "fail")]
-    if judged:
-        pairs.append((trailers.LAST_INTERVAL, str(judged[-1].detail.get("summary",
-                                                                          judged[-1].outcome))))
+    n = _Intervals.of(events)
+    pairs = [(trailers.INTERVALS, f"{n.passed} passed, {n.failed} failed, {n.other} not judged")]
+    if n.judged:
+        last = n.judged[-1]
+        pairs.append((trailers.LAST_INTERVAL, str(last.detail.get("summary", last.outcome))))
     return tuple(pairs)
 
 
 def _summary(events: Sequence[Event], kind: str, reason: str) -> str:
-    intervals = [e for e in events if e.kind == "interval"]
-    passed = sum(e.outcome == "pass" for e in intervals)
-    failed = sum(e.outcome == "fail" for e in intervals)
-    other = len(intervals) - passed - failed
+    n = _Intervals.of(events)
     head = {
         "promote": "Analysis passed",
         "fail": "Analysis failed",
         "ready_to_promote": "Analysis passed; ready to promote (promotion: manual)",
     }[kind]
-    lines = [f"{head}: {passed} interval(s) passed, {failed} failed, {other} not judged."]
+    lines = [f"{head}: {n.passed} interval(s) passed, {n.failed} failed, {n.other} not judged."]
     if reason and reason != "recorded":
         lines.append(reason[:1].upper() + reason[1:] + ".")
-    last = [e for e in intervals if e.outcome in ("pass", "fail")][-3:]
-    lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in last)
+    lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in n.judged[-3:])
     return "\n".join(lines)
