@@ -60,7 +60,6 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
         victim.proc.wait(timeout=10)
         killed_at = time.time()
         restarted = start_server(*fleet["flags"], port=victim.port, rest_port=victim.rest_port)
-        back_at = time.monotonic()
         # The controller re-pushes within one poll (0.5 s); the fleet is whole
         # again once the restarted server has loaded both versions, which on a
         # loaded 2-core machine takes seconds of TensorFlow work.
@@ -71,7 +70,6 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
             30,
             0.1,
         ), controller.status()
-        assert time.monotonic() - back_at < 30
         assert wait_for(lambda: "rollouts: promote hp2 to 2" in person.remote_log(), 90, 0.3), (
             controller.status()
         )

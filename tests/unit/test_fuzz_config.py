@@ -9,6 +9,8 @@ the same for BatchingParameters (serving/batching_config.py) and SSLConfig
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -109,13 +111,19 @@ def test_batching_parameters_text(text: str) -> None:
         assert str(exc).startswith("batching.conf:")
 
 
-@FAST
-@given(st.one_of(st.text(max_size=200), mutated(SSL)))
-def test_ssl_config_text(text: str) -> None:
+@contextmanager
+def ssl_config_path() -> Iterator[str]:
+    """Where an SSLConfig would live, beside the PEM files SSL names."""
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("key.pem", "cert.pem", "ca.pem"):
             (Path(tmp) / name).write_text(f"-----BEGIN {name}-----\n")
-        path = str(Path(tmp) / "ssl.conf")
+        yield str(Path(tmp) / "ssl.conf")
+
+
+@FAST
+@given(st.one_of(st.text(max_size=200), mutated(SSL)))
+def test_ssl_config_text(text: str) -> None:
+    with ssl_config_path() as path:
         try:
             parse_ssl_config(path, text)
         except TLSConfigError as exc:
@@ -125,7 +133,5 @@ def test_ssl_config_text(text: str) -> None:
 def test_valid_batching_and_ssl_texts_parse() -> None:
     # The controls for the two mutations above.
     assert parse_batching_parameters("b.conf", BATCHING).allowed_batch_sizes == (8, 32)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in ("key.pem", "cert.pem", "ca.pem"):
-            (Path(tmp) / name).write_text(f"-----BEGIN {name}-----\n")
-        assert parse_ssl_config(str(Path(tmp) / "ssl.conf"), SSL).client_verify
+    with ssl_config_path() as path:
+        assert parse_ssl_config(path, SSL).client_verify
