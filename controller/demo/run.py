@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
+from controller.demo.processes import (
+    MODEL,
+    ServerProcess,
+    child_env,
+    controller_logs_to,
+    free_port,
+    signals_as_interrupt,
+    uninterruptible,
+)
 from controller.demo.traffic import TrafficGenerator
 from controller.demo.view import (
     DONE,
@@ -49,9 +52,7 @@ from controller.demo.view import (
 )
 from controller.demo.workspace import FAST, NORMAL, Timings, Workspace, WorkspaceError, spec_text
 
-MODEL = "half_plus_two"
 POLL_S = 0.25
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 KEEP_MAX_S = 3600.0  # --keep in a terminal: serve until Ctrl-C, at most an hour
 
 log = logging.getLogger(__name__)
@@ -92,154 +93,6 @@ STAGES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _child_env() -> dict[str, str]:
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-
-
-class ServerProcess:
-    """The bundled model server as a child process on free loopback ports."""
-
-    def __init__(self, workspace: Workspace) -> None:
-        self.port = free_port()
-        self.rest_port = free_port()
-        empty = workspace.root / "empty.conf"
-        empty.write_text("model_config_list {}\n")
-        monitoring = workspace.root / "monitoring.conf"
-        monitoring.write_text(MONITORING)
-        self.args = [
-            sys.executable, "-m", "serving",
-            f"--port={self.port}", f"--rest_api_port={self.rest_port}",
-            "--bind_address=127.0.0.1",
-            f"--model_config_file={empty}",
-            f"--monitoring_config_file={monitoring}",
-            "--file_system_poll_wait_seconds=1",
-        ]
-        self.log_path = workspace.logs / "server.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        # Its own session: a terminal's Ctrl-C reaches only the demo, which then
-        # stops the server in order (drain, then exit).
-        self.proc = subprocess.Popen(
-            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=_child_env(),
-            start_new_session=True,
-        )
-        self._http = httpx.Client(timeout=5.0)
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def answers(self) -> bool:
-        """True once the REST port answers at all (a 404 for an unknown model counts)."""
-        try:
-            self._http.get(f"{self.rest_url}/v1/models/{MODEL}")
-        except httpx.HTTPError:
-            return False
-        return True
-
-    def label_version(self, label: str) -> int | None:
-        """The version the server assigns `label` of the demo model, if AVAILABLE."""
-        try:
-            reply = self._http.get(f"{self.rest_url}/v1/models/{MODEL}/labels/{label}")
-            statuses = reply.json().get("model_version_status", []) if reply.is_success else []
-        except (httpx.HTTPError, ValueError):
-            return None
-        for status in statuses:
-            if status.get("state") == "AVAILABLE":
-                return int(status["version"])
-        return None
-
-    def tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            self._log.flush()
-            text = self.log_path.read_text(errors="replace").splitlines()
-            return "\n".join(text[-lines:])
-        return ""
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        self._http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log.close()
-
-
-@contextlib.contextmanager
-def controller_logs_to(path: Path) -> Iterator[None]:
-    """Send the controller's (and apscheduler's) logging to a file, not the screen."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    saved = []
-    for name, level in (("controller", logging.INFO), ("apscheduler", logging.ERROR)):
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.level, logger.propagate))
-        logger.addHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = False
-    try:
-        yield
-    finally:
-        for logger, level, propagate in saved:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
-        handler.close()
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM end the demo like Ctrl-C does, and clean up.
-
-    Set explicitly for SIGINT too: a process started in the background by a
-    non-interactive shell inherits SIGINT ignored, and Python then never raises
-    KeyboardInterrupt, so the demo would run on and leave its workspace behind.
-    (Only the main thread can set handlers.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def _uninterruptible() -> Iterator[None]:
-    """A second Ctrl-C during cleanup must not orphan the server: ignore SIGINT and
-    SIGTERM while the (bounded) cleanup runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 @dataclass
 class Milestones:
     """The commits and timings the demo observed; the summary and tests read them."""
@@ -278,7 +131,7 @@ class Demo:
             with open(workspace.logs / "export.log", "wb") as export_log:
                 exporter = subprocess.Popen(
                     [sys.executable, "-m", "controller.demo.models", str(workspace.model_base)],
-                    stdout=export_log, stderr=subprocess.STDOUT, env=_child_env(),
+                    stdout=export_log, stderr=subprocess.STDOUT, env=child_env(),
                 )
                 try:
                     self.wait("the model export", lambda: exporter.poll() is not None, 180)
@@ -526,7 +379,7 @@ class Demo:
             steps.append(self.status_server.stop)
         if self.server is not None:
             steps.append(self.server.stop)
-        with _uninterruptible():
+        with uninterruptible():
             for step in steps:
                 try:
                     step()
