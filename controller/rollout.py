@@ -27,13 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller import trailers, yamledit
-from controller.analysis import IntervalVerdict, judge_interval
+from controller.analysis import judge_interval
 from controller.desired import Snapshot, with_weight
 from controller.fleet import DesiredModel, DesiredState, ObservedTarget
 from controller.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
 from controller.metrics import MetricsProvider
 from controller.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.redact import redact
+from controller.verdict_text import analysis_trailers, interval_detail, verdict_summary
 
 log = logging.getLogger(__name__)
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
@@ -340,7 +341,7 @@ class RolloutDriver:
         if kind in ("promote", "fail", "ready_to_promote"):
             recorded = fold(plan, events).verdict
             outcome = {"promote": "promote", "fail": "fail"}.get(kind, "ready")
-            summary = _summary(events, kind, decision.reason)
+            summary = verdict_summary(events, kind, decision.reason)
             status.message = summary
             if recorded != outcome:
                 self._note(
@@ -375,7 +376,7 @@ class RolloutDriver:
             reading.window(plan.version),
             reading.window(stable) if stable is not None else None,
         )
-        return _with(base, verdict.outcome, _verdict_detail(verdict, decision.weight_bp))
+        return _with(base, verdict.outcome, interval_detail(verdict, decision.weight_bp))
 
     def _note(self, commit: str, event: Event, summary: str) -> None:
         # A journal entry is one line (concurrent note merges stay lossless).
@@ -505,61 +506,5 @@ def _with(event: Event, outcome: str, detail: dict[str, Any]) -> Event:
     return Event(event.kind, event.at, event.model, event.version, event.step, outcome, detail)
 
 
-def _verdict_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
-    numbers = verdict.to_dict()
-    canary, stable = verdict.canary, verdict.stable
-    p99 = canary.p99()
-    summary = (
-        f"{verdict.outcome} at {weight_bp / 100:g}%: canary {canary.requests:.0f} req "
-        f"{canary.error_rate:.2%} err"
-        + (f" p99 {p99 * 1000:.1f}ms" if p99 is not None else "")
-        + f"; stable {stable.requests:.0f} req {stable.error_rate:.2%} err"
-        + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
-    )
-    return {"summary": summary, "weight_bp": weight_bp, **numbers}
-
-
 def _redacted(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(key, redact(value)) for key, value in pairs]
-
-
-@dataclass(frozen=True)
-class _Intervals:
-    """A journal's intervals: how many passed, failed or were not judged."""
-
-    judged: list[Event]
-    passed: int
-    failed: int
-    other: int
-
-    @staticmethod
-    def of(events: Sequence[Event]) -> _Intervals:
-        intervals = [e for e in events if e.kind == "interval"]
-        judged = [e for e in intervals if e.outcome in ("pass", "fail")]
-        passed = sum(e.outcome == "pass" for e in judged)
-        return _Intervals(judged, passed, len(judged) - passed, len(intervals) - len(judged))
-
-
-def analysis_trailers(events: Sequence[Event]) -> tuple[tuple[str, str], ...]:
-    """The analysis behind a verdict, as commit trailers: the interval counts and
-    the numbers of the last judged interval (the full journal is in the notes)."""
-    n = _Intervals.of(events)
-    pairs = [(trailers.INTERVALS, f"{n.passed} passed, {n.failed} failed, {n.other} not judged")]
-    if n.judged:
-        last = n.judged[-1]
-        pairs.append((trailers.LAST_INTERVAL, str(last.detail.get("summary", last.outcome))))
-    return tuple(pairs)
-
-
-def _summary(events: Sequence[Event], kind: str, reason: str) -> str:
-    n = _Intervals.of(events)
-    head = {
-        "promote": "Analysis passed",
-        "fail": "Analysis failed",
-        "ready_to_promote": "Analysis passed; ready to promote (promotion: manual)",
-    }[kind]
-    lines = [f"{head}: {n.passed} interval(s) passed, {n.failed} failed, {n.other} not judged."]
-    if reason and reason != "recorded":
-        lines.append(reason[:1].upper() + reason[1:] + ".")
-    lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in n.judged[-3:])
-    return "\n".join(lines)

@@ -68,6 +68,8 @@ def _pem(path: str, field: str, value: str, base: Path) -> bytes:
         text = file.read_bytes()
     except OSError as exc:
         raise TLSConfigError(f"{path}: {field}: cannot read {file}: {exc.strerror or exc}") from exc
+    except ValueError:  # a NUL in the name: no file can have it
+        raise TLSConfigError(f"{path}: {field}: not a file name: {value!r}") from None
     if _PEM_START.encode() not in text:
         raise TLSConfigError(f"{path}: {field}: {file} holds no PEM data")
     return text

@@ -97,3 +97,10 @@ def test_plain_and_token_channels_build_without_connecting() -> None:
     for channel in (client_channel("127.0.0.1:1"), client_channel("127.0.0.1:1", token="t"),
                     client_channel("127.0.0.1:1", root_ca=CA.encode())):
         channel.close()
+
+
+def test_a_pem_path_with_a_nul_is_a_config_error(tmp_path: Path) -> None:
+    # Found by the SSLConfig fuzz: open() raises ValueError, not OSError, for it.
+    with pytest.raises(TLSConfigError, match="server_key: not a file name"):
+        parse_ssl_config(str(tmp_path / "ssl.conf"),
+                         'server_key: "a\\0b" server_cert: "c.pem"')
