@@ -50,7 +50,7 @@ from tensorflow_serving.apis import get_model_status_pb2  # noqa: E402
 
 from benchmarks.common import Result, Table, summarize  # noqa: E402
 from benchmarks.harness import wait_until  # noqa: E402
-from controller.webhook import signature  # noqa: E402
+from controller.runtime.webhook import signature  # noqa: E402
 from tests.conftest import ServerProcess, free_port  # noqa: E402
 from tests.gitops import Person, git, spec  # noqa: E402
 from tests.traffic import Traffic  # noqa: E402
@@ -102,7 +102,7 @@ def journal_times(remote: Path, commit: str) -> dict[str, list[float]]:
 
 
 def parse_journal_times(note: str) -> dict[str, list[float]]:
-    # Each journal line ends with the event as JSON (see controller.rollout.journal_line).
+    # Each journal line ends with the event as JSON (see controller.runtime.rollout.journal_line).
     times: dict[str, list[float]] = {}
     for line in note.splitlines():
         brace = line.find("{")

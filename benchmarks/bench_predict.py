@@ -68,7 +68,7 @@ MODELS = (
 
 def batching_supported() -> bool:
     """True once the server has --enable_batching (serving/batching.py landed)."""
-    from serving.flags import ServerFlags
+    from serving.config.flags import ServerFlags
 
     fields = getattr(ServerFlags, "__dataclass_fields__", {})
     return "enable_batching" in fields and (harness.REPO / "serving" / "batching.py").exists()

@@ -9,7 +9,7 @@
    SavedModel load, reported beside it), and the SavedModel loads of untouched
    models during the change, read from the server's own load counter
    (`:tensorflow:cc:saved_model:load_attempt_count`; goal 0).
-2. `controller.plan.plan` on 1,000 desired rollouts against two observed
+2. `controller.decide.plan.plan` on 1,000 desired rollouts against two observed
    targets (best of several runs; goal <= 0.5 s), in sync and with every
    rollout starting a canary. The CLI end to end (`rollouts plan`) would need a
    git remote and servers holding 1,000 models; it is not timed here, while
@@ -129,7 +129,7 @@ def load_seconds(metrics_text: str, model_path: str) -> float | None:
 
 def plan_inputs(count: int, canary: bool) -> tuple[Any, list[Any]]:
     """1,000 desired rollouts and two targets that serve exactly the stable versions."""
-    from controller.fleet import (
+    from controller.decide.fleet import (
         DesiredModel,
         DesiredState,
         ObservedModel,
@@ -156,7 +156,7 @@ def plan_inputs(count: int, canary: bool) -> tuple[Any, list[Any]]:
 
 
 def time_plan(count: int, canary: bool, runs: int) -> tuple[float, int]:
-    from controller.plan import plan
+    from controller.decide.plan import plan
 
     desired, targets = plan_inputs(count, canary)
     best, actions = float("inf"), 0
@@ -170,7 +170,7 @@ def time_plan(count: int, canary: bool, runs: int) -> tuple[float, int]:
 
 def plan_many(result: Result, count: int, runs: int) -> bool:
     table = result.table(
-        f"controller.plan.plan over {count} rollouts x 2 targets (best of {runs})",
+        f"controller.decide.plan.plan over {count} rollouts x 2 targets (best of {runs})",
         ["scenario", "seconds", "actions", "goal s", "met"],
     )
     met = True

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.validate import validate_paths
+from controller.cli.validate import validate_paths
 
 GOAL_SECONDS = 2.0
 

@@ -117,35 +117,6 @@ class AdminInterceptor(grpc.ServerInterceptor):
         return continuation(handler_call_details)
 
 
-class _CallDetails(grpc.ClientCallDetails):
-    def __init__(
-        self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str | bytes]]
-    ) -> None:
-        self.method = base.method  # type: ignore[attr-defined]
-        self.timeout = base.timeout  # type: ignore[attr-defined]
-        self.metadata = tuple(metadata)
-        self.credentials = base.credentials  # type: ignore[attr-defined]
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
-
-
-class BearerTokenInterceptor(grpc.UnaryUnaryClientInterceptor):
-    """Client side: adds `authorization: Bearer <token>` to every unary call."""
-
-    def __init__(self, token: str) -> None:
-        self._header: tuple[str, str | bytes] = ("authorization", f"Bearer {token}")
-
-    def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
-        client_call_details: grpc.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        metadata = list(client_call_details.metadata or [])  # type: ignore[attr-defined]
-        metadata.append(self._header)
-        return continuation(_CallDetails(client_call_details, metadata), request)
-
-
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from serving.batching_config import BatchingOptions
+from serving.config.batching import BatchingOptions
 from serving.core.status import Code, ServingError, invalid_argument, unavailable
 
 Tensors = Mapping[str, np.ndarray]

@@ -37,7 +37,7 @@ import uvicorn  # noqa: E402
 from starlette.types import ASGIApp  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
-from serving import grpc_prediction_service, limits, routing  # noqa: E402
+from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
@@ -45,12 +45,12 @@ from serving.admin_auth import (  # noqa: E402
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
-from serving.batching_config import (  # noqa: E402
+from serving.config.batching import (  # noqa: E402
     BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
-from serving.config_file import (  # noqa: E402
+from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
     parse_model_server_config,
@@ -58,17 +58,18 @@ from serving.config_file import (  # noqa: E402
     read_monitoring_config,
     single_model_config,
 )
+from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
+from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
-from serving.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
-from serving.grpc_rollout_service import model_info  # noqa: E402
-from serving.grpc_server import build_grpc_server  # noqa: E402
+from serving.grpc import prediction_service as grpc_prediction_service
+from serving.grpc.rollout_service import model_info  # noqa: E402
+from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
-from serving.rest_app import build_rest_app  # noqa: E402
-from serving.rest_inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
+from serving.rest.app import build_rest_app  # noqa: E402
+from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
-from serving.tls import SSLSettings, TLSConfigError, read_ssl_config, server_credentials  # noqa: E402
 
 log = logging.getLogger("serving")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
-from serving.config_rules import (
+from serving.config.rules import (
     STABLE,
     check_labels,
     check_split,

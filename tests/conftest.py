@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# No hypothesis test may depend on the machine's speed (no deadline), and a run is
+# reproducible (derandomized): a busy CI machine must not turn a property red.
+settings.register_profile("suite", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 90.0

@@ -6,5 +6,5 @@
 - `view`       the live (rich) or plain-line progress display
 - `run`        the orchestration: server, controller, the three stages, cleanup
 
-`controller.cli_demo` is the command line in front of `run.run_demo`.
+`controller.cli.demo` is the command line in front of `run.run_demo`.
 """

@@ -185,9 +185,9 @@ class Demo:
         self.check_history()
 
     def _start_controller(self) -> None:
-        from controller.runner import Controller, ControllerSettings
-        from controller.status_server import StatusServer
-        from controller.targets import TargetAddress
+        from controller.adapters.targets import TargetAddress
+        from controller.runtime.runner import Controller, ControllerSettings
+        from controller.runtime.status_server import StatusServer
 
         assert self.workspace is not None and self.server is not None
         listen = f"127.0.0.1:{free_port()}"

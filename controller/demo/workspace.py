@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.durations import format_duration
+from controller.spec.durations import format_duration
 
 PERSON = ("Pat Person", "pat@example.test")
 NOTES_REF = "refs/notes/rollouts"

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
-from controller.cli import main as cli_main
-from controller.runner import Controller, ControllerSettings
-from controller.targets import TargetAddress
-from controller.webhook import signature
+from controller.adapters.targets import TargetAddress
+from controller.cli.main import main as cli_main
+from controller.runtime.runner import Controller, ControllerSettings
+from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext
 from tests.conftest import ServerProcess, wait_for
 from tests.gitops import Person, spec

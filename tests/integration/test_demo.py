@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.cli.validate import validate
 from controller.demo.view import DemoState, merge_intervals, plain_lines
 from controller.demo.workspace import FAST, NORMAL, Timings, spec_text
-from controller.validate import validate
 from tests.conftest import REPO, wait_for
 from tests.gitops import git
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from controller.runner import Controller
+from controller.runtime.runner import Controller
 from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
 from tests.integration.test_controller_canary import (

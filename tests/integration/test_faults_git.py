@@ -41,7 +41,7 @@ def test_unreachable_remote_keeps_serving_backs_off_and_recovers(
     away = person.remote.with_name("remote.git.away")
     try:
         assert wait_for(lambda: controller.status()["in_sync"], 60, 0.2), controller.status()
-        caplog.set_level(logging.WARNING, logger="controller.runner")
+        caplog.set_level(logging.WARNING, logger="controller.runtime.runner")
         person.remote.rename(away)
         assert wait_for(lambda: bool(controller.status()["git_error"]), 10, 0.1)
         outage_started = time.monotonic()

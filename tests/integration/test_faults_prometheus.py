@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.gitrepo import GitRepo
-from controller.metrics import PrometheusProvider
-from controller.runner import Controller
+from controller.adapters.gitrepo import GitRepo
+from controller.adapters.metrics import PrometheusProvider
+from controller.runtime.runner import Controller
 from tests.conftest import ServerProcess, free_port, wait_for
 from tests.gitops import Person, spec
 from tests.integration.test_controller_canary import (

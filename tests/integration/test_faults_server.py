@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller.gitrepo import GitRepo
+from controller.adapters.gitrepo import GitRepo
 from tests.conftest import ServerProcess, wait_for
 from tests.gitops import Person, spec
 from tests.integration.test_controller_canary import (

@@ -13,8 +13,7 @@ from pathlib import Path
 import git as gitlib
 import pytest
 
-from controller import trailers, yamledit
-from controller.gitrepo import (
+from controller.adapters.gitrepo import (
     GitError,
     GitRepo,
     NothingToCommit,
@@ -24,6 +23,8 @@ from controller.gitrepo import (
     WriteStatus,
     _redacted_error,
 )
+from controller.decide import trailers
+from controller.spec import yamledit
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import promtext
+from controller.adapters import promtext
 from tests.conftest import ServerProcess, serving
 from tests.grpc_requests import grpc_predict
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from controller.analysis import bucket_quantile
-from controller.metrics import METRICS_PATH, PrometheusProvider
+from controller.adapters.metrics import METRICS_PATH, PrometheusProvider
+from controller.decide.analysis import bucket_quantile
 
 pytestmark = pytest.mark.integration
 

@@ -30,12 +30,12 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
-from controller.plan import ReloadConfig
-from controller.runner import Controller, ControllerSettings, target_client
-from controller.targets import TargetAddress, TargetError
+from controller.adapters.channel import client_channel
+from controller.adapters.targets import TargetAddress, TargetError
+from controller.decide.plan import ReloadConfig
+from controller.runtime.runner import Controller, ControllerSettings, target_client
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
-from serving.tls import client_channel
 from tests.conftest import REPO, ServerProcess, free_port, wait_for
 from tests.gitops import Person, spec
 from tests.grpc_requests import floats, predict_request

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main as cli_main
+from controller.cli.main import main as cli_main
 from tests.gitops import Person, git, spec
 
 pytestmark = pytest.mark.integration

@@ -27,8 +27,8 @@ from serving.admin_auth import (
     is_admin_method,
     read_token_file,
 )
+from serving.config.flags import FlagError, parse_flags
 from serving.core.status import Code, ServingError
-from serving.flags import FlagError, parse_flags
 
 TOKEN = "s3cr3t-Token_value"
 RELOAD = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"

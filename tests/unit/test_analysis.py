@@ -1,4 +1,4 @@
-"""Tables for controller.analysis: p99 interpolation, interval checks, run rollup."""
+"""Tables for controller.decide.analysis: p99 interpolation, interval checks, run rollup."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from controller.analysis import (
+from controller.decide.analysis import (
     Criteria,
     IntervalVerdict,
     VersionWindow,

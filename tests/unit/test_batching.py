@@ -23,7 +23,7 @@ from serving.batching import (
     round_to_allowed,
     split_outputs,
 )
-from serving.batching_config import BatchingOptions
+from serving.config.batching import BatchingOptions
 from serving.core.status import Code, ServingError
 from serving.dataplane import DataPlane, ModelRef
 from serving.tensor_codec import DT_FLOAT

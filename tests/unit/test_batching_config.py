@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.batching_config import (
+from serving.config.batching import (
     DEFAULT_THREAD_POOL_NAME,
     BatchingConfigError,
     BatchingOptions,
@@ -15,7 +15,7 @@ from serving.batching_config import (
     parse_batching_parameters,
     read_batching_parameters,
 )
-from serving.flags import FlagError, parse_flags
+from serving.config.flags import FlagError, parse_flags
 
 FULL = """\
 # tuned for the MLP

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.cli import build_parser, main
+from controller.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "examples" / "github-actions" / "validate.yml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.config_file import (
+from serving.config.files import (
     ConfigFileError,
     MonitoringSettings,
     read_model_server_config,

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
-from serving.config_rules import (
+from serving.config.rules import (
     Split,
     check_labels,
     check_split,

@@ -2,8 +2,9 @@
 with our real parsers and with each other (targets, ports, paths, mounts).
 
 No cluster here: these checks are what stands between the manifests and rot. Flags are
-checked with the real parsers (`serving.flags.parse_flags`, `controller.cli.build_parser`,
-`controller.cli_controller.load_settings`), the config files with the real readers.
+checked with the real parsers (`serving.config.flags.parse_flags`,
+`controller.cli.main.build_parser`, `controller.cli.controller.load_settings`), the config
+files with the real readers.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from controller import cli_controller
-from controller.cli import build_parser
-from controller.load import load_specs
-from serving.config_file import read_model_server_config, read_monitoring_config
-from serving.flags import ServerFlags, parse_flags
+from controller.cli import controller as cli_controller
+from controller.cli.main import build_parser
+from controller.spec.load import load_specs
+from serving.config.files import read_model_server_config, read_monitoring_config
+from serving.config.flags import ServerFlags, parse_flags
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from controller.durations import Duration, format_duration, parse_duration
+from controller.spec.durations import Duration, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

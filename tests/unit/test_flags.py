@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from serving.config.flags import FlagError, ServerFlags, parse_flags
 from serving.core.policies import TransitionPolicy
-from serving.flags import FlagError, ServerFlags, parse_flags
 
 
 def test_defaults_match_tensorflow_model_server() -> None:

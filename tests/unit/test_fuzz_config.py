@@ -1,9 +1,9 @@
 """Fuzzing: the config text-proto parsers raise nothing but ConfigFileError.
 
 Random text, random bytes decoded leniently, and mutations of valid
-ModelServerConfig / MonitoringConfig texts go through serving/config_file.py;
-the same for BatchingParameters (serving/batching_config.py) and SSLConfig
-(serving/tls.py), each of which raises only its own error, naming the file.
+ModelServerConfig / MonitoringConfig texts go through serving/config/files.py;
+the same for BatchingParameters (serving/config/batching.py) and SSLConfig
+(serving/config/tls.py), each of which raises only its own error, naming the file.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.batching_config import BatchingConfigError, parse_batching_parameters
-from serving.config_file import ConfigFileError, parse_model_server_config, read_monitoring_config
-from serving.tls import TLSConfigError, parse_ssl_config
+from serving.config.batching import BatchingConfigError, parse_batching_parameters
+from serving.config.files import ConfigFileError, parse_model_server_config, read_monitoring_config
+from serving.config.tls import TLSConfigError, parse_ssl_config
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -19,9 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.cli import main as cli_main
-from controller.desired import desired_from_tree
-from controller.load import load_texts
+from controller.cli.main import main as cli_main
+from controller.decide.desired import desired_from_tree
+from controller.spec.load import load_texts
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "rollouts").glob("*.yaml"))

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
 from serving import tensor_codec
 from serving.dataplane import DataPlane
 from serving.generated import rollouts_serving_pb2
-from serving.grpc_prediction_service import add_to_server
+from serving.grpc.prediction_service import add_to_server
 from tests.unit.dataplane_fakes import FakeCore, half_plus_two_core
 
 M = "half_plus_two"

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-from serving import json_response as jr
-from serving import json_tensor as jt
 from serving.core.status import Code, ServingError
+from serving.rest import json_response as jr
+from serving.rest import json_tensor as jt
 from tests.unit.dataplane_fakes import DT_FLOAT, DT_STRING, TensorInfo
 
 X = {"x": TensorInfo("x:0", DT_FLOAT, (-1,))}

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 # As `rollouts serve` imports things: the CLI first, then the server.
-PROBE = ("import controller.cli, serving.main\n"
+PROBE = ("import controller.cli.main, serving.main\n"
          "from tensorflow.python.util import _pywrap_util_port as port\n"
          "print(port.IsMklEnabled())\n")
 

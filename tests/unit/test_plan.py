@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from controller.fleet import (
+from controller.decide.fleet import (
     DesiredModel,
     DesiredState,
     ObservedModel,
     ObservedTarget,
     SplitRule,
 )
-from controller.plan import (
+from controller.decide.plan import (
     ClearSplit,
     ModelEntry,
     ReloadConfig,

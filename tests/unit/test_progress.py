@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.progress import CanaryPlan, Event, Step, decide, fold
+from controller.decide.progress import CanaryPlan, Event, Step, decide, fold
 
 PLAN = CanaryPlan(
     model="m",

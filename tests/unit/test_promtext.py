@@ -1,4 +1,4 @@
-"""controller.promtext: parsing the serving target's exposition, diffs, resets, sums."""
+"""controller.adapters.promtext: parsing the serving target's exposition, diffs, resets, sums."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from controller.promtext import (
+from controller.adapters.promtext import (
     PromTextError,
     Scrape,
     combine,

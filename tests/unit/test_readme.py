@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main as cli_main
+from controller.cli.main import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -49,7 +49,7 @@ def test_every_run_option_is_in_the_readme_table() -> None:
     """The README's `rollouts run` table names every option `--help` lists."""
     import argparse
 
-    from controller.cli import build_parser
+    from controller.cli.main import build_parser
 
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

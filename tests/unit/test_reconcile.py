@@ -6,9 +6,15 @@ from collections.abc import Mapping
 
 import pytest
 
-from controller.fleet import DesiredModel, DesiredState, ObservedModel, ObservedTarget, SplitRule
-from controller.plan import Action, ClearSplit, ReloadConfig, SetSplit, SetTransition
-from controller.reconcile import Backoff, Reconciler
+from controller.decide.fleet import (
+    DesiredModel,
+    DesiredState,
+    ObservedModel,
+    ObservedTarget,
+    SplitRule,
+)
+from controller.decide.plan import Action, ClearSplit, ReloadConfig, SetSplit, SetTransition
+from controller.runtime.reconcile import Backoff, Reconciler
 
 SPLIT = SplitRule(canary_weight_bp=2500, hash_key="x-user-id")
 
@@ -181,7 +187,7 @@ def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[
 def test_scheduler_skip_warnings_are_dropped(caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    import controller.runner  # noqa: F401 - installs the filter
+    import controller.runtime.runner  # noqa: F401 - installs the filter
 
     logger = logging.getLogger("apscheduler.scheduler")
     with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from controller.redact import RedactingFilter, redact, redact_url
+from controller.adapters.redact import RedactingFilter, redact, redact_url
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from controller.cli import main
-from controller.load import load_texts
-from controller.render import (
+from controller.cli.main import main
+from controller.decide.render import (
     HeaderMatchRule,
     SplitRule,
     base_path,
@@ -22,7 +21,8 @@ from controller.render import (
     render_transitions,
     split_to_proto,
 )
-from controller.spec import RolloutSpec
+from controller.spec.load import load_texts
+from controller.spec.model import RolloutSpec
 from serving.generated import rollouts_serving_pb2
 
 ZEBRA = """\

@@ -12,10 +12,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from serving.batching import Batcher
-from serving.batching_config import BatchingOptions
+from serving.config.batching import BatchingOptions
 from serving.dataplane import DataPlane
 from serving.metrics import Metrics, metrics_route
-from serving.rest_inference import RestInference
+from serving.rest.inference import RestInference
 from tests.unit.dataplane_fakes import FakeCore, half_plus_two_core
 
 M = "/v1/models/half_plus_two"

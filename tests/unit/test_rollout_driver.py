@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.analysis import VersionWindow
-from controller.desired import Snapshot, desired_from_tree
-from controller.fleet import ObservedModel, ObservedTarget, SplitRule
-from controller.gitrepo import RevertResult, WriteOutcome, WriteResult, WriteStatus
-from controller.metrics import Reading
-from controller.rollout import (
+from controller.adapters.gitrepo import RevertResult, WriteOutcome, WriteResult, WriteStatus
+from controller.adapters.metrics import Reading
+from controller.decide.analysis import VersionWindow
+from controller.decide.desired import Snapshot, desired_from_tree
+from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
+from controller.runtime.rollout import (
     Pending,
     RolloutDriver,
     canary_load_error,

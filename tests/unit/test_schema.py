@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from controller.cli import main, schema_text
-from controller.load import load_texts
+from controller.cli.main import main, schema_text
+from controller.spec.load import load_texts
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "schemas" / "rollout.schema.json"

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from controller.metrics import METRICS_PATH, ScrapeProvider, metrics_url
+from controller.adapters.metrics import METRICS_PATH, ScrapeProvider, metrics_url
 
 
 class _QuietServer(ThreadingHTTPServer):

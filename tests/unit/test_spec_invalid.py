@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.load import load_texts
-from controller.spec import RolloutSpec, rule_violations
+from controller.spec.load import load_texts
+from controller.spec.model import RolloutSpec, rule_violations
 
 # Line numbers in the comments are what the cases below point at.
 BASE = """\

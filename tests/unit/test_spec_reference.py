@@ -106,7 +106,7 @@ def _paths(value: Any, prefix: str = "") -> Iterator[str]:
 def test_the_full_example_is_valid_and_sets_every_field() -> None:
     from ruamel.yaml import YAML
 
-    from controller.load import load_texts
+    from controller.spec.load import load_texts
 
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)
               if "kind: ModelRollout" in b]

@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from controller.rollout import RolloutStatus
-from controller.status_view import render_status
+from controller.cli.status_view import render_status
+from controller.runtime.rollout import RolloutStatus
 
 
 def document() -> dict[str, Any]:

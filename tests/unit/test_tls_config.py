@@ -7,14 +7,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from serving.tls import (
+from controller.adapters.channel import ChannelConfigError, client_channel
+from serving.config.tls import (
     SSLSettings,
     TLSConfigError,
-    client_channel,
     parse_ssl_config,
     read_ssl_config,
-    server_credentials,
 )
+from serving.grpc.server import server_credentials
 
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIBkey\n-----END PRIVATE KEY-----\n"
 CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n"
@@ -88,7 +88,7 @@ def test_server_credentials_are_grpc_credentials() -> None:
 
 
 def test_client_cert_without_key_is_refused() -> None:
-    with pytest.raises(TLSConfigError, match="give both or neither"):
+    with pytest.raises(ChannelConfigError, match="give both or neither"):
         client_channel("127.0.0.1:1", client_cert=CERT.encode())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import trailers as t
+from controller.decide import trailers as t
 
 
 def test_build_then_parse_round_trips() -> None:

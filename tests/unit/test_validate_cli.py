@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.validate import validate_paths
+from controller.cli.main import main
+from controller.cli.validate import validate_paths
 
 REPO = Path(__file__).resolve().parents[2]
 

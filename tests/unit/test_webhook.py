@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from controller import status_server, webhook
-from controller.status_server import MAX_WEBHOOK_BODY, build_app
+from controller.runtime import status_server, webhook
+from controller.runtime.status_server import MAX_WEBHOOK_BODY, build_app
 
 SECRET = b"s3cret"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from controller import yamledit
+from controller.spec import yamledit
 
 TWO_DOCS = """\
 # Team rollouts. Keep this header.

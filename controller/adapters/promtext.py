@@ -1,0 +1,172 @@
+"""Prometheus text exposition -> per-version totals, and deltas between two scrapes.
+
+Pure: parses the text a serving target exposes at /monitoring/prometheus/metrics
+(with `prometheus_client.parser`) and subtracts snapshots. The series read:
+
+- `rollouts_requests_total{model, version, label, status}`: counter; every status
+  other than "OK" (a canonical gRPC code name) is an error.
+- `rollouts_request_latency_seconds_bucket{model, version, label, le}`: histogram.
+- `rollouts_loaded_versions{model}`: gauge (kept for status display).
+
+Everything is keyed by (model, version) and summed over the other labels:
+versions are judged, not labels, because labels move at promotion. Deltas are
+taken per raw series before summing, so a label moving from "canary" to
+"stable" (a new series starting at zero) is not mistaken for a counter reset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.decide.analysis import VersionWindow
+
+REQUESTS = "rollouts_requests_total"
+LATENCY_BUCKET = "rollouts_request_latency_seconds_bucket"
+LOADED_VERSIONS = "rollouts_loaded_versions"
+_READ = frozenset({REQUESTS, LATENCY_BUCKET})
+
+VersionKey = tuple[str, int]
+"""(model name, version number)."""
+SeriesId = tuple[str, tuple[tuple[str, str], ...]]
+"""(sample name, sorted label pairs): one raw time series."""
+
+
+class PromTextError(ValueError):
+    """The text is not valid Prometheus exposition format."""
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One target's rollouts_* series at one moment (cumulative values)."""
+
+    series: Mapping[SeriesId, float] = field(default_factory=dict)
+    loaded_versions: Mapping[str, float] = field(default_factory=dict)
+
+    def totals(self) -> dict[VersionKey, VersionWindow]:
+        """Per-version totals since each series started (a delta from zero)."""
+        return _aggregate(self.series)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Per-version windows between two scrapes, and the versions whose counters reset."""
+
+    windows: Mapping[VersionKey, VersionWindow] = field(default_factory=dict)
+    resets: frozenset[VersionKey] = frozenset()
+
+
+def parse(text: str) -> Scrape:
+    """Parse Prometheus text format; raises PromTextError on malformed input."""
+    series: dict[SeriesId, float] = {}
+    loaded: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in _READ:
+                    sid = (sample.name, tuple(sorted(sample.labels.items())))
+                    series[sid] = series.get(sid, 0.0) + float(sample.value)
+                elif sample.name == LOADED_VERSIONS and "model" in sample.labels:
+                    model = sample.labels["model"]
+                    loaded[model] = loaded.get(model, 0.0) + float(sample.value)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise PromTextError(f"malformed Prometheus text: {exc}") from exc
+    return Scrape(series, loaded)
+
+
+def _version_key(labels: Mapping[str, str]) -> VersionKey | None:
+    # Series without a numeric version cannot belong to a model version: skip them.
+    model, version = labels.get("model"), labels.get("version", "")
+    if not model or not version.isdigit():
+        return None
+    return model, int(version)
+
+
+def _le(value: str) -> float | None:
+    try:
+        return math.inf if value in ("+Inf", "Inf") else float(value)
+    except ValueError:
+        return None
+
+
+def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWindow]:
+    """Sum raw series values into one window per (model, version)."""
+    requests: dict[VersionKey, float] = {}
+    errors: dict[VersionKey, float] = {}
+    buckets: dict[VersionKey, dict[float, float]] = {}
+    for (name, pairs), value in values.items():
+        labels = dict(pairs)
+        key = _version_key(labels)
+        if key is None:
+            continue
+        if name == REQUESTS:
+            requests[key] = requests.get(key, 0.0) + value
+            if labels.get("status") != "OK":
+                errors[key] = errors.get(key, 0.0) + value
+        elif name == LATENCY_BUCKET:
+            le = _le(labels.get("le", ""))
+            if le is not None:
+                per_le = buckets.setdefault(key, {})
+                per_le[le] = per_le.get(le, 0.0) + value
+    keys = set(requests) | set(buckets)
+    return {key: VersionWindow(requests=requests.get(key, 0.0), errors=errors.get(key, 0.0),
+                               latency_buckets=tuple(sorted(buckets.get(key, {}).items())))
+            for key in keys}
+
+
+def diff(later: Scrape, earlier: Scrape) -> Delta:
+    """What one target served between two scrapes of it.
+
+    A series whose value went down belongs to a restarted server: its later
+    value is the delta since the restart (as Prometheus' increase() assumes),
+    and its version is flagged in `resets` so the caller can mark the interval
+    inconclusive. A series new in `later` started at zero since `earlier`.
+    A reset followed by growth past the old value is invisible here, as it is
+    to Prometheus without a start timestamp.
+    """
+    deltas: dict[SeriesId, float] = {}
+    resets: set[VersionKey] = set()
+    for sid, value in later.series.items():
+        before = earlier.series.get(sid, 0.0)
+        if value < before:
+            deltas[sid] = value
+            key = _version_key(dict(sid[1]))
+            if key is not None:
+                resets.add(key)
+        else:
+            deltas[sid] = value - before
+    return Delta(_aggregate(deltas), frozenset(resets))
+
+
+def _add(a: VersionWindow, b: VersionWindow) -> VersionWindow:
+    merged: dict[float, float] = dict(a.latency_buckets)
+    for le, count in b.latency_buckets:
+        merged[le] = merged.get(le, 0.0) + count
+    return VersionWindow(a.requests + b.requests, a.errors + b.errors,
+                         tuple(sorted(merged.items())))
+
+
+def combine(deltas: Iterable[Delta]) -> Delta:
+    """Sum per-target deltas into fleet-wide windows (resets are united)."""
+    windows: dict[VersionKey, VersionWindow] = {}
+    resets: set[VersionKey] = set()
+    for delta in deltas:
+        resets |= delta.resets
+        for key, window in delta.windows.items():
+            windows[key] = _add(windows[key], window) if key in windows else window
+    return Delta(windows, frozenset(resets))
+
+
+def diff_targets(later: Mapping[str, Scrape], earlier: Mapping[str, Scrape]) -> Delta:
+    """Per-target diffs summed over targets; both mappings must name the same targets.
+
+    Differences are taken per target before summing, so one target's restart
+    is not hidden by another target's growth.
+    """
+    if set(later) != set(earlier):
+        missing = sorted(set(later) ^ set(earlier))
+        raise ValueError(f"targets differ between scrapes: {', '.join(missing)}")
+    return combine(diff(later[target], earlier[target]) for target in later)

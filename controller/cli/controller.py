@@ -1,0 +1,310 @@
+"""`rollouts run | status | plan`: the controller's subcommands.
+
+Settings come from flags, or from a controller config file (YAML, same names in
+camelCase) with flags taking precedence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from controller.adapters.redact import redact
+from controller.decide.fleet import TargetAddress
+from controller.spec.durations import parse_duration
+
+DEFAULT_LISTEN = "127.0.0.1:8686"
+
+
+def add_parsers(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run the controller: watch git, reconcile the serving targets",
+        description="Watch a git repo of rollout specs and make every serving target match it.",
+    )
+    _add_common(run)
+    run.add_argument("--poll-interval", default=None, help="git poll interval (default 10s)")
+    run.add_argument("--reconcile-interval", default=None, help="drift check interval (default 5s)")
+    run.add_argument(
+        "--listen",
+        default=None,
+        help=f"status/webhook HTTP address (default {DEFAULT_LISTEN}; 'off' disables)",
+    )
+    run.add_argument(
+        "--webhook-secret-file", default=None, help="file with the webhook HMAC secret"
+    )
+    run.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="judge canaries with PromQL against this Prometheus server "
+        "(default: scrape each target's metrics URL directly)",
+    )
+    run.add_argument(
+        "--reconcile-deadline",
+        default=None,
+        help="how long one reconcile pass waits for versions to load (default 60s)",
+    )
+    run.add_argument("--once", action="store_true", help="one sync and reconcile pass, then exit")
+    run.set_defaults(handler=cmd_run)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="show what a reconcile would change on each target (exit 2 when changes pending)",
+    )
+    _add_common(plan)
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=cmd_plan)
+
+    status = subparsers.add_parser("status", help="show a running controller's state")
+    status.add_argument(
+        "--controller",
+        default=f"http://{DEFAULT_LISTEN}",
+        help=f"the controller's HTTP address (default http://{DEFAULT_LISTEN})",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.set_defaults(handler=cmd_status)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="controller config file (YAML)")
+    parser.add_argument("--repo", default=None, help="git URL or path of the rollout specs repo")
+    parser.add_argument("--branch", default=None, help="branch to follow (default main)")
+    parser.add_argument(
+        "--specs-dir", default=None, help="folder of specs inside the repo (default rollouts)"
+    )
+    parser.add_argument(
+        "--model-root",
+        default=None,
+        help="directory that spec basePaths are relative to, as the servers see it",
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        metavar="[NAME=]HOST:PORT[,METRICS_URL]",
+        help="a serving target (repeatable): gRPC address and optional metrics URL",
+    )
+    parser.add_argument(
+        "--state-dir", default=None, help="work directory for the controller's clone"
+    )
+    parser.add_argument(
+        "--target-token-file", default=None,
+        help="file with the targets' admin bearer token (their --admin_token_file)",
+    )
+    parser.add_argument(
+        "--target-ca-file", default=None, help="PEM CA to verify the targets' TLS certificates"
+    )
+    parser.add_argument(
+        "--target-cert-file", default=None, help="PEM client certificate for mutual TLS"
+    )
+    parser.add_argument("--target-key-file", default=None, help="PEM key of --target-cert-file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def parse_target(text: str) -> TargetAddress:
+    name, eq, rest = text.partition("=")
+    if not eq:
+        name, rest = "", text
+    address, _, metrics = rest.partition(",")
+    if ":" not in address:
+        raise ValueError(f"target {text!r}: expected HOST:PORT")
+    return TargetAddress(name or address, address, metrics)
+
+
+def load_settings(args: argparse.Namespace) -> Any:
+    from controller.runtime.runner import ControllerSettings
+
+    file_values: dict[str, Any] = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as handle:
+            file_values = YAML(typ="safe").load(handle) or {}
+        if not isinstance(file_values, dict):
+            raise ValueError(f"{args.config}: expected a mapping of settings")
+
+    def pick(flag: str, key: str, default: Any = None) -> Any:
+        value = getattr(args, flag, None)
+        return value if value is not None else file_values.get(key, default)
+
+    repo = pick("repo", "repo")
+    model_root = pick("model_root", "modelRoot")
+    targets_raw = args.target or [
+        t
+        if isinstance(t, str)
+        else f"{t['name']}={t['grpc']}" + (f",{t['metrics']}" if t.get("metrics") else "")
+        for t in file_values.get("targets", [])
+    ]
+    missing = [
+        name
+        for name, value in (
+            ("--repo", repo),
+            ("--model-root", model_root),
+            ("--target", targets_raw),
+        )
+        if not value
+    ]
+    if missing:
+        raise ValueError("missing required setting(s): " + ", ".join(missing))
+    state_dir = pick("state_dir", "stateDir")
+    secret = b""
+    secret_file = pick("webhook_secret_file", "webhookSecretFile")
+    if secret_file:
+        secret = Path(secret_file).read_bytes().strip()
+    listen = pick("listen", "listen", DEFAULT_LISTEN)
+
+    def read(flag: str, key: str) -> bytes:
+        path = pick(flag, key)
+        return Path(path).read_bytes() if path else b""
+
+    token_bytes = read("target_token_file", "targetTokenFile").strip()
+    cert, key = read("target_cert_file", "targetCertFile"), read("target_key_file", "targetKeyFile")
+    if bool(cert) != bool(key):
+        raise ValueError("--target-cert-file and --target-key-file go together")
+    return ControllerSettings(
+        repo=str(repo),
+        model_root=str(Path(model_root).resolve()),
+        targets=[parse_target(t) for t in targets_raw],
+        state_dir=Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="rollouts-")),
+        branch=pick("branch", "branch", "main"),
+        specs_dir=pick("specs_dir", "specsDir", "rollouts"),
+        poll_interval_s=parse_duration(str(pick("poll_interval", "pollInterval", "10s"))),
+        reconcile_interval_s=parse_duration(
+            str(pick("reconcile_interval", "reconcileInterval", "5s"))
+        ),
+        listen="" if listen == "off" else listen,
+        webhook_secret=secret,
+        prometheus_url=pick("prometheus_url", "prometheusUrl", "") or "",
+        reconcile_deadline_s=parse_duration(
+            str(pick("reconcile_deadline", "reconcileDeadline", "60s"))
+        ),
+        target_token=token_bytes.decode("ascii", errors="replace"),
+        target_root_ca=read("target_ca_file", "targetCaFile"),
+        target_client_cert=cert,
+        target_client_key=key,
+    )
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controller.runtime.runner import Controller
+
+    _setup_logging(args.verbose)
+    try:
+        settings = load_settings(args)
+    except (ValueError, OSError) as err:
+        print(f"rollouts run: {redact(str(err))}", file=sys.stderr)
+        return 2
+    controller = Controller(settings)
+    if args.once:
+        try:
+            ok = controller.run_once()
+        finally:
+            controller.stop()
+        print(json.dumps(controller.status(), indent=2))
+        return 0 if ok else 1
+    controller.serve_forever()
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from controller.decide.plan import ReloadConfig, plan
+    from controller.runtime.runner import Controller
+
+    _setup_logging(args.verbose)
+    try:
+        settings = load_settings(args)
+    except (ValueError, OSError) as err:
+        print(f"rollouts plan: {redact(str(err))}", file=sys.stderr)
+        return 2
+    controller = Controller(settings)
+    try:
+        controller.sync_git()
+        snapshot = controller.state.snapshot
+        if snapshot is None:
+            for line in controller.state.spec_errors or [controller.state.git_error]:
+                print(line, file=sys.stderr)
+            return 1
+        observed = controller.reconciler.observe(snapshot.desired)
+        desired = controller.driver.drive_preview(snapshot, observed)
+        result = plan(desired, observed)
+    finally:
+        controller.stop()
+    changes = [a for a in result.actions]
+    if args.json:
+        print(json.dumps(_plan_json(desired.commit, result), indent=2))
+    else:
+        print(f"commit {desired.commit[:12]}")
+        for action in changes:
+            detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
+            print(
+                f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else "")
+            )
+        for version in result.pending:
+            print(f"  … waiting for {version[0]} version {version[1]} to become AVAILABLE")
+        for finding in result.findings:
+            print(f"  ! {finding.target} {finding.model}: {finding.message}")
+        if not changes and not result.pending:
+            print("  in sync: no changes")
+    return 2 if changes or result.pending else 0
+
+
+def _action_text(action: Any) -> str:
+    from controller.decide.plan import ClearSplit, ReloadConfig, SetSplit, SetTransition
+
+    if isinstance(action, ReloadConfig):
+        models = ", ".join(
+            f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
+            for e in action.models
+        )
+        return f"reload config [{models}]"
+    if isinstance(action, SetSplit):
+        return f"set split {action.model} canary {action.split.canary_weight_bp / 100:g}%"
+    if isinstance(action, ClearSplit):
+        return f"clear split {action.model}"
+    if isinstance(action, SetTransition):
+        return f"set transition policy {action.model} {action.policy}"
+    return repr(action)
+
+
+def _plan_json(commit: str, result: Any) -> dict[str, Any]:
+    return {
+        "commit": commit,
+        "in_sync": result.in_sync,
+        "actions": [{"target": a.target, "action": _action_text(a)} for a in result.actions],
+        "pending": [{"model": m, "version": v} for m, v in result.pending],
+        "findings": [
+            {"target": f.target, "model": f.model, "message": f.message} for f in result.findings
+        ],
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.controller.rstrip("/") + "/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            document = json.load(reply)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        print(f"rollouts status: cannot read {url}: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    from controller.cli.status_view import render_status
+
+    render_status(document)
+    return 0

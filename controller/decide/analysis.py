@@ -1,0 +1,327 @@
+"""Canary analysis: judge one interval's metrics, and roll intervals up into a run verdict.
+
+Pure functions of their inputs (no clock, no I/O). The data comes from a metrics
+provider (`controller.adapters.metrics`) as one `VersionWindow` per version: the counter
+deltas over one analysis interval, summed over every serving target. Versions,
+not labels, are judged, because labels move at promotion.
+
+- `judge_interval(criteria, canary, stable)` -> `IntervalVerdict` (pass, fail or
+  inconclusive, with human-readable reasons carrying the numbers).
+- `judge_run(criteria, history)` -> "continue" | "fail" | "pass" | "paused": the
+  rollup over consecutive intervals (failureLimit, onNoData).
+
+docs/analysis.md describes the semantics for users.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+OnNoData = Literal["pause", "fail", "pass"]
+RunOutcome = Literal["continue", "fail", "pass", "paused"]
+
+_P99 = 0.99
+
+
+@dataclass(frozen=True)
+class VersionWindow:
+    """One version's traffic over one interval, summed over targets.
+
+    `latency_buckets` are (upper bound in seconds, cumulative count delta) pairs,
+    like Prometheus `le` buckets; the last one should be +Inf. Counts are floats
+    because Prometheus' `increase()` extrapolates.
+    """
+
+    requests: float
+    errors: float
+    latency_buckets: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request; 0.0 when there were no requests (nothing failed)."""
+        if self.requests <= 0:
+            return 0.0
+        return self.errors / self.requests
+
+    def p99(self) -> float | None:
+        """The 99th-percentile latency in seconds, or None without histogram data."""
+        return bucket_quantile(_P99, self.latency_buckets)
+
+    def to_dict(self) -> dict[str, Any]:
+        p99 = self.p99()
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "errorRate": self.error_rate,
+            "latencyP99Seconds": p99,
+            # "+Inf" as a string: JSON has no infinity.
+            "latencyBuckets": [["+Inf" if math.isinf(le) else le, count]
+                               for le, count in self.latency_buckets],
+        }
+
+
+EMPTY_WINDOW = VersionWindow(requests=0.0, errors=0.0)
+
+
+def bucket_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """Prometheus `histogram_quantile` over classic buckets; None where it gives NaN.
+
+    Linear interpolation inside the bucket holding the rank, a lower bound of 0
+    for the first bucket, and the highest finite bound when the rank falls in
+    the +Inf bucket. No +Inf bucket, fewer than two buckets or no observations:
+    None (there is no meaningful answer).
+    """
+    merged: dict[float, float] = {}
+    for bound, count in buckets:
+        merged[bound] = merged.get(bound, 0.0) + count  # duplicate bounds add up
+    ordered = sorted(merged.items())
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]) or ordered[-1][0] < 0:
+        return None
+    # Counts from separately extrapolated series can dip; use the envelope so the
+    # search below sees a monotonic sequence (Prometheus does the same).
+    envelope: list[tuple[float, float]] = []
+    highest = 0.0
+    for bound, count in ordered:
+        highest = max(highest, count)
+        envelope.append((bound, highest))
+    observations = envelope[-1][1]
+    if observations <= 0:
+        return None
+    rank = q * observations
+    index = next(i for i, (_, count) in enumerate(envelope) if count >= rank)
+    if index == len(envelope) - 1:
+        return envelope[-2][0]
+    upper, count = envelope[index]
+    if index == 0:
+        if upper <= 0:
+            return upper
+        lower, below = 0.0, 0.0
+    else:
+        lower, below = envelope[index - 1]
+    in_bucket = count - below
+    return lower + (upper - lower) * ((rank - below) / in_bucket)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The analysis block of a rollout spec, in plain numbers (seconds, fractions)."""
+
+    min_requests: int
+    on_no_data: OnNoData
+    failure_limit: int
+    error_rate_max: float | None = None
+    error_rate_max_increase: float | None = None
+    latency_p99_max_s: float | None = None
+    latency_p99_max_ratio: float | None = None
+
+    @property
+    def checks_latency(self) -> bool:
+        return self.latency_p99_max_s is not None or self.latency_p99_max_ratio is not None
+
+
+@dataclass(frozen=True)
+class IntervalVerdict:
+    """The judgement of one interval and the numbers behind it."""
+
+    outcome: Outcome
+    reasons: tuple[str, ...]
+    canary: VersionWindow
+    stable: VersionWindow
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data for git notes and `rollouts status`."""
+        return {
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "canary": self.canary.to_dict(),
+            "stable": self.stable.to_dict(),
+        }
+
+
+def no_data(reason: str) -> IntervalVerdict:
+    """An inconclusive verdict for an interval whose metrics could not be read."""
+    return IntervalVerdict("inconclusive", (reason,), EMPTY_WINDOW, EMPTY_WINDOW)
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.2f}%"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}ms"
+
+
+def _count(value: float) -> str:
+    # Extrapolated counts are fractional; whole numbers read better without ".0".
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class _Check:
+    failed: bool
+    sentence: str
+
+
+def _error_checks(c: Criteria, canary: VersionWindow, stable: VersionWindow,
+                  has_baseline: bool) -> list[_Check]:
+    checks: list[_Check] = []
+    rate = canary.error_rate
+    if c.error_rate_max is not None:
+        failed = rate > c.error_rate_max
+        op = ">" if failed else "<="
+        checks.append(_Check(failed, f"error rate {_pct(rate)} {op} max {_pct(c.error_rate_max)}"))
+    if c.error_rate_max_increase is not None and has_baseline:
+        # A difference, not a ratio: a stable with zero errors stays a usable
+        # baseline (any ratio against 0 would be infinite).
+        increase = rate - stable.error_rate
+        failed = increase > c.error_rate_max_increase
+        op = ">" if failed else "<="
+        checks.append(_Check(failed, (
+            f"error rate {_pct(rate)} is {_pct(increase)} above stable's "
+            f"{_pct(stable.error_rate)} {op} maxIncrease {_pct(c.error_rate_max_increase)}")))
+    return checks
+
+
+def _latency_checks(c: Criteria, p99: float, stable: VersionWindow,
+                    has_baseline: bool) -> tuple[list[_Check], list[str]]:
+    checks: list[_Check] = []
+    notes: list[str] = []
+    if c.latency_p99_max_s is not None:
+        failed = p99 > c.latency_p99_max_s
+        op = ">" if failed else "<="
+        checks.append(_Check(failed, f"latency p99 {_ms(p99)} {op} max {_ms(c.latency_p99_max_s)}"))
+    if c.latency_p99_max_ratio is not None and has_baseline:
+        stable_p99 = stable.p99()
+        if stable_p99 is None or stable_p99 <= 0:
+            # A ratio to nothing is meaningless; only the absolute limit applies.
+            notes.append("stable has no latency p99 > 0: maxRatio skipped")
+        else:
+            ratio = p99 / stable_p99
+            failed = ratio > c.latency_p99_max_ratio
+            op = ">" if failed else "<="
+            checks.append(_Check(failed, (
+                f"latency p99 {_ms(p99)} is {ratio:.2f}x stable's {_ms(stable_p99)} "
+                f"{op} maxRatio {c.latency_p99_max_ratio:.2f}x")))
+    return checks, notes
+
+
+def judge_interval(criteria: Criteria, canary: VersionWindow | None,
+                   stable: VersionWindow | None) -> IntervalVerdict:
+    """Judge one interval of the canary against absolute limits and against stable.
+
+    - canary None (no metrics) or fewer than minRequests canary requests (at
+      least one): inconclusive.
+    - Relative checks (maxIncrease, maxRatio) need a baseline: stable with at
+      least minRequests requests (and at least one); otherwise they are skipped
+      and only the absolute limits apply. A noisy baseline of a handful of
+      requests would make the comparison meaningless either way.
+    - Latency checks configured but no canary histogram data: inconclusive
+      unless another check already failed (never a false pass, never a false
+      failure).
+    Reasons explain the outcome: the failed checks for "fail", the cause for
+    "inconclusive", every check and skipped comparison for "pass".
+    """
+    stable_w = stable if stable is not None else EMPTY_WINDOW
+    if canary is None:
+        return IntervalVerdict("inconclusive", ("no metrics for the canary",),
+                               EMPTY_WINDOW, stable_w)
+    needed = max(criteria.min_requests, 1)
+    if canary.requests < needed:
+        return IntervalVerdict("inconclusive", (
+            f"canary served {_count(canary.requests)} requests < minRequests {needed}",),
+            canary, stable_w)
+    has_baseline = stable_w.requests >= needed
+    notes: list[str] = []
+    relative = (criteria.error_rate_max_increase is not None
+                or criteria.latency_p99_max_ratio is not None)
+    if relative and not has_baseline:
+        notes.append(f"stable served {_count(stable_w.requests)} requests < {needed}: "
+                     "relative checks skipped")
+    checks = _error_checks(criteria, canary, stable_w, has_baseline)
+    unknown: list[str] = []
+    if criteria.checks_latency:
+        p99 = canary.p99()
+        if p99 is None:
+            unknown.append("no latency histogram for the canary: latency p99 unknown")
+        else:
+            latency, latency_notes = _latency_checks(criteria, p99, stable_w, has_baseline)
+            checks.extend(latency)
+            notes.extend(latency_notes)
+    failed = tuple(check.sentence for check in checks if check.failed)
+    if failed:
+        return IntervalVerdict("fail", failed, canary, stable_w)
+    if unknown:
+        return IntervalVerdict("inconclusive", tuple(unknown), canary, stable_w)
+    return IntervalVerdict("pass", tuple(c.sentence for c in checks) + tuple(notes),
+                           canary, stable_w)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The rollup of an analysis run's intervals, for plan and `rollouts status`."""
+
+    outcome: RunOutcome
+    consecutive_failures: int
+    passes_since_failure: int
+    passed: int
+    failed: int
+    inconclusive: int
+
+
+def _effective(outcome: Outcome, on_no_data: OnNoData) -> Outcome:
+    """What an interval counts as once onNoData is applied to inconclusive ones."""
+    if outcome != "inconclusive" or on_no_data == "pause":
+        return outcome
+    return on_no_data
+
+
+def summarize_run(criteria: Criteria, history: Sequence[IntervalVerdict],
+                  required_passes: int = 1) -> RunSummary:
+    """Roll a run's interval verdicts (oldest first) up into one outcome.
+
+    - fail: failureLimit consecutive failed intervals anywhere in the history
+      (sticky: a later pass does not undo a revert decision).
+    - paused: the latest interval is inconclusive and onNoData is pause; such
+      intervals neither count as failures nor as passes, and do not break a
+      streak of failures (they are transparent).
+    - pass: at least `required_passes` passed intervals since the last failed
+      one, and the latest counted interval passed. The caller (plan) owns the
+      clock: it advances a step when the hold has elapsed and this says pass.
+    - continue: otherwise (including an empty history).
+    """
+    limit = max(criteria.failure_limit, 1)
+    streak = passes = passed = failed = inconclusive = 0
+    tripped = False
+    for verdict in history:
+        if verdict.outcome == "inconclusive":
+            inconclusive += 1
+        counted = _effective(verdict.outcome, criteria.on_no_data)
+        if counted == "fail":
+            failed += 1
+            streak += 1
+            passes = 0
+            tripped = tripped or streak >= limit
+        elif counted == "pass":
+            passed += 1
+            streak = 0
+            passes += 1
+    outcome: RunOutcome
+    if tripped:
+        outcome = "fail"
+    elif history and _effective(history[-1].outcome, criteria.on_no_data) == "inconclusive":
+        outcome = "paused"
+    elif passes >= max(required_passes, 1):
+        outcome = "pass"
+    else:
+        outcome = "continue"
+    return RunSummary(outcome, streak, passes, passed, failed, inconclusive)
+
+
+def judge_run(criteria: Criteria, history: Sequence[IntervalVerdict],
+              required_passes: int = 1) -> RunOutcome:
+    """The outcome of `summarize_run`: "continue" | "fail" | "pass" | "paused"."""
+    return summarize_run(criteria, history, required_passes).outcome

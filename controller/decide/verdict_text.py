@@ -1,0 +1,70 @@
+"""The words of a canary's analysis: one interval's summary line, the verdict
+summary of a commit message, and the analysis as commit trailers (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.decide import trailers
+from controller.decide.analysis import IntervalVerdict
+from controller.decide.progress import Event
+
+
+def interval_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
+    """An interval event's detail: its numbers and a one-line summary."""
+    numbers = verdict.to_dict()
+    canary, stable = verdict.canary, verdict.stable
+    p99 = canary.p99()
+    summary = (
+        f"{verdict.outcome} at {weight_bp / 100:g}%: canary {canary.requests:.0f} req "
+        f"{canary.error_rate:.2%} err"
+        + (f" p99 {p99 * 1000:.1f}ms" if p99 is not None else "")
+        + f"; stable {stable.requests:.0f} req {stable.error_rate:.2%} err"
+        + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
+    )
+    return {"summary": summary, "weight_bp": weight_bp, **numbers}
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    """A journal's intervals: how many passed, failed or were not judged."""
+
+    judged: list[Event]
+    passed: int
+    failed: int
+    other: int
+
+    @staticmethod
+    def of(events: Sequence[Event]) -> _Intervals:
+        intervals = [e for e in events if e.kind == "interval"]
+        judged = [e for e in intervals if e.outcome in ("pass", "fail")]
+        passed = sum(e.outcome == "pass" for e in judged)
+        return _Intervals(judged, passed, len(judged) - passed, len(intervals) - len(judged))
+
+
+def analysis_trailers(events: Sequence[Event]) -> tuple[tuple[str, str], ...]:
+    """The analysis behind a verdict, as commit trailers: the interval counts and
+    the numbers of the last judged interval (the full journal is in the notes)."""
+    n = _Intervals.of(events)
+    pairs = [(trailers.INTERVALS, f"{n.passed} passed, {n.failed} failed, {n.other} not judged")]
+    if n.judged:
+        last = n.judged[-1]
+        pairs.append((trailers.LAST_INTERVAL, str(last.detail.get("summary", last.outcome))))
+    return tuple(pairs)
+
+
+def verdict_summary(events: Sequence[Event], kind: str, reason: str) -> str:
+    """The verdict's message: the counts, the reason, the last judged intervals."""
+    n = _Intervals.of(events)
+    head = {
+        "promote": "Analysis passed",
+        "fail": "Analysis failed",
+        "ready_to_promote": "Analysis passed; ready to promote (promotion: manual)",
+    }[kind]
+    lines = [f"{head}: {n.passed} interval(s) passed, {n.failed} failed, {n.other} not judged."]
+    if reason and reason != "recorded":
+        lines.append(reason[:1].upper() + reason[1:] + ".")
+    lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in n.judged[-3:])
+    return "\n".join(lines)

@@ -1,0 +1,511 @@
+"""Drives each canary: journal in git notes, analysis, promotion and revert commits.
+
+Per reconcile tick, for every model whose spec has a canary:
+
+1. Find the commit that started the canary (first-parent history of its file)
+   and read the journal of events from that commit's notes.
+2. Ask the pure `progress.decide` what is next, given whether the canary is
+   ready (AVAILABLE, labelled and split on every target; once started, every
+   reachable one) and whether
+   it failed to load anywhere (a canary that cannot load is a failed canary).
+3. Record what happens as a new journal line, pushed before anything acts on it,
+   so a restarted controller repeats nothing and loses nothing.
+
+A failed canary comes out of traffic first: the driver returns a desired state
+without it, the runner reconciles that, and only then `finish` writes the
+revert. A promotion is committed first and applied from git afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.adapters.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
+from controller.adapters.metrics import MetricsProvider
+from controller.adapters.redact import redact
+from controller.decide import trailers
+from controller.decide.analysis import judge_interval
+from controller.decide.desired import Snapshot, with_weight
+from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
+from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
+from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.spec import yamledit
+
+log = logging.getLogger(__name__)
+_REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
+
+
+@dataclass
+class RolloutStatus:
+    """What `rollouts status` shows for one canary."""
+
+    model: str
+    version: int
+    phase: str
+    step: int
+    steps: int
+    weight_bp: int
+    canary_commit: str = ""
+    message: str = ""
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    due_at: float | None = None  # wall-clock time of this canary's next decision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "phase": self.phase,
+            "step": self.step,
+            "steps": self.steps,
+            "step_text": f"{min(self.step + 1, self.steps)}/{self.steps}",
+            "weight_bp": self.weight_bp,
+            "canary_commit": self.canary_commit,
+            "message": self.message,
+            "intervals": self.intervals[-5:],
+        }
+
+
+@dataclass
+class Pending:
+    """A verdict recorded in the journal and not yet written to git."""
+
+    kind: str  # "promote" | "fail"
+    model: str
+    version: int
+    path: str
+    canary_commit: str
+    summary: str
+    # The analysis in trailer form (Rollouts-Intervals, Rollouts-Last-Interval).
+    analysis: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class DriveResult:
+    desired: DesiredState
+    statuses: dict[str, RolloutStatus]
+    pending: list[Pending]
+    # When the earliest canary next needs a tick (an interval or a hold ends).
+    next_due: float | None = None
+
+
+def journal_line(event: Event, summary: str) -> str:
+    """One note line: readable prefix, then the event as JSON (parsed back from '{')."""
+    stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} {event.model} v{event.version} {event.kind}: {summary} {event.to_json()}"
+
+
+def parse_journal(lines: Sequence[str]) -> list[Event]:
+    events = []
+    for line in lines:
+        start = line.find("{")
+        event = Event.from_json(line[start:]) if start >= 0 else None
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def canary_ready(
+    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget],
+    *, started: bool = True,
+) -> bool:
+    """AVAILABLE, labelled `canary` and split at `weight_bp` on every target.
+
+    Before the analysis has started every target must answer: no canary starts
+    while part of the fleet cannot be seen. Once started, a target that is down
+    serves nothing and is left out; the intervals it cannot be measured in are
+    skipped, and its config comes back when it does.
+    """
+    reachable = [t for t in observed if t.reachable]
+    if not reachable or (not started and len(reachable) < len(observed)):
+        return False
+    for target in reachable:
+        seen = target.models.get(model)
+        if seen is None or not seen.is_available(version) or seen.labels.get("canary") != version:
+            return False
+        if target.extension and (seen.split is None or seen.split.canary_weight_bp != weight_bp):
+            return False
+    return True
+
+
+def canary_load_error(model: str, version: int, observed: Sequence[ObservedTarget]) -> str:
+    """The first load error of `version` (ended, not serving) on a reachable target, or ""."""
+    for target in observed:
+        seen = target.models.get(model) if target.reachable else None
+        if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
+            return f"{target.name}: {seen.errors[version]}"
+    return ""
+
+
+def without_canary(model: DesiredModel) -> DesiredModel:
+    canary = model.labels.get("canary")
+    labels = {k: v for k, v in model.labels.items() if k != "canary"}
+    keep = set(labels.values())
+    versions = frozenset(v for v in model.versions if v != canary or v in keep)
+    return DesiredModel(
+        model.name, model.base_path, model.platform, versions, labels, None, model.transition
+    )
+
+
+class RolloutDriver:
+    def __init__(
+        self,
+        git: GitRepo,
+        provider: MetricsProvider | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.git = git
+        self.provider = provider
+        self.clock = clock
+        self._start_commits: dict[tuple[str, str, int], str | None] = {}
+        self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
+        self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
+
+    # -- per tick --------------------------------------------------------
+    def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
+        models = dict(snapshot.desired.models)
+        statuses: dict[str, RolloutStatus] = {}
+        pending: list[Pending] = []
+        notes_dirty = False
+        next_due: float | None = None
+        for name in sorted(models):
+            plan = snapshot.canary_plan(name)
+            if plan is None:
+                continue
+            document = snapshot.documents[name]
+            canary_spec = document.spec.spec.canary
+            if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()) and (
+                canary_spec is not None and not canary_spec.retry
+            ):
+                models[name] = without_canary(models[name])
+                statuses[name] = RolloutStatus(
+                    name,
+                    plan.version,
+                    "blocked",
+                    0,
+                    len(plan.steps),
+                    0,
+                    message=f"version {plan.version} was auto-reverted before; set "
+                    "canary.retry: true to propose it again",
+                )
+                continue
+            start = self.start_commit(snapshot.commit, document.path, name, plan.version)
+            if start is None:
+                log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
+                continue
+            if (canary_spec is not None and not canary_spec.retry
+                    and self.reverts_promotion(start, name, plan.version)):
+                # A person reverted the promotion: that is a rollback to the old
+                # stable, not a request to canary the version again.
+                models[name] = without_canary(models[name])
+                statuses[name] = RolloutStatus(
+                    name, plan.version, "held", 0, len(plan.steps), 0, start,
+                    message=f"canary {plan.version} came back by a revert of its promotion: "
+                    "held out of traffic; set canary.retry: true to run it again",
+                )
+                continue
+            events = parse_journal(self.git.notes(start))
+            now = self.clock()
+            state = fold(plan, events)
+            weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
+            ready = canary_ready(name, plan.version, weight, observed,
+                                 started=state.started_at is not None)
+            load_error = canary_load_error(name, plan.version, observed)
+            decision = decide(plan, events, ready=ready, now=now, load_error=load_error)
+            recorded, status = self._act(snapshot, plan, decision, events, start, now)
+            # What an interval just judged (a failure limit reached, a hold over)
+            # is acted on in this same pass, not one tick later.
+            for _ in range(3):
+                if not recorded or decision.kind not in ("analyse", "start"):
+                    break
+                notes_dirty = True
+                events = parse_journal(self.git.notes(start))
+                follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
+                if follow.kind in ("wait", "analyse", "wait_ready"):
+                    status.due_at = follow.due_at
+                    break
+                decision = follow
+                recorded, status = self._act(snapshot, plan, decision, events, start, now)
+            notes_dirty |= recorded
+            if decision.kind == "wait":
+                status.due_at = decision.due_at
+            if status.due_at is not None:
+                next_due = status.due_at if next_due is None else min(next_due, status.due_at)
+            statuses[name] = status
+            if decision.kind == "fail":
+                models[name] = without_canary(models[name])
+            else:
+                models[name] = with_weight(models[name], status.weight_bp)
+            if decision.kind in ("promote", "fail"):
+                pending.append(
+                    Pending(decision.kind, name, plan.version, document.path, start,
+                            status.message, analysis_trailers(events))
+                )
+        if notes_dirty:
+            result = self.git.push_notes()
+            if not result.ok:
+                log.warning("pushing notes failed: %s", result.detail)
+        return DriveResult(
+            DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
+        )
+
+    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DesiredState:
+        """The desired state `drive` would reconcile to, without acting or writing."""
+        models = dict(snapshot.desired.models)
+        for name in sorted(models):
+            plan = snapshot.canary_plan(name)
+            canary_spec = snapshot.documents[name].spec.spec.canary
+            if plan is None or canary_spec is None:
+                continue
+            reverted = self.reverted_versions(snapshot.commit).get(name, frozenset())
+            if plan.version in reverted and not canary_spec.retry:
+                models[name] = without_canary(models[name])
+                continue
+            start = self.start_commit(
+                snapshot.commit, snapshot.documents[name].path, name, plan.version
+            )
+            if start and not canary_spec.retry and self.reverts_promotion(
+                start, name, plan.version
+            ):
+                models[name] = without_canary(models[name])
+                continue
+            events = parse_journal(self.git.notes(start)) if start else []
+            state = fold(plan, events)
+            if state.verdict == "fail":
+                models[name] = without_canary(models[name])
+            else:
+                weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
+                models[name] = with_weight(models[name], weight)
+        return DesiredState(snapshot.desired.commit, models)
+
+    def _act(
+        self,
+        snapshot: Snapshot,
+        plan: CanaryPlan,
+        decision: Decision,
+        events: list[Event],
+        start: str,
+        now: float,
+    ) -> tuple[bool, RolloutStatus]:
+        status = RolloutStatus(
+            plan.model,
+            plan.version,
+            decision.kind,
+            decision.step,
+            len(plan.steps),
+            decision.weight_bp,
+            start,
+            intervals=[
+                e.detail | {"outcome": e.outcome, "at": e.at}
+                for e in events
+                if e.kind == "interval"
+            ],
+        )
+        kind = decision.kind
+        if kind == "wait_ready" and not any(
+            e.kind in ("proposed", "started") for e in events
+            if e.model == plan.model and e.version == plan.version
+        ):
+            self._note(start, Event("proposed", now, plan.model, plan.version),
+                       f"canary seen; waiting for it to be ready "
+                       f"(progressDeadline {plan.progress_deadline_s:g}s)")
+            return True, status
+        if kind == "start":
+            if self.provider is not None:
+                self.provider.mark(now)
+            self._note(
+                start,
+                Event("started", now, plan.model, plan.version),
+                f"canary ready, analysis starts at {decision.weight_bp / 100:g}%",
+            )
+            return True, status
+        if kind == "analyse" and decision.window is not None:
+            event = self._analyse(snapshot, plan, decision, now)
+            self._note(start, event, event.detail.get("summary", event.outcome))
+            status.intervals.append(event.detail | {"outcome": event.outcome, "at": event.at})
+            return True, status
+        if kind == "advance":
+            if self.provider is not None:
+                self.provider.mark(now)
+            self._note(
+                start,
+                Event("step", now, plan.model, plan.version, decision.step),
+                f"step {decision.step + 1}/{len(plan.steps)}: weight {decision.weight_bp / 100:g}%",
+            )
+            return True, status
+        if kind in ("promote", "fail", "ready_to_promote"):
+            recorded = fold(plan, events).verdict
+            outcome = {"promote": "promote", "fail": "fail"}.get(kind, "ready")
+            summary = verdict_summary(events, kind, decision.reason)
+            status.message = summary
+            if recorded != outcome:
+                self._note(
+                    start,
+                    Event("verdict", now, plan.model, plan.version, decision.step, outcome),
+                    summary,
+                )
+                return True, status
+        return False, status
+
+    def _analyse(
+        self, snapshot: Snapshot, plan: CanaryPlan, decision: Decision, now: float
+    ) -> Event:
+        assert decision.window is not None
+        begin, end = decision.window
+        stable = snapshot.desired.models[plan.model].labels.get("stable")
+        criteria = snapshot.criteria(plan.model)
+        base = Event("interval", now, plan.model, plan.version, decision.step)
+        if self.provider is None or criteria is None:
+            return _with(base, "skipped", {"summary": "no metrics provider configured"})
+        versions = [plan.version] + ([stable] if stable is not None else [])
+        reading = self.provider.read(plan.model, versions, begin, end)
+        if reading.counter_reset or not reading.windows:
+            # The provider could not measure this interval (a target restarted or
+            # was unreachable, no baseline after a controller restart): the gap is
+            # neither a pass nor a failure.
+            self.provider.mark(now)
+            reason = redact("; ".join(reading.problems)) or "no metrics"
+            return _with(base, "skipped", {"summary": f"not measured: {reason}"})
+        verdict = judge_interval(
+            criteria,
+            reading.window(plan.version),
+            reading.window(stable) if stable is not None else None,
+        )
+        return _with(base, verdict.outcome, interval_detail(verdict, decision.weight_bp))
+
+    def _note(self, commit: str, event: Event, summary: str) -> None:
+        # A journal entry is one line (concurrent note merges stay lossless).
+        # Notes are pushed and public to everyone who can read the repo: a
+        # provider's error may quote a URL with credentials in it.
+        line = redact(journal_line(event, " ".join(summary.split())))
+        log.info("%s", line[: line.find("{")].strip())
+        self.git.add_note(commit, line)
+
+    # -- writing verdicts to git ------------------------------------------
+    def finish(self, pending: Pending) -> str | None:
+        """Write the promotion or revert commit; returns its sha, or None if not needed."""
+        if pending.kind == "promote":
+            make = self._promotion(pending)
+        else:
+            make = self._revert(pending)
+        try:
+            outcome = self.git.write_with_retry(make)
+        except GitError as err:
+            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err)
+            return None
+        if outcome.status is WriteStatus.WRITTEN:
+            log.info(
+                "%s: %s commit %s pushed", pending.model, pending.kind, (outcome.sha or "")[:12]
+            )
+            return outcome.sha
+        if outcome.status is WriteStatus.EXHAUSTED:
+            log.warning(
+                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind
+            )
+        return None
+
+    def _still_current(self, head: str, pending: Pending) -> bool:
+        text = self.git.read_file(head, pending.path)
+        if text is None:
+            return False
+        try:
+            return yamledit.canary_version(text, pending.model) == pending.version
+        except yamledit.YamlEditError:
+            return False
+
+    def _promotion(self, pending: Pending) -> Callable[[str], WriteResult | None]:
+        def make(head: str) -> WriteResult | None:
+            if not self._still_current(head, pending):
+                return None  # someone changed this canary meanwhile: re-plan
+            text = self.git.read_file(head, pending.path) or ""
+            edited = yamledit.promote(text, pending.model)
+            message = f"rollouts: promote {pending.model} to {pending.version}\n\n{pending.summary}"
+            pairs = trailers.RolloutTrailers(
+                model=pending.model,
+                verdict="pass",
+                promoted_version=pending.version,
+                canary_commit=pending.canary_commit,
+                extra=pending.analysis,
+            ).to_pairs()
+            sha = self.git.commit_file_edit(
+                head, pending.path, edited, redact(message), _redacted(pairs)
+            )
+            return WriteResult(sha)
+
+        return make
+
+    def _revert(self, pending: Pending) -> Callable[[str], WriteResult | None]:
+        def make(head: str) -> WriteResult | None:
+            if not self._still_current(head, pending):
+                return None
+            message = (
+                f"rollouts: revert {pending.model} canary {pending.version}\n\n{pending.summary}"
+            )
+            pairs = trailers.RolloutTrailers(
+                model=pending.model,
+                verdict="fail",
+                reverted_version=pending.version,
+                canary_commit=pending.canary_commit,
+                extra=pending.analysis,
+            ).to_pairs()
+            result = self.git.revert_or_remove_canary(
+                head, pending.canary_commit, pending.path, pending.model, redact(message),
+                _redacted(pairs),
+            )
+            return WriteResult(result.sha)
+
+        return make
+
+    # -- history lookups (cached per head) --------------------------------
+    def start_commit(self, head: str, path: str, model: str, version: int) -> str | None:
+        key = (head, model, version)
+        if key not in self._start_commits:
+
+            def sets_version(text: str | None) -> bool:
+                if text is None:
+                    return False
+                try:
+                    return yamledit.canary_version(text, model) == version
+                except yamledit.YamlEditError:
+                    return False
+
+            self._start_commits[key] = self.git.find_commit_that_set(head, path, sets_version)
+        return self._start_commits[key]
+
+    def reverts_promotion(self, commit: str, model: str, version: int) -> bool:
+        """Whether `commit` is a `git revert` of our promotion of `model` to `version`."""
+        key = (commit, model, version)
+        if key not in self._promotion_reverts:
+            found = False
+            infos = self.git.log(commit, max_count=1)
+            match = _REVERTS.search(infos[0].message) if infos else None
+            if match is not None:
+                try:
+                    reverted = self.git.log(match.group(1), max_count=1)
+                except GitError:
+                    reverted = []
+                if reverted:
+                    parsed = trailers.RolloutTrailers.from_message(reverted[0].message)
+                    found = parsed.model == model and parsed.promoted_version == version
+            self._promotion_reverts[key] = found
+        return self._promotion_reverts[key]
+
+    def reverted_versions(self, head: str) -> Mapping[str, frozenset[int]]:
+        if head not in self._reverted:
+            messages = [info.message for info in self.git.log(head, max_count=1000)]
+            self._reverted = {head: trailers.auto_reverted_versions(messages)}
+        return self._reverted[head]
+
+
+def _with(event: Event, outcome: str, detail: dict[str, Any]) -> Event:
+    return Event(event.kind, event.at, event.model, event.version, event.step, outcome, detail)
+
+
+def _redacted(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(key, redact(value)) for key, value in pairs]

@@ -1,0 +1,408 @@
+"""The running controller: git poll and reconcile jobs, webhook and status endpoint.
+
+`Controller` holds only what git and the targets can rebuild (the commit seen,
+the last good desired state, the last observations); killing it loses nothing.
+apscheduler runs the jobs with `max_instances=1` and `coalesce=True`, so a job
+never overlaps itself and a slow pass never queues a backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.adapters.gitrepo import GitError, GitRepo
+from controller.adapters.metrics import (
+    MetricsProvider,
+    PrometheusProvider,
+    ScrapeProvider,
+    metrics_url,
+)
+from controller.adapters.redact import redact
+from controller.adapters.targets import TargetAddress, TargetClient
+from controller.decide.desired import Snapshot, desired_from_tree
+from controller.decide.fleet import ObservedTarget
+from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
+from controller.runtime.rollout import RolloutDriver, RolloutStatus
+
+log = logging.getLogger(__name__)
+
+
+class _SkippedRunFilter(logging.Filter):
+    """Drop apscheduler's "skipped: maximum number of running instances" warning:
+    a job that never overlaps itself skipping a tick is the design, not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
+
+
+@dataclass
+class ControllerSettings:
+    repo: str
+    model_root: str
+    targets: Sequence[TargetAddress]
+    state_dir: Path
+    branch: str = "main"
+    specs_dir: str = "rollouts"
+    poll_interval_s: float = 10.0
+    reconcile_interval_s: float = 5.0
+    reconcile_deadline_s: float = 60.0
+    listen: str = ""
+    webhook_secret: bytes = b""
+    # Empty: scrape every target's metrics endpoint directly.
+    prometheus_url: str = ""
+    # How the controller authenticates to its targets (empty: plaintext, no token).
+    target_token: str = field(default="", repr=False)
+    target_root_ca: bytes = b""
+    target_client_cert: bytes = b""
+    target_client_key: bytes = field(default=b"", repr=False)
+
+
+@dataclass
+class ControllerState:
+    """What the status endpoint shows; rebuilt from git and targets after a restart."""
+
+    commit_seen: str = ""
+    commit_applied: str = ""
+    # Per model: the commit whose spec for it is fully applied on every target.
+    model_commits: dict[str, str] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
+    spec_errors: list[str] = field(default_factory=list)
+    git_error: str = ""
+    last_result: ReconcileResult | None = None
+    last_reconcile_at: str = ""
+    webhook_deliveries: int = 0
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        reconciler: Reconciler | None = None,
+        git_repo: GitRepo | None = None,
+        provider: MetricsProvider | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        # A down target is retried at least once per git poll, so a restarted
+        # server gets its config back within a poll rather than a long backoff.
+        poll = max(settings.poll_interval_s, 0.1)
+        self.reconciler = reconciler or Reconciler([target_client(t, settings)
+                                                    for t in settings.targets],
+                                                   backoff=Backoff(min(1.0, poll), poll))
+        self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
+        self.state = ControllerState()
+        self._lock = threading.RLock()
+        self._reconciling = threading.Lock()
+        self._git_requested = threading.Event()
+        self._git_running = threading.Lock()
+        # An unreachable remote is retried with backoff, capped at a few polls.
+        self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
+        self._scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
+
+    # -- jobs ------------------------------------------------------------
+    def sync_git(self) -> bool:
+        """Fetch; load the specs of a new head. True when the desired state changed."""
+        now = time.monotonic()
+        if self._git_backoff.waiting("git", now):
+            return False  # the remote failed recently: the last good state keeps serving
+        try:
+            head = self.git.sync()
+        except GitError as err:
+            self._git_backoff.failed("git", now)
+            with self._lock:
+                self.state.git_error = redact(str(err))
+            log.warning("git sync failed: %s", self.state.git_error)
+            return False
+        self._git_backoff.succeeded("git")
+        with self._lock:
+            self.state.git_error = ""
+            if head == self.state.commit_seen:
+                return False
+            self.state.commit_seen = head
+        try:
+            items = self.git.read_tree(head, self.settings.specs_dir)
+        except GitError as err:
+            items, problems = [], [redact(str(err))]
+            snapshot = None
+        else:
+            snapshot, problems = desired_from_tree(items, head, self.settings.model_root)
+        with self._lock:
+            if problems or snapshot is None:
+                # Fail closed: the last good state keeps serving.
+                self.state.spec_errors = [f"commit {head[:12]}: {p}" for p in problems]
+                for line in self.state.spec_errors:
+                    log.error("invalid specs, nothing applied: %s", line)
+                return False
+            self.state.spec_errors = []
+            self.state.snapshot = snapshot
+        log.info(
+            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models)
+        )
+        return True
+
+    def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
+        """Drive the canaries one tick, then converge the fleet on the result.
+
+        With `wait_s`, wait that long for a pass already running (it returns
+        early once it sees a newer desired state) instead of skipping.
+        """
+        acquired = (
+            self._reconciling.acquire(timeout=wait_s)
+            if wait_s > 0
+            else self._reconciling.acquire(blocking=False)
+        )
+        if not acquired:
+            return None  # the other job is reconciling right now
+        try:
+            return self._reconcile()
+        finally:
+            self._reconciling.release()
+
+    def _reconcile(self) -> ReconcileResult | None:
+        with self._lock:
+            snapshot = self.state.snapshot
+        if snapshot is None:
+            return None
+        drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
+        self._schedule_tick(drive.next_due)
+        desired = drive.desired
+        result = self.reconciler.run(
+            desired,
+            deadline_s=self.settings.reconcile_deadline_s,
+            # A person's commit (or a stop) must not wait behind a slow load.
+            superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
+        )
+        with self._lock:
+            self.state.last_result = result
+            self.state.rollouts = drive.statuses
+            self.state.last_reconcile_at = datetime.now(UTC).isoformat(timespec="seconds")
+            if result.in_sync:
+                self.state.commit_applied = desired.commit
+            commits = {name: self.state.model_commits[name] for name in desired.models
+                       if name in self.state.model_commits}
+            for name in result.plan.models_in_sync(desired.models):
+                commits[name] = desired.commit
+            self.state.model_commits = commits
+        for finding in result.findings:
+            log.warning("%s %s: %s", finding.target, finding.model, finding.message)
+        wrote = False
+        for pending in drive.pending:
+            if pending.kind == "fail" and not canary_out_of_traffic(
+                pending.model, pending.version, result.observed
+            ):
+                log.warning(
+                    "%s: canary %s still in traffic; revert waits", pending.model, pending.version
+                )
+                continue
+            wrote |= self.driver.finish(pending) is not None
+        if wrote and self.sync_git():
+            # Apply our own promotion or revert at once rather than at the next poll.
+            return self._reconcile()
+        return result
+
+    def _schedule_tick(self, due: float | None) -> None:
+        """Run the reconcile job when a canary's next interval or hold ends.
+
+        The fixed reconcile interval is a floor for drift checks; analysis
+        timing must not be rounded up to it.
+        """
+        scheduler = self._scheduler
+        if due is None or scheduler is None or self._stop.is_set():
+            return
+        job = scheduler.get_job("reconcile")
+        when = datetime.fromtimestamp(max(due, time.time()) + 0.01, UTC)
+        if job is not None and (job.next_run_time is None or when < job.next_run_time):
+            scheduler.modify_job("reconcile", next_run_time=when)
+
+    def run_once(self) -> bool:
+        """One git sync and one reconcile pass; True when the fleet is in sync."""
+        self.sync_git()
+        result = self.reconcile()
+        return bool(result and result.in_sync and not self.state.spec_errors)
+
+    def trigger(self) -> None:
+        """Run the git job now (webhook); if it is running, it runs once more."""
+        with self._lock:
+            self.state.webhook_deliveries += 1
+        self._git_requested.set()
+        scheduler = self._scheduler
+        if scheduler is not None and not self._stop.is_set():
+            scheduler.modify_job("git", next_run_time=datetime.now(UTC))
+
+    def _git_then_reconcile(self) -> None:
+        with self._git_running:
+            self._git_loop()
+
+    def _git_loop(self) -> None:
+        # A trigger that arrives while this job runs would be dropped by the
+        # scheduler (max_instances=1); the flag makes this run go round again.
+        for _ in range(100):
+            self._git_requested.clear()
+            if self.sync_git():
+                self.reconcile(wait_s=self.settings.reconcile_deadline_s)
+            if not self._git_requested.is_set() or self._stop.is_set():
+                return
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._git_then_reconcile,
+            "interval",
+            seconds=self.settings.poll_interval_s,
+            id="git",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            self.reconcile,
+            "interval",
+            seconds=self.settings.reconcile_interval_s,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop the jobs; a pass in progress sees the stop and returns early."""
+        self._stop.set()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            # Not wait=True: apscheduler holds its job-store lock while it waits,
+            # and a running job that touches the scheduler would deadlock.
+            scheduler.shutdown(wait=False)
+            if self._reconciling.acquire(timeout=timeout_s):
+                self._reconciling.release()
+            if self._git_running.acquire(timeout=timeout_s):
+                self._git_running.release()
+        self.reconciler.close()
+
+    def serve_forever(self, *, install_signals: bool = True) -> None:
+        from controller.runtime.status_server import StatusServer
+
+        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        if server is not None:
+            server.start()
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            if server is not None:
+                server.stop()
+            self.stop()
+
+    # -- status ----------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return status_document(self.state, self.settings)
+
+
+def status_document(state: ControllerState, settings: ControllerSettings) -> dict[str, Any]:
+    """The JSON the status endpoint serves (pure)."""
+    result = state.last_result
+    observed: dict[str, ObservedTarget] = (
+        {t.name: t for t in result.observed} if result is not None else {}
+    )
+    models: dict[str, Any] = {}
+    desired = state.snapshot.desired if state.snapshot else None
+    for name, model in sorted((desired.models if desired else {}).items()):
+        per_target: dict[str, Any] = {}
+        for target in settings.targets:
+            seen = observed.get(target.name)
+            obs = seen.models.get(name) if seen and seen.reachable else None
+            per_target[target.name] = {
+                "reachable": bool(seen and seen.reachable),
+                "error": seen.error if seen else "not observed yet",
+                "versions": {str(v): s for v, s in sorted(obs.states.items())} if obs else {},
+                "labels": dict(obs.labels) if obs else {},
+                "split_weight_bp": obs.split.canary_weight_bp if obs and obs.split else None,
+            }
+        models[name] = {
+            "commit_applied": state.model_commits.get(name, ""),
+            "stable": model.labels.get("stable"),
+            "canary": model.labels.get("canary"),
+            "versions": sorted(model.versions),
+            "labels": dict(model.labels),
+            "split_weight_bp": model.split.canary_weight_bp if model.split else None,
+            "targets": per_target,
+            "rollout": state.rollouts[name].to_dict() if name in state.rollouts else None,
+            "errors": [f.message for f in (result.findings if result else ()) if f.model == name],
+        }
+    return {
+        "repo": redact(settings.repo),
+        "branch": settings.branch,
+        "commit_seen": state.commit_seen,
+        "commit_applied": state.commit_applied,
+        "in_sync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen,
+        "spec_errors": list(state.spec_errors),
+        "git_error": state.git_error,
+        "last_reconcile_at": state.last_reconcile_at,
+        "reconcile_errors": list(result.errors) if result else [],
+        "findings": [
+            {"target": f.target, "model": f.model, "message": f.message}
+            for f in (result.findings if result else ())
+        ],
+        "models": models,
+    }
+
+
+def target_client(address: TargetAddress, settings: ControllerSettings) -> TargetClient:
+    return TargetClient(
+        address,
+        token=settings.target_token,
+        root_ca=settings.target_root_ca,
+        client_cert=settings.target_client_cert,
+        client_key=settings.target_client_key,
+    )
+
+
+def default_provider(settings: ControllerSettings) -> MetricsProvider:
+    if settings.prometheus_url:
+        return PrometheusProvider(settings.prometheus_url)
+    return ScrapeProvider([scrape_url(t.metrics_url) for t in settings.targets if t.metrics_url])
+
+
+def scrape_url(given: str) -> str:
+    """A target's metrics URL; host:port or a URL without a path gets the default path."""
+    with_scheme = given if "://" in given else f"http://{given}"
+    if urlsplit(with_scheme).path.strip("/"):
+        return with_scheme
+    return metrics_url(with_scheme)
+
+
+def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
+    """No reachable target still splits traffic to, or labels, the canary version."""
+    for target in observed:
+        if not target.reachable:
+            continue
+        seen = target.models.get(model)
+        if seen is None:
+            continue
+        if seen.split is not None or seen.labels.get("canary") == version:
+            return False
+    return True

@@ -1,0 +1,88 @@
+"""The controller's small HTTP surface: GET /status (JSON), POST /webhook, GET /healthz.
+
+Runs uvicorn on its own thread and event loop so the scheduler and the HTTP
+server never block each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from controller.runtime.webhook import verify
+
+if TYPE_CHECKING:
+    from controller.runtime.runner import Controller
+
+MAX_WEBHOOK_BODY = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller.
+
+
+def build_app(controller: Controller) -> Starlette:
+    async def status(_: Request) -> Response:
+        return JSONResponse(controller.status())
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def webhook(request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BODY:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BODY:
+                return JSONResponse({"error": "body too large"}, status_code=413)
+        secret = controller.settings.webhook_secret
+        if not verify(secret, body, request.headers.get("x-hub-signature-256")):
+            return JSONResponse({"error": "bad or missing X-Hub-Signature-256"}, status_code=401)
+        controller.trigger()
+        return JSONResponse({"triggered": True}, status_code=202)
+
+    return Starlette(
+        routes=[
+            Route("/status", status, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/webhook", webhook, methods=["POST"]),
+        ]
+    )
+
+
+class StatusServer:
+    def __init__(self, controller: Controller, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        config = uvicorn.Config(
+            build_app(controller),
+            host=host or "127.0.0.1",
+            port=int(port),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            # The controller owns logging; uvicorn must not reconfigure it.
+            log_config=None,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="status-http", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve())
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread.start()
+        end = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > end or not self._thread.is_alive():
+                raise RuntimeError("controller HTTP server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
