@@ -34,6 +34,7 @@ from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedTarget
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver, RolloutStatus
+from controller.runtime.status_server import StatusServer
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +300,6 @@ class Controller:
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        from controller.runtime.status_server import StatusServer
-
         server = StatusServer(self, self.settings.listen) if self.settings.listen else None
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,10 +19,24 @@ from starlette.routing import Route
 
 from controller.runtime.webhook import verify
 
-if TYPE_CHECKING:
-    from controller.runtime.runner import Controller
-
 MAX_WEBHOOK_BODY = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller.
+
+
+class WebhookSettings(Protocol):
+    @property
+    def webhook_secret(self) -> bytes: ...
+
+
+class Controller(Protocol):
+    """What the HTTP surface needs of the controller (runner.Controller has it);
+    a Protocol, so the runner, which starts this server, is not imported here."""
+
+    @property
+    def settings(self) -> WebhookSettings: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def trigger(self) -> None: ...
 
 
 def build_app(controller: Controller) -> Starlette:

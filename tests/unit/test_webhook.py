@@ -41,7 +41,7 @@ def post(client: TestClient, body: bytes, signature: str | None) -> Any:
 
 def test_signed_push_triggers_and_forgeries_do_not() -> None:
     controller = FakeController()
-    client = TestClient(build_app(controller))  # type: ignore[arg-type]
+    client = TestClient(build_app(controller))
     body = b'{"ref": "refs/heads/main"}'
     assert post(client, body, webhook.signature(SECRET, body)).status_code == 202
     assert controller.triggered == 1
@@ -55,7 +55,7 @@ def test_signed_push_triggers_and_forgeries_do_not() -> None:
 
 def test_no_secret_configured_refuses_everything() -> None:
     controller = FakeController(Settings(b""))
-    client = TestClient(build_app(controller))  # type: ignore[arg-type]
+    client = TestClient(build_app(controller))
     assert post(client, b"{}", webhook.signature(b"", b"{}")).status_code == 401
     assert controller.triggered == 0
 
@@ -63,7 +63,7 @@ def test_no_secret_configured_refuses_everything() -> None:
 @pytest.mark.parametrize("declared", [True, False])
 def test_bodies_over_the_limit_are_refused_before_checking(declared: bool) -> None:
     controller = FakeController()
-    client = TestClient(build_app(controller))  # type: ignore[arg-type]
+    client = TestClient(build_app(controller))
     body = b"x" * (MAX_WEBHOOK_BODY + 1)
     if declared:
         reply = post(client, body, webhook.signature(SECRET, body))
