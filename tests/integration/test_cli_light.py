@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,11 @@ PROBE = (
 )
 
 
-def run_command(argv: list[str]) -> dict[str, object]:
+def run_command(argv: list[str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert "PROBE " in done.stdout, done.stderr[-3000:]
-    result: dict[str, object] = json.loads(done.stdout.rsplit("PROBE ", 1)[1])
+    result: dict[str, Any] = json.loads(done.stdout.rsplit("PROBE ", 1)[1])
     return result
 
 
