@@ -94,6 +94,14 @@ class DriveResult:
     next_due: float | None = None
 
 
+@dataclass
+class Preview:
+    """What `drive` would reconcile to, and the canaries it would keep out of traffic."""
+
+    desired: DesiredState
+    held: dict[str, RolloutStatus]
+
+
 def journal_line(event: Event, summary: str) -> str:
     """One note line: readable prefix, then the event as JSON (parsed back from '{')."""
     stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -166,6 +174,7 @@ class RolloutDriver:
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
+        self._warned: set[tuple[str, str, int]] = set()
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -179,36 +188,15 @@ class RolloutDriver:
             if plan is None:
                 continue
             document = snapshot.documents[name]
-            canary_spec = document.spec.spec.canary
-            if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()) and (
-                canary_spec is not None and not canary_spec.retry
-            ):
-                models[name] = without_canary(models[name])
-                statuses[name] = RolloutStatus(
-                    name,
-                    plan.version,
-                    "blocked",
-                    0,
-                    len(plan.steps),
-                    0,
-                    message=f"version {plan.version} was auto-reverted before; set "
-                    "canary.retry: true to propose it again",
-                )
-                continue
             start = self.start_commit(snapshot.commit, document.path, name, plan.version)
+            held = self.held_back(snapshot, name, plan, start)
+            if held is not None:
+                models[name] = without_canary(models[name])
+                statuses[name] = held
+                self._warn_once(snapshot.commit, held)
+                continue
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
-                continue
-            if (canary_spec is not None and not canary_spec.retry
-                    and self.reverts_promotion(start, name, plan.version)):
-                # A person reverted the promotion: that is a rollback to the old
-                # stable, not a request to canary the version again.
-                models[name] = without_canary(models[name])
-                statuses[name] = RolloutStatus(
-                    name, plan.version, "held", 0, len(plan.steps), 0, start,
-                    message=f"canary {plan.version} came back by a revert of its promotion: "
-                    "held out of traffic; set canary.retry: true to run it again",
-                )
                 continue
             events = parse_journal(self.git.notes(start))
             now = self.clock()
@@ -255,25 +243,21 @@ class RolloutDriver:
             DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
         )
 
-    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DesiredState:
+    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> Preview:
         """The desired state `drive` would reconcile to, without acting or writing."""
         models = dict(snapshot.desired.models)
+        held: dict[str, RolloutStatus] = {}
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
-            canary_spec = snapshot.documents[name].spec.spec.canary
-            if plan is None or canary_spec is None:
-                continue
-            reverted = self.reverted_versions(snapshot.commit).get(name, frozenset())
-            if plan.version in reverted and not canary_spec.retry:
-                models[name] = without_canary(models[name])
+            if plan is None or snapshot.documents[name].spec.spec.canary is None:
                 continue
             start = self.start_commit(
                 snapshot.commit, snapshot.documents[name].path, name, plan.version
             )
-            if start and not canary_spec.retry and self.reverts_promotion(
-                start, name, plan.version
-            ):
+            status = self.held_back(snapshot, name, plan, start)
+            if status is not None:
                 models[name] = without_canary(models[name])
+                held[name] = status
                 continue
             events = parse_journal(self.git.notes(start)) if start else []
             state = fold(plan, events)
@@ -282,7 +266,44 @@ class RolloutDriver:
             else:
                 weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
                 models[name] = with_weight(models[name], weight)
-        return DesiredState(snapshot.desired.commit, models)
+        return Preview(DesiredState(snapshot.desired.commit, models), held)
+
+    def held_back(
+        self, snapshot: Snapshot, name: str, plan: CanaryPlan, start: str | None
+    ) -> RolloutStatus | None:
+        """Why the spec's canary is kept out of traffic, or None if it may run.
+
+        A version the controller reverted before is "blocked" and a canary that a
+        person's revert of its promotion brought back is "held", both until the
+        spec says `canary.retry: true`.
+        """
+        canary_spec = snapshot.documents[name].spec.spec.canary
+        if canary_spec is None or canary_spec.retry:
+            return None
+        steps = len(plan.steps)
+        if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()):
+            return RolloutStatus(
+                name, plan.version, "blocked", 0, steps, 0, start or "",
+                message=f"version {plan.version} was auto-reverted before; set "
+                "canary.retry: true to propose it again",
+            )
+        if start is not None and self.reverts_promotion(start, name, plan.version):
+            # A person reverted the promotion: that is a rollback to the old
+            # stable, not a request to canary the version again.
+            return RolloutStatus(
+                name, plan.version, "held", 0, steps, 0, start,
+                message=f"canary {plan.version} came back by a revert of its promotion: "
+                "held out of traffic; set canary.retry: true to run it again",
+            )
+        return None
+
+    def _warn_once(self, head: str, status: RolloutStatus) -> None:
+        """Say why a canary is kept out, once per head (not on every tick)."""
+        key = (head, status.model, status.version)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
+                        status.message)
 
     def _act(
         self,

@@ -76,6 +76,9 @@ BAD_IMPORTS = [
     ("serving/routing.py", "from controller.decide import fleet",
      "serving-independent-of-controller"),
     ("controller/runtime/webhook.py", "from controller.runtime import runner", "no-cycles"),
+    ("controller/adapters/targets.py", "from tensorflow_serving.apis import model_pb2",
+     "controller-without-tensorflow"),
+    ("controller/decide/render.py", "import tensorflow", "controller-without-tensorflow"),
 ]
 
 
