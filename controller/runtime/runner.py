@@ -29,9 +29,9 @@ from controller.adapters.metrics import (
     metrics_url,
 )
 from controller.adapters.redact import redact
-from controller.adapters.targets import TargetAddress, TargetClient
+from controller.adapters.targets import TargetClient
 from controller.decide.desired import Snapshot, desired_from_tree
-from controller.decide.fleet import ObservedTarget
+from controller.decide.fleet import ObservedTarget, TargetAddress
 from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver, RolloutStatus

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
-from controller.adapters.targets import TargetAddress
 from controller.cli.main import main as cli_main
+from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext

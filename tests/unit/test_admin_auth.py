@@ -203,7 +203,7 @@ def guarded_client(token: str = TOKEN, **modes: bool) -> TestClient:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/v1/models", ok), Route("/v1/models/{m}", ok)])
-    app.add_middleware(AdminRestGuard, token=token, **modes)  # type: ignore[arg-type]
+    app.add_middleware(AdminRestGuard, token=token, **modes)
     return TestClient(app)
 
 
