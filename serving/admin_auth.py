@@ -102,7 +102,7 @@ class AdminInterceptor(grpc.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if not is_admin_method(method):
             return continuation(handler_call_details)
         if not self._serve_admin:
@@ -111,7 +111,7 @@ class AdminInterceptor(grpc.ServerInterceptor):
                 f"{method} is served on the admin port only",
             )
         if self._token:
-            metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+            metadata = handler_call_details.invocation_metadata
             if not bearer_matches(self._token, _metadata_value(metadata, "authorization")):
                 return _refusal(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         return continuation(handler_call_details)

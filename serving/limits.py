@@ -72,7 +72,7 @@ class TensorLimitInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
+        method = handler_call_details.method
         if handler is None or method not in _TENSOR_METHODS or handler.unary_unary is None:
             return handler
         inner = handler.unary_unary

@@ -192,7 +192,7 @@ def load_settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -221,11 +221,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `rollouts plan` exit codes: a CI drift check must never get a false green.
+PLAN_IN_SYNC = 0
+PLAN_CHANGES = 2
+PLAN_BLOCKED = 3  # a target could not be observed, a version failed, or a canary is held
+
+
+def plan_exit_code(result: Any, held: dict[str, Any]) -> int:
+    """3 when the plan is incomplete or stuck, else 2 with changes pending, else 0."""
+    if result.unreachable or result.failed or held:
+        return PLAN_BLOCKED
+    if result.actions or result.pending:
+        return PLAN_CHANGES
+    return PLAN_IN_SYNC
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from controller.decide.plan import ReloadConfig, plan
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, getattr(args, "log_format", "text"))
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -240,27 +255,47 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             return 1
         observed = controller.reconciler.observe(snapshot.desired)
-        desired = controller.driver.drive_preview(snapshot, observed)
+        preview = controller.driver.drive_preview(snapshot, observed)
+        desired = preview.desired
         result = plan(desired, observed)
     finally:
         controller.stop()
-    changes = [a for a in result.actions]
+    code = plan_exit_code(result, preview.held)
     if args.json:
-        print(json.dumps(_plan_json(desired.commit, result), indent=2))
-    else:
-        print(f"commit {desired.commit[:12]}")
-        for action in changes:
-            detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
-            print(
-                f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else "")
-            )
-        for version in result.pending:
-            print(f"  … waiting for {version[0]} version {version[1]} to become AVAILABLE")
-        for finding in result.findings:
-            print(f"  ! {finding.target} {finding.model}: {finding.message}")
-        if not changes and not result.pending:
-            print("  in sync: no changes")
-    return 2 if changes or result.pending else 0
+        document = _plan_json(desired.commit, result, preview.held)
+        print(json.dumps(document | {"exit_code": code}, indent=2))
+        return code
+    print(f"commit {desired.commit[:12]}")
+    for action in result.actions:
+        detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
+        print(f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else ""))
+    for model, version in result.pending:
+        print(f"  … waiting for {model} version {version} to become AVAILABLE")
+    for finding in result.findings:
+        where = f"{finding.target} {finding.model}".strip()
+        print(f"  ! {where}: {finding.message}")
+    for model, version in result.failed:
+        print(f"  ✗ {model} version {version} failed to load: nothing to wait for")
+    for name, status in sorted(preview.held.items()):
+        print(f"  ✗ {name}: canary {status.version} {status.phase}: {status.message}")
+    print("  " + _plan_verdict(code, result, preview.held))
+    return code
+
+
+def _plan_verdict(code: int, result: Any, held: dict[str, Any]) -> str:
+    if code == PLAN_IN_SYNC:
+        return "in sync: no changes"
+    if code == PLAN_CHANGES:
+        return f"changes pending: {len(result.actions)} action(s), {len(result.pending)} load(s)"
+    reasons = []
+    if result.unreachable:
+        reasons.append(f"{len(result.unreachable)} target(s) could not be observed "
+                       f"({', '.join(result.unreachable)})")
+    if result.failed:
+        reasons.append(f"{len(result.failed)} version(s) failed to load")
+    if held:
+        reasons.append(f"{len(held)} canary(ies) held back ({', '.join(sorted(held))})")
+    return "not in sync: " + "; ".join(reasons)
 
 
 def _action_text(action: Any) -> str:
@@ -281,10 +316,16 @@ def _action_text(action: Any) -> str:
     return repr(action)
 
 
-def _plan_json(commit: str, result: Any) -> dict[str, Any]:
+def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]:
     return {
         "commit": commit,
-        "in_sync": result.in_sync,
+        "in_sync": result.in_sync and not held,
+        "unobserved": list(result.unreachable),
+        "failed": [{"model": m, "version": v} for m, v in result.failed],
+        "held": [
+            {"model": name, "version": s.version, "phase": s.phase, "message": s.message}
+            for name, s in sorted(held.items())
+        ],
         "actions": [{"target": a.target, "action": _action_text(a)} for a in result.actions],
         "pending": [{"model": m, "version": v} for m, v in result.pending],
         "findings": [

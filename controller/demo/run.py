@@ -185,7 +185,7 @@ class Demo:
         self.check_history()
 
     def _start_controller(self) -> None:
-        from controller.adapters.targets import TargetAddress
+        from controller.decide.fleet import TargetAddress
         from controller.runtime.runner import Controller, ControllerSettings
         from controller.runtime.status_server import StatusServer
 

@@ -39,7 +39,6 @@ from controller.decide.analysis import judge_interval
 from controller.decide.desired import Snapshot, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
 from controller.decide.gates import (
-    Gate,
     canary_load_error,
     canary_ready,
     history_gate,
@@ -125,6 +124,14 @@ class DriveResult:
     next_due: float | None = None
 
 
+@dataclass
+class Preview:
+    """What `drive` would reconcile to, and the canaries it would keep out of traffic."""
+
+    desired: DesiredState
+    held: dict[str, RolloutStatus]
+
+
 def without_canary(model: DesiredModel) -> DesiredModel:
     canary = model.labels.get("canary")
     labels = {k: v for k, v in model.labels.items() if k != "canary"}
@@ -151,6 +158,7 @@ class RolloutDriver:
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
+        self._warned: set[tuple[str, str, int]] = set()
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -165,13 +173,11 @@ class RolloutDriver:
                 continue
             document = snapshot.documents[name]
             start = self.start_commit(snapshot.commit, document.path, name, plan.version)
-            gate = self.gate(snapshot, name, start)
-            if gate is not None:
+            held = self.held_back(snapshot, name, plan, start)
+            if held is not None:
                 models[name] = without_canary(models[name])
-                statuses[name] = RolloutStatus(
-                    name, plan.version, gate.phase, 0, len(plan.steps), 0,
-                    start if gate.phase == "held" and start else "", message=gate.message,
-                )
+                statuses[name] = held
+                self._warn_once(snapshot.commit, held)
                 continue
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
@@ -221,22 +227,25 @@ class RolloutDriver:
             DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
         )
 
-    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DesiredState:
+    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> Preview:
         """The desired state `drive` would reconcile to, without acting or writing.
 
-        What `rollouts plan` shows: a gated canary (blocked or held) is out, a
+        What `rollouts plan` shows: a held-back canary (blocked or held) is out, a
         recorded failure is out, any other canary is at its journaled step's weight.
         """
         models = dict(snapshot.desired.models)
+        held: dict[str, RolloutStatus] = {}
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
-            if plan is None:
+            if plan is None or snapshot.documents[name].spec.spec.canary is None:
                 continue
             start = self.start_commit(
                 snapshot.commit, snapshot.documents[name].path, name, plan.version
             )
-            if self.gate(snapshot, name, start) is not None:
+            status = self.held_back(snapshot, name, plan, start)
+            if status is not None:
                 models[name] = without_canary(models[name])
+                held[name] = status
                 continue
             events = parse_journal(self.journal.notes(start)) if start else []
             state = fold(plan, events)
@@ -245,23 +254,40 @@ class RolloutDriver:
             else:
                 weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
                 models[name] = with_weight(models[name], weight)
-        return DesiredState(snapshot.desired.commit, models)
+        return Preview(DesiredState(snapshot.desired.commit, models), held)
 
-    def gate(self, snapshot: Snapshot, name: str, start: str | None) -> Gate | None:
-        """What git history says about this model's canary (`gates.history_gate`)."""
-        plan = snapshot.canary_plan(name)
-        canary = snapshot.documents[name].spec.spec.canary
-        if plan is None or canary is None:
+    def held_back(
+        self, snapshot: Snapshot, name: str, plan: CanaryPlan, start: str | None
+    ) -> RolloutStatus | None:
+        """Why the spec's canary is kept out of traffic, or None if it may run.
+
+        A version the controller reverted before is "blocked" and a canary that a
+        person's revert of its promotion brought back is "held", both until the
+        spec says `canary.retry: true`.
+        """
+        canary_spec = snapshot.documents[name].spec.spec.canary
+        if canary_spec is None:
             return None
-        reverted = self.reverted_versions(snapshot.commit).get(name, frozenset())
-        return history_gate(
+        gate = history_gate(
             plan.version,
-            canary.retry,
-            reverted=reverted,
-            # Only looked up when it can matter: a retry lifts the hold anyway.
-            promotion_reverted=bool(start) and not canary.retry
-            and self.reverts_promotion(start or "", name, plan.version),
+            canary_spec.retry,
+            reverted=self.reverted_versions(snapshot.commit).get(name, frozenset()),
+            # Looked up only when it can matter: a retry lifts the hold anyway.
+            promotion_reverted=start is not None and not canary_spec.retry
+            and self.reverts_promotion(start, name, plan.version),
         )
+        if gate is None:
+            return None
+        return RolloutStatus(name, plan.version, gate.phase, 0, len(plan.steps), 0, start or "",
+                             message=gate.message)
+
+    def _warn_once(self, head: str, status: RolloutStatus) -> None:
+        """Say why a canary is kept out, once per head (not on every tick)."""
+        key = (head, status.model, status.version)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
+                        status.message)
 
     def _act(
         self,

@@ -29,8 +29,9 @@ from controller.adapters.metrics import (
     metrics_url,
 )
 from controller.adapters.redact import redact
-from controller.adapters.targets import TargetAddress, TargetClient
+from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
+from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver

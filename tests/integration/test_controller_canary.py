@@ -21,7 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from controller.adapters.gitrepo import GitRepo
 from controller.adapters.journal import GitNotes
-from controller.adapters.targets import TargetAddress
+from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
 from tests.conftest import REPO, ServerProcess, free_port, wait_for

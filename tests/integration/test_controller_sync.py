@@ -12,13 +12,13 @@ import httpx
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
-from controller.adapters.targets import TargetAddress
 from controller.cli.main import main as cli_main
+from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext
 from tests.conftest import ServerProcess, wait_for
-from tests.gitops import Person, spec
+from tests.gitops import Person, git, spec
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +186,32 @@ def test_plan_reports_pending_changes_then_none(
     finally:
         controller.stop()
     assert cli_main(args[:5] + ["--state-dir", str(tmp_path / "plan-2")] + args[7:]) == 0
-    assert "in sync" in capsys.readouterr().out
+    assert "in sync: no changes" in capsys.readouterr().out
+
+    # A canary whose version the controller reverted before is held out of
+    # traffic: nothing to apply, and still no green (exit 3, saying why).
+    git(person.clone, "commit", "-q", "--allow-empty", "-m",
+        "rollouts: revert hp2 canary 2\n\nRollouts-Model: hp2\nRollouts-Verdict: fail\n"
+        "Rollouts-Reverted-Version: 2\n")
+    person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "hp2 v2 again")
+    assert cli_main(args[:5] + ["--state-dir", str(tmp_path / "plan-3")] + args[7:]) == 3
+    out = capsys.readouterr().out
+    assert "✗ hp2: canary 2 blocked: version 2 was auto-reverted before" in out
+    assert "not in sync: 1 canary(ies) held back (hp2)" in out
+    assert "in sync: no changes" not in out
+    person.write("rollouts/hp2.yaml", spec(stable=1), "back to v1 alone")
+
+    # A target that cannot be observed: exit 3 naming it, never "in sync".
+    servers[1].stop()
+    assert cli_main(args[:5] + ["--state-dir", str(tmp_path / "plan-4")] + args[7:]
+                    + ["--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["unobserved"] == ["s1"] and not report["in_sync"]
+    assert report["exit_code"] == 3
+    assert cli_main(args[:5] + ["--state-dir", str(tmp_path / "plan-5")] + args[7:]) == 3
+    out = capsys.readouterr().out
+    assert "! s1: target unreachable" in out
+    assert "not in sync: 1 target(s) could not be observed (s1)" in out
 
 
 def test_webhook_triggers_fetch_and_refuses_forgeries(

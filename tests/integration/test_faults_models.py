@@ -24,7 +24,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from controller.adapters.targets import TargetAddress
+from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from tests.conftest import ServerProcess, serving, wait_for
 from tests.gitops import Person, git, spec

@@ -53,7 +53,9 @@ class FakeContext:
         raise Aborted(code, details)
 
 
-SENTINEL = grpc.unary_unary_rpc_method_handler(lambda request, context: "handled")
+SENTINEL: grpc.RpcMethodHandler[Any, str] = grpc.unary_unary_rpc_method_handler(
+    lambda request, context: "handled"
+)
 
 
 def intercept(interceptor: grpc.ServerInterceptor, details: Details) -> tuple[Any, list[Details]]:
@@ -201,7 +203,7 @@ def guarded_client(token: str = TOKEN, **modes: bool) -> TestClient:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/v1/models", ok), Route("/v1/models/{m}", ok)])
-    app.add_middleware(AdminRestGuard, token=token, **modes)  # type: ignore[arg-type]
+    app.add_middleware(AdminRestGuard, token=token, **modes)
     return TestClient(app)
 
 
@@ -305,7 +307,7 @@ def test_tensor_limit_interceptor_refuses_before_the_handler() -> None:
         ran.append("ran")
         return "ok"
 
-    inner = grpc.unary_unary_rpc_method_handler(handle)
+    inner: grpc.RpcMethodHandler[Any, str] = grpc.unary_unary_rpc_method_handler(handle)
 
     def continuation(d: Any) -> Any:
         return inner

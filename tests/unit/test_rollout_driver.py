@@ -150,15 +150,15 @@ def kinds(git: FakeGit) -> list[str]:
             parse_journal(git.notes("start-commit"))]
 
 
-def test_not_ready_canary_is_not_judged_but_gets_first_step_weight(rig) -> None:  # type: ignore[no-untyped-def]
+def test_not_ready_canary_is_not_judged_but_gets_first_step_weight(rig) -> None:
     driver, git, _, _ = rig
     result = driver.drive(snapshot(), [target(None, canary_state="LOADING")])
     assert result.statuses["hp2"].phase == "wait_ready"
-    assert result.desired.models["hp2"].split.canary_weight_bp == 1000  # type: ignore[union-attr]
+    assert result.desired.models["hp2"].split.canary_weight_bp == 1000
     assert kinds(git) == ["proposed"]  # first sight starts the progress deadline
 
 
-def test_no_analysis_starts_while_a_target_is_down(rig) -> None:  # type: ignore[no-untyped-def]
+def test_no_analysis_starts_while_a_target_is_down(rig) -> None:
     driver, git, _, _ = rig
     down = ObservedTarget("t2", False, error="connection refused")
     assert driver.drive(snapshot(), [target(1000), down]).statuses["hp2"].phase == "wait_ready"
@@ -166,7 +166,7 @@ def test_no_analysis_starts_while_a_target_is_down(rig) -> None:  # type: ignore
     assert driver.drive(snapshot(), [target(1000)]).statuses["hp2"].phase == "start"
 
 
-def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: ignore[no-untyped-def]
+def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
     snap = snapshot()
@@ -179,7 +179,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: igno
     assert tick(1000, 30) == "analyse"
     assert tick(1000, 30) == "advance"  # hold 60s over, latest interval passed
     result = driver.drive(snap, [target(1000)])
-    assert result.desired.models["hp2"].split.canary_weight_bp == 5000  # type: ignore[union-attr]
+    assert result.desired.models["hp2"].split.canary_weight_bp == 5000
     assert result.statuses["hp2"].phase == "wait_ready"  # split still at the old weight
     assert tick(5000, 0) == "wait"
     assert tick(5000, 30) == "analyse"
@@ -198,7 +198,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:  # type: igno
     assert analysis["Rollouts-Last-Interval"].startswith("pass at 50%: canary ")
 
 
-def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:  # type: ignore[no-untyped-def]
+def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
     manual = SPEC.replace("    analysis:\n", "    promotion: manual\n    analysis:\n")
@@ -213,14 +213,14 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     assert status.phase == "ready_to_promote", phases
     assert status.message.startswith("Analysis passed; ready to promote (promotion: manual)")
     assert result.pending == []  # a person promotes, by a commit that sets stable
-    assert result.desired.models["hp2"].split.canary_weight_bp == 5000  # type: ignore[union-attr]
+    assert result.desired.models["hp2"].split.canary_weight_bp == 5000
     verdicts = [line for line in git.notes("start-commit") if " verdict: " in line]
     assert len(verdicts) == 1 and "ready to promote" in verdicts[0]
     driver.drive(snap, [target(5000)])  # said once, not on every tick
     assert len([line for line in git.notes("start-commit") if " verdict: " in line]) == 1
 
 
-def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: ignore[no-untyped-def]
+def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
@@ -243,7 +243,7 @@ def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:  # type: i
     assert kinds(git).count("verdict:fail") == 1
 
 
-def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:  # type: ignore[no-untyped-def]
+def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:
     driver, git, provider, clock = rig
     snap = snapshot()
     driver.drive(snap, [target(1000)])
@@ -254,7 +254,7 @@ def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:  # type: ig
     assert kinds(git) == ["started"] + ["interval:skipped"] * 4
 
 
-def test_counter_reset_interval_is_skipped(rig) -> None:  # type: ignore[no-untyped-def]
+def test_counter_reset_interval_is_skipped(rig) -> None:
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 90), 1: VersionWindow(900, 0)}
     provider.reset = True
@@ -265,7 +265,7 @@ def test_counter_reset_interval_is_skipped(rig) -> None:  # type: ignore[no-unty
     assert kinds(git) == ["started", "interval:skipped"]
 
 
-def test_auto_reverted_version_is_not_proposed_again(rig) -> None:  # type: ignore[no-untyped-def]
+def test_auto_reverted_version_is_not_proposed_again(rig) -> None:
     driver, git, _, _ = rig
     git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\nRollouts-Reverted-Version: 2\n"]
     result = driver.drive(snapshot(), [target(None)])
@@ -287,7 +287,7 @@ def test_canary_ready_needs_every_target_to_start_and_every_reachable_one_after(
     assert not canary_ready("hp2", 2, 1000, [down])
 
 
-def test_canary_that_failed_to_load_is_failed_and_taken_out(rig) -> None:  # type: ignore[no-untyped-def]
+def test_canary_that_failed_to_load_is_failed_and_taken_out(rig) -> None:
     driver, git, _, _ = rig
     broken = ObservedModel(
         "hp2", {1: "AVAILABLE", 2: "END"}, {"stable": 1}, errors={2: "SavedModel file missing"}
@@ -313,7 +313,7 @@ def test_load_error_on_an_unreachable_or_other_version_is_ignored() -> None:
     assert canary_load_error("hp2", 2, [ObservedTarget("t1", True, {"hp2": failed})]) == "t1: bad"
 
 
-def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> None:  # type: ignore[no-untyped-def]
+def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> None:
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
@@ -329,7 +329,7 @@ def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> N
     assert kinds(git)[-2:] == ["interval:fail", "verdict:fail"]
 
 
-def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:  # type: ignore[no-untyped-def]
+def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:
     driver, git, _, _ = rig
     promotion = "a" * 40
     git.commit_messages = {

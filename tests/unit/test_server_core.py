@@ -284,7 +284,7 @@ def test_removed_model_unloads_after_inflight_handle(make_core, tmp_path: Path) 
         loader = handle.servable
         core.reload_config(config(("b", tmp_path / "b")), timeout_s=5)
         assert wait_for(lambda: core.model_status("a")[0].state is VersionState.UNLOADING)
-        assert not loader.unloaded.is_set()  # type: ignore[attr-defined]
+        assert not loader.unloaded.is_set()
     assert wait_for(lambda: core.model_status("a")[0].state is VersionState.END)
-    assert loader.unloaded.is_set()  # type: ignore[attr-defined]
+    assert loader.unloaded.is_set()
     assert core.list_models() == ["b"]

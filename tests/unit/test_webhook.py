@@ -3,6 +3,7 @@ and a bounded body; only a valid push triggers a fetch."""
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +81,9 @@ def test_signature_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch)
         calls.append((a, b))
         return a == b
 
-    monkeypatch.setattr(webhook.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     good = webhook.signature(SECRET, b"{}")
     assert webhook.verify(SECRET, b"{}", good)
     assert not webhook.verify(SECRET, b"{}", "sha256=00")
     assert calls == [(good, good), (good, "sha256=00")]
-    assert status_server.verify is webhook.verify  # the endpoint uses this check
+    assert status_server.__dict__["verify"] is webhook.verify  # the endpoint uses this check
