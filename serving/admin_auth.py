@@ -78,7 +78,7 @@ def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str
     return None
 
 
-def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     # No deserializer: the request is never parsed, let alone applied.
     def refuse(request: bytes, context: grpc.ServicerContext) -> None:
         context.abort(code, message)
@@ -99,9 +99,9 @@ class AdminInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method: str = handler_call_details.method
         if not is_admin_method(method):
             return continuation(handler_call_details)

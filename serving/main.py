@@ -66,6 +66,7 @@ from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
+from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
@@ -380,7 +381,7 @@ def serve(
         AdminInterceptor(token, serve_admin=not flags.admin_port)
     ]
     if flags.max_tensor_elements:
-        interceptors.append(limits.TensorLimitInterceptor(flags.max_tensor_elements))
+        interceptors.append(TensorLimitInterceptor(flags.max_tensor_elements))
 
     def add_prediction_service(server: grpc.Server) -> None:
         grpc_prediction_service.add_to_server(wiring.dataplane, server)

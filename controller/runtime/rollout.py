@@ -47,6 +47,7 @@ from controller.decide.gates import (
 )
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.logfields import fields
 from controller.spec import yamledit
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,8 @@ class RolloutDriver:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
-                        status.message)
+                        status.message,
+                        extra=fields("blocked", model=status.model, commit=status.canary_commit))
 
     def _act(
         self,
@@ -389,7 +391,10 @@ class RolloutDriver:
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
         line = redact(journal_line(event, " ".join(summary.split())))
-        log.info("%s", line[: line.find("{")].strip())
+        # A failed interval and a failed verdict are news; the rest is progress.
+        failed = event.outcome == "fail"
+        log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
+                extra=fields(event.kind, model=event.model, commit=commit))
         self.journal.add_note(commit, line)
 
     # -- writing verdicts to git ------------------------------------------
@@ -402,16 +407,23 @@ class RolloutDriver:
         try:
             outcome = self.git.write_with_retry(make)
         except GitError as err:
-            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err)
+            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
+                      extra=fields("write_failed", model=pending.model,
+                                   commit=pending.canary_commit))
             return None
         if outcome.status is WriteStatus.WRITTEN:
-            log.info(
-                "%s: %s commit %s pushed", pending.model, pending.kind, (outcome.sha or "")[:12]
+            sha = outcome.sha or ""
+            kind = "promotion" if pending.kind == "promote" else "revert"
+            log.log(
+                logging.INFO if pending.kind == "promote" else logging.WARNING,
+                "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
+                sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
             log.warning(
-                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind
+                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
+                extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
             )
         return None
 

@@ -33,6 +33,7 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
@@ -105,6 +106,7 @@ class Controller:
         self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
+        self._findings_logged: set[tuple[str, str, str]] = set()
 
     # -- jobs ------------------------------------------------------------
     def sync_git(self) -> bool:
@@ -118,7 +120,7 @@ class Controller:
             self._git_backoff.failed("git", now)
             with self._lock:
                 self.state.git_error = redact(str(err))
-            log.warning("git sync failed: %s", self.state.git_error)
+            log.warning("git sync failed: %s", self.state.git_error, extra=fields("git"))
             return False
         self._git_backoff.succeeded("git")
         with self._lock:
@@ -138,12 +140,14 @@ class Controller:
                 # Fail closed: the last good state keeps serving.
                 self.state.spec_errors = [f"commit {head[:12]}: {p}" for p in problems]
                 for line in self.state.spec_errors:
-                    log.error("invalid specs, nothing applied: %s", line)
+                    log.error("invalid specs, nothing applied: %s", line,
+                              extra=fields("specs", commit=head))
                 return False
             self.state.spec_errors = []
             self.state.snapshot = snapshot
         log.info(
-            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models)
+            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models),
+            extra=fields("specs", commit=head),
         )
         return True
 
@@ -190,8 +194,7 @@ class Controller:
             for name in result.plan.models_in_sync(desired.models):
                 commits[name] = desired.commit
             self.state.model_commits = commits
-        for finding in result.findings:
-            log.warning("%s %s: %s", finding.target, finding.model, finding.message)
+        self._log_new_findings(result, desired.commit)
         wrote = False
         for pending in drive.pending:
             if pending.kind == "fail" and not canary_out_of_traffic(
@@ -206,6 +209,14 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _log_new_findings(self, result: ReconcileResult, commit: str) -> None:
+        """A finding is logged when it appears, not again on every tick it persists."""
+        current = {(f.target, f.model, f.message) for f in result.findings}
+        for target, model, message in sorted(current - self._findings_logged):
+            log.warning("%s %s: %s", target, model, message,
+                        extra=fields("finding", model=model, target=target, commit=commit))
+        self._findings_logged = current
 
     def _schedule_tick(self, due: float | None) -> None:
         """Run the reconcile job when a canary's next interval or hold ends.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -220,7 +221,10 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     assert len([line for line in git.notes("start-commit") if " verdict: " in line]) == 1
 
 
-def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
+def test_failing_canary_is_taken_out_and_pending_revert(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="controller")
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
@@ -237,6 +241,11 @@ def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
     analysis = dict(result.pending[0].analysis)
     assert analysis["Rollouts-Intervals"] == "0 passed, 2 failed, 0 not judged"
     assert "40.00% err" in analysis["Rollouts-Last-Interval"]
+    # Failed intervals and the failed verdict are warnings; the start is progress.
+    levels = {(r.event, r.levelname) for r in caplog.records}  # type: ignore[attr-defined]
+    assert ("interval", "WARNING") in levels and ("verdict", "WARNING") in levels
+    assert ("started", "INFO") in levels
+    assert all(r.model == "hp2" and r.commit == "start-commit" for r in caplog.records)  # type: ignore[attr-defined]
     # A restarted driver (same journal) reaches the same verdict without re-recording it.
     again = RolloutDriver(git, git, provider, clock=clock).drive(snap, [target(None)])
     assert [p.kind for p in again.pending] == ["fail"]
@@ -265,11 +274,18 @@ def test_counter_reset_interval_is_skipped(rig) -> None:
     assert kinds(git) == ["started", "interval:skipped"]
 
 
-def test_auto_reverted_version_is_not_proposed_again(rig) -> None:
+def test_auto_reverted_version_is_not_proposed_again(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
     driver, git, _, _ = rig
     git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\nRollouts-Reverted-Version: 2\n"]
     result = driver.drive(snapshot(), [target(None)])
     assert result.statuses["hp2"].phase == "blocked"
+    # Said once, at WARNING, with the fix; not again on the next tick.
+    driver.drive(snapshot(), [target(None)])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "canary.retry: true" in warnings[0].getMessage()
+    assert warnings[0].event == "blocked"  # type: ignore[attr-defined]
     assert "canary" not in result.desired.models["hp2"].labels
     retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
     driver2 = RolloutDriver(git, git, FakeProvider())
