@@ -26,6 +26,8 @@ from typing import Any
 
 import grpc
 
+from serving.config.errors import StartupError
+
 ADMIN_METHODS = frozenset({"/tensorflow.serving.ModelService/HandleReloadConfigRequest"})
 ADMIN_SERVICE_PREFIXES = ("/rollouts.serving.v1.RolloutService/",)
 ADMIN_REST_PATHS = frozenset({"/v1/models", "/v1/models/"})
@@ -34,7 +36,7 @@ UNAUTHENTICATED_MESSAGE = "Missing or invalid admin bearer token"
 _SCHEME = "bearer "
 
 
-class TokenFileError(Exception):
+class TokenFileError(StartupError):
     """An unreadable or unusable --admin_token_file (the message never holds the token)."""
 
 
@@ -78,7 +80,7 @@ def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str
     return None
 
 
-def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     # No deserializer: the request is never parsed, let alone applied.
     def refuse(request: bytes, context: grpc.ServicerContext) -> None:
         context.abort(code, message)
@@ -99,9 +101,9 @@ class AdminInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method: str = handler_call_details.method
         if not is_admin_method(method):
             return continuation(handler_call_details)

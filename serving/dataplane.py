@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from tensorflow_serving.apis import (
@@ -38,6 +38,8 @@ from serving.example_results import (
 )
 
 DEFAULT_SIGNATURE = "serving_default"
+
+Result = TypeVar("Result")
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -289,8 +291,8 @@ class DataPlane:
         finally:
             self._record(ref, served, api, entrypoint, code, start)
 
-    def _call(self, ref: ModelRef, api: str, entrypoint: str, body: Callable[[list[Served]], Any],
-              ) -> Any:
+    def _call(self, ref: ModelRef, api: str, entrypoint: str,
+              body: Callable[[list[Served]], Result]) -> Result:
         with self._recorded(ref, api, entrypoint) as served:
             return body(served)
 
@@ -323,7 +325,7 @@ class DataPlane:
                 outputs = self._runner(h).run(key, tensors, list(output_filter) or None)
                 return PredictResult(served[0], outputs)
 
-        return self._call(ref, "Predict", entrypoint, body)  # type: ignore[no-any-return]
+        return self._call(ref, "Predict", entrypoint, body)
 
     async def predict_batched(
         self,
@@ -358,10 +360,10 @@ class DataPlane:
             return PredictResult(served[0], outputs)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
-                       entrypoint: str, make: Callable[..., Any]) -> Any:
+                       entrypoint: str, make: Callable[..., Result]) -> Result:
         key = signature_name or DEFAULT_SIGNATURE
 
-        def body(served: list[Served]) -> Any:
+        def body(served: list[Served]) -> Result:
             with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
                 served.append(self._served(h, key))
                 signature = h.servable.signatures.get(key)
@@ -374,13 +376,13 @@ class DataPlane:
     def classify(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                  *, entrypoint: str = "") -> ClassifyResult:
         make = _example_task(classification_outputs, classification_result, ClassifyResult)
-        return self._examples_call(  # type: ignore[no-any-return]
+        return self._examples_call(
             ref, "Classify", inp, signature_name, entrypoint, make)
 
     def regress(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                 *, entrypoint: str = "") -> RegressResult:
         make = _example_task(regression_outputs, regression_result, RegressResult)
-        return self._examples_call(  # type: ignore[no-any-return]
+        return self._examples_call(
             ref, "Regress", inp, signature_name, entrypoint, make)
 
     def multi_inference(self, ref: ModelRef, tasks: Sequence[tuple[str, str]],
@@ -407,7 +409,7 @@ class DataPlane:
                     results.append(r)
                 return MultiInferenceResult(served[0], results)
 
-        return self._call(ref, "MultiInference", entrypoint, body)  # type: ignore[no-any-return]
+        return self._call(ref, "MultiInference", entrypoint, body)
 
     @staticmethod
     def _plan_tasks(servable: Any, tasks: Sequence[tuple[str, str]]
@@ -448,11 +450,11 @@ class DataPlane:
 
 
 def _example_task(
-    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[..., Any]
-) -> Callable[..., Any]:
+    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[[Served, Any], Result]
+) -> Callable[..., Result]:
     """Classify and regress alike: serialized tf.Examples in, one result list out."""
 
-    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served) -> Any:
+    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served) -> Result:
         fetch = outputs(servable, key, sig)
         records = serialized_examples(inp)
         out = servable.run(key, {"inputs": records}, fetch)

@@ -15,16 +15,39 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from controller.adapters.gitrepo import GitError, GitRepo, NothingToCommit, WriteResult
+from controller.adapters.gitrepo import (
+    CommitInfo,
+    GitError,
+    NothingToCommit,
+    PushResult,
+    WriteResult,
+)
 from controller.decide import trailers
 from controller.decide.verdict_text import WRITE_BACK_MODES, verdict_branch
 
 __all__ = [
-    "WRITE_BACK_MODES", "BranchOutcome", "BranchStatus", "verdict_branch", "write_to_branch",
+    "WRITE_BACK_MODES", "BranchOutcome", "BranchStatus", "BranchWriter", "verdict_branch",
+    "write_to_branch",
 ]
+
+
+class BranchWriter(Protocol):
+    """The git roles of proposing a verdict on a branch (`GitRepo` plays them)."""
+
+    @property
+    def branch(self) -> str: ...
+
+    def sync(self) -> str: ...
+
+    def fetch_branch(self, branch: str) -> str | None: ...
+
+    def push_branch(self, sha: str, branch: str) -> PushResult: ...
+
+    def log(self, rev: str | None = ..., *, max_count: int = ...) -> Sequence[CommitInfo]: ...
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +67,7 @@ class BranchOutcome:
 
 
 def write_to_branch(
-    git: GitRepo,
+    git: BranchWriter,
     branch: str,
     canary_commit: str,
     make_change: Callable[[str], WriteResult | None],

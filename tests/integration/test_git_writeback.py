@@ -182,7 +182,7 @@ def test_branch_mode_holds_the_canary_until_its_promotion_is_merged(
         )
         assert not held, controller.status()
         rollout = controller.status()["models"]["hp2"]["rollout"]
-        assert rollout["awaiting_merge"] == "rollouts/hp2/promote-2", rollout
+        assert rollout is not None and rollout["awaitingMerge"] == "rollouts/hp2/promote-2", rollout
         # A person (or a bot) merges it: the promotion is applied from the followed branch.
         git(person.clone, "fetch", "-q", "origin", f"{branch}:refs/remotes/origin/proposal")
         git(person.clone, "merge", "-q", "--no-ff", "-m", "Merge the promotion of hp2",
