@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from tensorflow_serving.apis import (
@@ -43,11 +43,18 @@ from serving.example_results import (
 from serving.shadow import ShadowJob, ShadowScorer
 
 DEFAULT_SIGNATURE = "serving_default"
+
+Result = TypeVar("Result")
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 log = logging.getLogger(__name__)
+
+Replay = Callable[[Any], Mapping[str, np.ndarray]]
+"""A finished call replayed on another version's handle (shadow scoring)."""
+Example = tuple[Result, dict[str, np.ndarray], Replay]
+"""What a Classify or Regress task gives: its result, raw outputs and replay."""
 
 
 # ------------------------------------------------ what the data plane needs
@@ -313,8 +320,8 @@ class DataPlane:
         finally:
             self._record(ref, served, api, entrypoint, code, start)
 
-    def _call(self, ref: ModelRef, api: str, entrypoint: str, body: Callable[[list[Served]], Any],
-              ) -> Any:
+    def _call(self, ref: ModelRef, api: str, entrypoint: str,
+              body: Callable[[list[Served]], Result]) -> Result:
         with self._recorded(ref, api, entrypoint) as served:
             return body(served)
 
@@ -349,7 +356,7 @@ class DataPlane:
                              outputs)
                 return PredictResult(served[0], outputs)
 
-        return self._call(ref, "Predict", entrypoint, body)  # type: ignore[no-any-return]
+        return self._call(ref, "Predict", entrypoint, body)
 
     async def predict_batched(
         self,
@@ -385,10 +392,10 @@ class DataPlane:
             return PredictResult(served[0], outputs)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
-                       entrypoint: str, make: Callable[..., Any]) -> Any:
+                       entrypoint: str, make: Callable[..., Example[Result]]) -> Result:
         key = signature_name or DEFAULT_SIGNATURE
 
-        def body(served: list[Served]) -> Any:
+        def body(served: list[Served]) -> Result:
             with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
                 served.append(self._served(h, key))
                 signature = _examples_signature(h, key)
@@ -401,13 +408,13 @@ class DataPlane:
     def classify(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                  *, entrypoint: str = "") -> ClassifyResult:
         make = _example_task(classification_outputs, classification_result, ClassifyResult)
-        return self._examples_call(  # type: ignore[no-any-return]
+        return self._examples_call(
             ref, "Classify", inp, signature_name, entrypoint, make)
 
     def regress(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                 *, entrypoint: str = "") -> RegressResult:
         make = _example_task(regression_outputs, regression_result, RegressResult)
-        return self._examples_call(  # type: ignore[no-any-return]
+        return self._examples_call(
             ref, "Regress", inp, signature_name, entrypoint, make)
 
     def multi_inference(self, ref: ModelRef, tasks: Sequence[tuple[str, str]],
@@ -434,7 +441,7 @@ class DataPlane:
                     results.append(r)
                 return MultiInferenceResult(served[0], results)
 
-        return self._call(ref, "MultiInference", entrypoint, body)  # type: ignore[no-any-return]
+        return self._call(ref, "MultiInference", entrypoint, body)
 
     @staticmethod
     def _plan_tasks(servable: Any, tasks: Sequence[tuple[str, str]]
@@ -494,14 +501,14 @@ def _predict_replay(key: str, tensors: Mapping[str, np.ndarray], output_filter: 
 
 
 def _example_task(
-    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[..., Any]
-) -> Callable[..., Any]:
+    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[[Served, Any], Result]
+) -> Callable[..., Example[Result]]:
     """Classify and regress alike: serialized tf.Examples in, one result list out.
     `make` also returns the raw outputs and how to replay the call on another
     version's handle (for shadow scoring)."""
 
     def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served,
-             ) -> tuple[Any, dict[str, np.ndarray], Callable[[Any], Mapping[str, np.ndarray]]]:
+             ) -> Example[Result]:
         fetch = outputs(servable, key, sig)
         records = serialized_examples(inp)
         out = servable.run(key, {"inputs": records}, fetch)

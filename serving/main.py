@@ -41,15 +41,14 @@ from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
-    TokenFileError,
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
 from serving.config.batching import (  # noqa: E402
-    BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
+from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -59,13 +58,14 @@ from serving.config.files import (  # noqa: E402
     single_model_config,
 )
 from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
-from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
+from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
+from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
@@ -308,10 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr)
         return 2
-    except (TokenFileError, TLSConfigError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except (ConfigFileError, BatchingConfigError) as exc:
+    except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
@@ -385,7 +382,7 @@ def serve(
         AdminInterceptor(token, serve_admin=not flags.admin_port)
     ]
     if flags.max_tensor_elements:
-        interceptors.append(limits.TensorLimitInterceptor(flags.max_tensor_elements))
+        interceptors.append(TensorLimitInterceptor(flags.max_tensor_elements))
 
     def add_prediction_service(server: grpc.Server) -> None:
         grpc_prediction_service.add_to_server(wiring.dataplane, server)

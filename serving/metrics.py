@@ -137,7 +137,7 @@ class Metrics:
         self._shadow_count: dict[tuple[str, ...], float] = defaultdict(float)
         self._loaded_source = loaded_versions
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
 
     def observe(self, model: str, version: int | None, label: str, api: str, entrypoint: str,
                 status_code: Code, seconds: float) -> None:

@@ -312,7 +312,7 @@ class ServerCore:
         with self._lock:
             for config in self._state.config.model_config_list.config:
                 if config.name == model:
-                    return config.base_path
+                    return str(config.base_path)
         return None
 
     # ----- labels, splits, policies -----

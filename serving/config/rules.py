@@ -50,7 +50,7 @@ def platform_of(config: ModelConfig) -> str:
             "Illegal setting neither ModelServerConfig::model_type (deprecated) "
             "nor ModelServerConfig::model_platform.",
         )
-    return config.model_platform
+    return str(config.model_platform)
 
 
 def is_relative(base_path: str) -> bool:

@@ -31,7 +31,8 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from controller.adapters.channel import client_channel
-from controller.adapters.targets import TargetAddress, TargetError
+from controller.adapters.targets import TargetError
+from controller.decide.fleet import TargetAddress
 from controller.decide.plan import ReloadConfig
 from controller.runtime.runner import Controller, ControllerSettings, target_client
 from serving.generated import rollouts_serving_pb2 as ext

@@ -88,7 +88,7 @@ class HalfPlusTwo:
 
 def _info(target: meta_graph_pb2.TensorInfo, info: TensorInfo) -> None:
     target.name = info.name
-    target.dtype = info.dtype  # type: ignore[assignment]
+    target.dtype = info.dtype
     for d in info.shape or ():
         target.tensor_shape.dim.add().size = d
 

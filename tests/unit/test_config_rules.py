@@ -23,7 +23,7 @@ from serving.loaders.registry import PlatformRegistry
 
 def registry() -> PlatformRegistry:
     # Only the platform names matter here: nothing is loaded.
-    return PlatformRegistry({"tensorflow": lambda path: None})  # type: ignore[arg-type,return-value,dict-item]
+    return PlatformRegistry({"tensorflow": lambda path: None})  # type: ignore[return-value,dict-item]
 
 
 def config(text: str) -> ModelServerConfig:

@@ -112,7 +112,7 @@ def fleet() -> tuple[list[SimTarget], Reconciler, FakeClock]:
     return targets, Reconciler(targets, clock=clock, sleep=clock.sleep), clock
 
 
-def test_full_lifecycle_converges(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_full_lifecycle_converges(fleet) -> None:
     targets, rec, _ = fleet
     assert rec.run(state({1}, {"stable": 1})).in_sync
     assert all(t.config["m"][1] == {"stable": 1} for t in targets)
@@ -128,7 +128,7 @@ def test_full_lifecycle_converges(fleet) -> None:  # type: ignore[no-untyped-def
     assert all(t.served_label_gaps == 0 for t in targets)
 
 
-def test_down_target_is_backed_off_and_rejoins(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_down_target_is_backed_off_and_rejoins(fleet) -> None:
     targets, rec, clock = fleet
     targets[1].up = False
     result = rec.run(state({1}, {"stable": 1}), deadline_s=5)
@@ -141,7 +141,7 @@ def test_down_target_is_backed_off_and_rejoins(fleet) -> None:  # type: ignore[n
     assert targets[1].config["m"][1] == {"stable": 1}
 
 
-def test_restarted_target_converges_again(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_restarted_target_converges_again(fleet) -> None:
     targets, rec, _ = fleet
     desired = state({1, 2}, {"stable": 1, "canary": 2}, SPLIT)
     assert rec.run(desired).in_sync
@@ -164,14 +164,14 @@ def test_backoff_doubles_and_caps() -> None:
     assert not backoff.waiting("t", 0)
 
 
-def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:
     targets, rec, clock = fleet
     targets[1].up = False
     result = rec.run(state({1}, {"stable": 1}), deadline_s=3600)
     assert not result.in_sync and clock.t < 60  # did not sit out the deadline
 
 
-def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_superseded_desired_state_returns_early(fleet) -> None:
     targets, rec, clock = fleet
     calls: list[int] = []
 
@@ -184,7 +184,7 @@ def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[
     assert rec.run(state({1}, {"stable": 1})).in_sync
 
 
-def test_scheduler_skip_warnings_are_dropped(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_scheduler_skip_warnings_are_dropped(caplog) -> None:
     import logging
 
     import controller.runtime.runner  # noqa: F401 - installs the filter

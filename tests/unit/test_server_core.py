@@ -276,7 +276,8 @@ def test_split_validation_and_router(make_core, tmp_path: Path) -> None:
     assert core.get_split("m") == shadowed
     peer = core.shadow_peer("m", "stable")
     assert peer is not None and (peer.version, peer.tolerance, peer.outputs) == (2, 0.5, ("y",))
-    assert core.shadow_peer("m", "canary").version == 1  # type: ignore[union-attr]
+    back = core.shadow_peer("m", "canary")
+    assert back is not None and back.version == 1
     assert core.shadow_peer("m", None) is None
     core.clear_split("m")
     assert core.get_split("m") is None
@@ -295,7 +296,7 @@ def test_removed_model_unloads_after_inflight_handle(make_core, tmp_path: Path) 
         loader = handle.servable
         core.reload_config(config(("b", tmp_path / "b")), timeout_s=5)
         assert wait_for(lambda: core.model_status("a")[0].state is VersionState.UNLOADING)
-        assert not loader.unloaded.is_set()  # type: ignore[attr-defined]
+        assert not loader.unloaded.is_set()
     assert wait_for(lambda: core.model_status("a")[0].state is VersionState.END)
-    assert loader.unloaded.is_set()  # type: ignore[attr-defined]
+    assert loader.unloaded.is_set()
     assert core.list_models() == ["b"]
