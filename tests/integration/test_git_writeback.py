@@ -114,7 +114,7 @@ def test_unsigned_by_default_and_a_bad_signing_key_is_a_config_error(tmp_path: P
     assert git(person.remote, "log", "-1", "--format=%G?", sha) == "N"  # no signature
     with pytest.raises(ValueError, match=r"gitSigningKey .*no SSH key file"):
         controller_from(config_file(tmp_path, person, gitSigningKey=str(tmp_path / "nope")))
-    with pytest.raises(ValueError, match=r"writeBack .*'pr'"):
+    with pytest.raises(ValueError, match=r"controller.yaml:\d+:\d+: .*writeBack"):
         controller_from(config_file(tmp_path, person, writeBack="pr"))
 
 
