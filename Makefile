@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Validate the example specs the way a user's CI would, check style and types,
+# Validate the example specs the way a user's CI would, check style, the import
+# contracts (pyproject.toml's [tool.importlinter]) and types,
 # then run the whole suite. The 5-minute soak runs in its own pytest process
 # beside the rest (3 xdist workers), so the suite takes as long as its longest
 # part, not their sum; its summary is printed before the main one. pytest exit
@@ -24,6 +25,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/rollouts validate rollouts/
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy controller serving benchmarks tests
 	@mkdir -p build
 	@$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_soak.py \
@@ -49,6 +51,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy controller serving benchmarks tests
 
 protos: $(STAMP)

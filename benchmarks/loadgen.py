@@ -188,7 +188,8 @@ async def _run_grpc(target: str, method: str, request: bytes, concurrency: int,
     channels = [grpc.aio.insecure_channel(target)
                 for _ in range(max(1, -(-concurrency // CALLS_PER_CHANNEL)))]
     # No serializers: bytes in, bytes out.
-    calls = [ch.unary_unary(method, None, None) for ch in channels]
+    calls: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
+        ch.unary_unary(method, None, None) for ch in channels]
     latencies: list[float] = []
     errors: list[int] = []
 
@@ -227,7 +228,7 @@ def _run_grpc_threads(target: str, method: str, request: bytes, concurrency: int
     import grpc
 
     channel = grpc.insecure_channel(target)
-    call = channel.unary_unary(method, None, None)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method, None, None)
     try:
         call(request, timeout=30)  # connect outside the window
     except grpc.RpcError:

@@ -26,6 +26,8 @@ from typing import Any
 
 import grpc
 
+from serving.config.errors import StartupError
+
 ADMIN_METHODS = frozenset({"/tensorflow.serving.ModelService/HandleReloadConfigRequest"})
 ADMIN_SERVICE_PREFIXES = ("/rollouts.serving.v1.RolloutService/",)
 ADMIN_REST_PATHS = frozenset({"/v1/models", "/v1/models/"})
@@ -34,7 +36,7 @@ UNAUTHENTICATED_MESSAGE = "Missing or invalid admin bearer token"
 _SCHEME = "bearer "
 
 
-class TokenFileError(Exception):
+class TokenFileError(StartupError):
     """An unreadable or unusable --admin_token_file (the message never holds the token)."""
 
 
@@ -78,7 +80,7 @@ def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str
     return None
 
 
-def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _refusal(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     # No deserializer: the request is never parsed, let alone applied.
     def refuse(request: bytes, context: grpc.ServicerContext) -> None:
         context.abort(code, message)
@@ -99,10 +101,10 @@ class AdminInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method: str = handler_call_details.method
         if not is_admin_method(method):
             return continuation(handler_call_details)
         if not self._serve_admin:
@@ -111,7 +113,7 @@ class AdminInterceptor(grpc.ServerInterceptor):
                 f"{method} is served on the admin port only",
             )
         if self._token:
-            metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+            metadata = handler_call_details.invocation_metadata
             if not bearer_matches(self._token, _metadata_value(metadata, "authorization")):
                 return _refusal(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
         return continuation(handler_call_details)

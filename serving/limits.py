@@ -5,22 +5,20 @@ TensorProto's shape before anything is allocated, and on decoded REST arrays);
 admission of REST inference calls (--max_pending_requests: a full wait queue
 answers at once instead of piling up); the gRPC concurrency bound derived from
 the same flags; and --model_root confinement of model base paths. Decisions
-are plain functions; the gRPC interceptor is the only adapter here.
+are plain functions; the gRPC interceptor that applies the element limit is
+serving/grpc/tensor_limit.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import grpc
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from serving.core.status import Code, ServingError, invalid_argument
 
-# Methods whose request carries named input TensorProtos in `inputs`.
-_TENSOR_METHODS = frozenset({"/tensorflow.serving.PredictionService/Predict"})
 _URI_SCHEME = ("://",)
 
 
@@ -58,38 +56,6 @@ def check_tensor_protos(inputs: Mapping[str, Any], limit: int) -> None:
         count = shape_elements([d.size for d in proto.tensor_shape.dim])
         if count is not None:
             check_elements(name, count, limit)
-
-
-class TensorLimitInterceptor(grpc.ServerInterceptor):
-    """Refuses Predict requests with an oversized input before the handler decodes it."""
-
-    def __init__(self, max_elements: int) -> None:
-        self._limit = max_elements
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or method not in _TENSOR_METHODS or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-        limit = self._limit
-
-        def checked(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                check_tensor_protos(request.inputs, limit)
-            except ServingError as err:
-                context.abort(grpc.StatusCode[err.code.name], err.message)
-            return inner(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            checked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
 
 
 # ----- admission -----

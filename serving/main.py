@@ -41,15 +41,14 @@ from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
-    TokenFileError,
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
 from serving.config.batching import (  # noqa: E402
-    BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
+from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -59,19 +58,21 @@ from serving.config.files import (  # noqa: E402
     single_model_config,
 )
 from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
-from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
+from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
+from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
 from serving.loaders.options import SERVE_TAG, SavedModelOptions, parse_tags  # noqa: E402
 from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
+from serving.shadow import ShadowScorer  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -145,6 +146,7 @@ class Wiring:
     metrics: Metrics
     dataplane: DataPlane
     batcher: Batcher | None = None
+    shadow: ShadowScorer | None = None
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -> Wiring:
@@ -159,7 +161,10 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
     core.router = routing.route
     # --enable_batching: one batcher (one pool of batch threads) for all models.
     batcher = Batcher(batching, metrics) if batching is not None else None
-    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher), batcher)
+    # Shadow scoring is idle until a split sets a shadow rate.
+    shadow = ShadowScorer(core, metrics)
+    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow),
+                  batcher, shadow)
 
 
 def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -317,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr)
         return 2
-    except (TokenFileError, TLSConfigError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except (ConfigFileError, BatchingConfigError) as exc:
+    except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
@@ -394,7 +396,7 @@ def serve(
         AdminInterceptor(token, serve_admin=not flags.admin_port)
     ]
     if flags.max_tensor_elements:
-        interceptors.append(limits.TensorLimitInterceptor(flags.max_tensor_elements))
+        interceptors.append(TensorLimitInterceptor(flags.max_tensor_elements))
 
     def add_prediction_service(server: grpc.Server) -> None:
         grpc_prediction_service.add_to_server(wiring.dataplane, server)
@@ -476,6 +478,8 @@ def serve(
     drained.wait(DRAIN_SECONDS)
     if wiring.batcher is not None:
         wiring.batcher.stop(DRAIN_SECONDS)
+    if wiring.shadow is not None:
+        wiring.shadow.stop(DRAIN_SECONDS)
     core.stop(timeout=DRAIN_SECONDS)
     log.info("Server stopped")
     return 0

@@ -11,6 +11,7 @@ Serving's default `AsProtoField`). DT_STRING is a numpy object array of bytes.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
@@ -166,7 +167,7 @@ def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
         return proto
     _, field = _NUMERIC[dtype]
     if dtype == DT_HALF:
-        values: list = flat.view(np.uint16).tolist()
+        values: list[Any] = flat.view(np.uint16).tolist()
     elif dtype in (DT_COMPLEX64, DT_COMPLEX128):
         values = np.stack([flat.real, flat.imag], axis=-1).reshape(-1).tolist()
     else:

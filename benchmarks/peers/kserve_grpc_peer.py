@@ -43,7 +43,7 @@ def serve(model: str, saved_model: str, http_port: int, grpc_port: int) -> None:
     shared = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shared)
 
-    class V2Peer(shared.SavedModelPeer):  # type: ignore[name-defined,misc]
+    class V2Peer(shared.SavedModelPeer):  # type: ignore[name-defined]
         def predict(self, payload: Any, headers: Any = None, response_headers: Any = None) -> Any:
             if not isinstance(payload, InferRequest):
                 return super().predict(payload, headers, response_headers)

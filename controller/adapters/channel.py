@@ -17,10 +17,10 @@ class _CallDetails(grpc.ClientCallDetails):
     def __init__(
         self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str | bytes]]
     ) -> None:
-        self.method = base.method  # type: ignore[attr-defined]
-        self.timeout = base.timeout  # type: ignore[attr-defined]
+        self.method = base.method
+        self.timeout = base.timeout
         self.metadata = tuple(metadata)
-        self.credentials = base.credentials  # type: ignore[attr-defined]
+        self.credentials = base.credentials
         self.wait_for_ready = getattr(base, "wait_for_ready", None)
         self.compression = getattr(base, "compression", None)
 
@@ -37,7 +37,7 @@ class BearerTokenInterceptor(grpc.UnaryUnaryClientInterceptor):
         client_call_details: grpc.ClientCallDetails,
         request: Any,
     ) -> Any:
-        metadata = list(client_call_details.metadata or [])  # type: ignore[attr-defined]
+        metadata = list(client_call_details.metadata or [])
         metadata.append(self._header)
         return continuation(_CallDetails(client_call_details, metadata), request)
 

@@ -13,12 +13,6 @@ from collections.abc import Mapping
 
 import grpc
 from google.protobuf import text_format
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-)
-from tensorflow_serving.config import model_server_config_pb2
 
 from controller.adapters.channel import client_channel
 from controller.decide.fleet import (
@@ -38,6 +32,15 @@ from controller.decide.plan import (
 )
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
+
+# TF Serving's protos generated into the project: `tensorflow_serving.apis` would
+# load all of TensorFlow into the controller.
+from serving.generated.tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
+from serving.generated.tensorflow_serving.config import model_server_config_pb2
 
 log = logging.getLogger(__name__)
 

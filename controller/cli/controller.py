@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import urllib.error
@@ -16,10 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from controller.adapters.redact import redact
+from controller.cli import logs
 from controller.decide.fleet import TargetAddress
+from controller.decide.verdict_text import WRITE_BACK_MODES
 from controller.spec.durations import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:8686"
@@ -54,6 +55,25 @@ def add_parsers(subparsers: Any) -> None:
         help="how long one reconcile pass waits for versions to load (default 60s)",
     )
     run.add_argument("--once", action="store_true", help="one sync and reconcile pass, then exit")
+    run.add_argument(
+        "--git-author", default=None, metavar="'NAME <EMAIL>'",
+        help="author and committer of the verdict commits "
+        "(default 'rollouts-controller <rollouts@localhost>')",
+    )
+    run.add_argument(
+        "--git-signing-key", default=None, metavar="KEY",
+        help="sign verdict commits with git's own signing: an SSH key file, "
+        "or an OpenPGP key id with --git-signing-format openpgp",
+    )
+    run.add_argument(
+        "--git-signing-format", default=None, choices=("ssh", "openpgp"),
+        help="what --git-signing-key is (default ssh)",
+    )
+    run.add_argument(
+        "--write-back", default=None, choices=WRITE_BACK_MODES,
+        help="push: verdicts onto the followed branch (default); branch: each onto "
+        "rollouts/<model>/<promote|revert>-<version> for a bot or person to merge",
+    )
     run.set_defaults(handler=cmd_run)
 
     plan = subparsers.add_parser(
@@ -108,6 +128,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--target-key-file", default=None, help="PEM key of --target-cert-file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text",
+        help="text (default) or json: one object per line with time, level, model, target, "
+        "commit, event, message",
+    )
 
 
 def parse_target(text: str) -> TargetAddress:
@@ -122,13 +147,10 @@ def parse_target(text: str) -> TargetAddress:
 
 def load_settings(args: argparse.Namespace) -> Any:
     from controller.runtime.runner import ControllerSettings
+    from controller.spec.controller_config import ControllerConfig, read_controller_config
 
-    file_values: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            file_values = YAML(typ="safe").load(handle) or {}
-        if not isinstance(file_values, dict):
-            raise ValueError(f"{args.config}: expected a mapping of settings")
+    config = read_controller_config(args.config) if args.config else ControllerConfig()
+    file_values = config.model_dump(by_alias=True, exclude_none=True)
 
     def pick(flag: str, key: str, default: Any = None) -> Any:
         value = getattr(args, flag, None)
@@ -136,12 +158,7 @@ def load_settings(args: argparse.Namespace) -> Any:
 
     repo = pick("repo", "repo")
     model_root = pick("model_root", "modelRoot")
-    targets_raw = args.target or [
-        t
-        if isinstance(t, str)
-        else f"{t['name']}={t['grpc']}" + (f",{t['metrics']}" if t.get("metrics") else "")
-        for t in file_values.get("targets", [])
-    ]
+    targets_raw = args.target or config.target_texts()
     missing = [
         name
         for name, value in (
@@ -189,21 +206,58 @@ def load_settings(args: argparse.Namespace) -> Any:
         target_root_ca=read("target_ca_file", "targetCaFile"),
         target_client_cert=cert,
         target_client_key=key,
+        **git_write_settings(pick),
     )
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+_AUTHOR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")
+
+
+def parse_author(value: Any, where: str) -> tuple[str, str]:
+    """`gitAuthor`: {name, email} in a config file, or 'Name <email>' (the flag)."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"name", "email"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; expected name, email")
+        name, email = value.get("name"), value.get("email")
+    else:
+        match = _AUTHOR.match(str(value))
+        name, email = (match["name"], match["email"]) if match else (None, None)
+    if not isinstance(name, str) or not name.strip() or not isinstance(email, str) or (
+        not email.strip() or any(c in email for c in "<> \n")
+    ):
+        raise ValueError(f"{where}: expected {{name, email}} or 'Name <email>', got {value!r}")
+    return name.strip(), email.strip()
+
+
+def git_write_settings(pick: Any) -> dict[str, Any]:
+    """The settings of how the controller writes to git: who, signed how, and where."""
+    values: dict[str, Any] = {}
+    author = pick("git_author", "gitAuthor")
+    if author is not None:
+        values["git_author"] = parse_author(author, "gitAuthor (--git-author)")
+    signing_key = pick("git_signing_key", "gitSigningKey")
+    if signing_key:
+        values["git_signing_key"] = str(signing_key)
+    signing_format = str(pick("git_signing_format", "gitSigningFormat", "ssh"))
+    if signing_format not in ("ssh", "openpgp"):
+        raise ValueError(
+            f"gitSigningFormat (--git-signing-format): {signing_format!r}; expected ssh or openpgp"
+        )
+    values["git_signing_format"] = signing_format
+    if signing_format == "ssh" and signing_key and not Path(str(signing_key)).is_file():
+        raise ValueError(f"gitSigningKey (--git-signing-key): no SSH key file {signing_key}")
+    write_back = str(pick("write_back", "writeBack", "push"))
+    if write_back not in WRITE_BACK_MODES:
+        raise ValueError(f"writeBack (--write-back): {write_back!r}; expected push or branch")
+    values["write_back"] = write_back
+    return values
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose)
+    logs.setup(args.verbose, args.log_format)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -221,11 +275,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# `rollouts plan` exit codes: a CI drift check must never get a false green.
+PLAN_IN_SYNC = 0
+PLAN_CHANGES = 2
+PLAN_BLOCKED = 3  # a target could not be observed, a version failed, or a canary is held
+
+
+def plan_exit_code(result: Any, held: dict[str, Any]) -> int:
+    """3 when the plan is incomplete or stuck, else 2 with changes pending, else 0."""
+    if result.unreachable or result.failed or held:
+        return PLAN_BLOCKED
+    if result.actions or result.pending:
+        return PLAN_CHANGES
+    return PLAN_IN_SYNC
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    from controller.decide.plan import ReloadConfig, plan
+    from controller.decide.plan import ReloadConfig, action_text, plan
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose)
+    # The report is the output; only warnings go to the log.
+    logs.setup(args.verbose, args.log_format, level=logging.WARNING)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -240,52 +310,62 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             return 1
         observed = controller.reconciler.observe(snapshot.desired)
-        desired = controller.driver.drive_preview(snapshot, observed)
+        preview = controller.driver.drive_preview(snapshot, observed)
+        desired = preview.desired
         result = plan(desired, observed)
     finally:
         controller.stop()
-    changes = [a for a in result.actions]
+    code = plan_exit_code(result, preview.held)
     if args.json:
-        print(json.dumps(_plan_json(desired.commit, result), indent=2))
-    else:
-        print(f"commit {desired.commit[:12]}")
-        for action in changes:
-            detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
-            print(
-                f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else "")
-            )
-        for version in result.pending:
-            print(f"  … waiting for {version[0]} version {version[1]} to become AVAILABLE")
-        for finding in result.findings:
-            print(f"  ! {finding.target} {finding.model}: {finding.message}")
-        if not changes and not result.pending:
-            print("  in sync: no changes")
-    return 2 if changes or result.pending else 0
+        document = _plan_json(desired.commit, result, preview.held)
+        print(json.dumps(document | {"exit_code": code}, indent=2))
+        return code
+    print(f"commit {desired.commit[:12]}")
+    for action in result.actions:
+        detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
+        print(f"  ~ {action.target}: {action_text(action)}" + (f" ({detail})" if detail else ""))
+    for model, version in result.pending:
+        print(f"  … waiting for {model} version {version} to become AVAILABLE")
+    for finding in result.findings:
+        where = f"{finding.target} {finding.model}".strip()
+        print(f"  ! {where}: {finding.message}")
+    for model, version in result.failed:
+        print(f"  ✗ {model} version {version} failed to load: nothing to wait for")
+    for name, status in sorted(preview.held.items()):
+        print(f"  ✗ {name}: canary {status.version} {status.phase}: {status.message}")
+    print("  " + _plan_verdict(code, result, preview.held))
+    return code
 
 
-def _action_text(action: Any) -> str:
-    from controller.decide.plan import ClearSplit, ReloadConfig, SetSplit, SetTransition
-
-    if isinstance(action, ReloadConfig):
-        models = ", ".join(
-            f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
-            for e in action.models
-        )
-        return f"reload config [{models}]"
-    if isinstance(action, SetSplit):
-        return f"set split {action.model} canary {action.split.canary_weight_bp / 100:g}%"
-    if isinstance(action, ClearSplit):
-        return f"clear split {action.model}"
-    if isinstance(action, SetTransition):
-        return f"set transition policy {action.model} {action.policy}"
-    return repr(action)
+def _plan_verdict(code: int, result: Any, held: dict[str, Any]) -> str:
+    if code == PLAN_IN_SYNC:
+        return "in sync: no changes"
+    if code == PLAN_CHANGES:
+        return f"changes pending: {len(result.actions)} action(s), {len(result.pending)} load(s)"
+    reasons = []
+    if result.unreachable:
+        reasons.append(f"{len(result.unreachable)} target(s) could not be observed "
+                       f"({', '.join(result.unreachable)})")
+    if result.failed:
+        reasons.append(f"{len(result.failed)} version(s) failed to load")
+    if held:
+        reasons.append(f"{len(held)} canary(ies) held back ({', '.join(sorted(held))})")
+    return "not in sync: " + "; ".join(reasons)
 
 
-def _plan_json(commit: str, result: Any) -> dict[str, Any]:
+def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]:
+    from controller.decide.plan import action_text
+
     return {
         "commit": commit,
-        "in_sync": result.in_sync,
-        "actions": [{"target": a.target, "action": _action_text(a)} for a in result.actions],
+        "in_sync": result.in_sync and not held,
+        "unobserved": list(result.unreachable),
+        "failed": [{"model": m, "version": v} for m, v in result.failed],
+        "held": [
+            {"model": name, "version": s.version, "phase": s.phase, "message": s.message}
+            for name, s in sorted(held.items())
+        ],
+        "actions": [{"target": a.target, "action": action_text(a)} for a in result.actions],
         "pending": [{"model": m, "version": v} for m, v in result.pending],
         "findings": [
             {"target": f.target, "model": f.model, "message": f.message} for f in result.findings

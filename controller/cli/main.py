@@ -25,6 +25,8 @@ DEFAULT_SPEC_DIR = "rollouts/"
 # keeps working while a module is being written.
 _EXTENSIONS = ("controller.cli.controller", "controller.cli.demo")
 _BUILTIN = ("validate", "render", "schema")
+DISTRIBUTION = "model-rollouts"
+COMPLETION_SHELLS = ("bash", "zsh")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,6 +36,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollouts", description="GitOps rollouts for ML models served by TF Serving."
     )
+    parser.add_argument("--version", action="version", version=f"rollouts {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     validate = commands.add_parser(
@@ -81,6 +84,16 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script (bash or zsh)",
+        description="Print a completion script for every command and option. bash: "
+        "`source <(rollouts completion bash)`; zsh: `rollouts completion zsh > "
+        "\"${fpath[1]}/_rollouts\"`.",
+    )
+    completion.add_argument("shell", choices=COMPLETION_SHELLS)
+    completion.set_defaults(handler=cmd_completion)
+
     for module_name in _EXTENSIONS if extensions else ():
         try:
             module = importlib.import_module(module_name)
@@ -88,6 +101,16 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
             continue
         module.add_parsers(commands)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml's `version`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
@@ -221,6 +244,17 @@ def schema_text() -> str:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
+    return 0
+
+
+# --- completion --------------------------------------------------------------------
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """shtab walks the real parser, so completion never lags behind a new flag."""
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=args.shell))
     return 0
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format, text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from controller.spec.model import CANARY_LABEL, STABLE_LABEL, RolloutSpec
 from serving.generated import rollouts_serving_pb2
+from serving.generated.tensorflow_serving.config import model_server_config_pb2
 
 BASIS_POINTS_PER_PERCENT = 100
 

@@ -62,7 +62,10 @@ def _module(recipe: VersionRecipe) -> Any:
             self.slope = tf.Variable(0.5, name="slope")
             self.offset = tf.Variable(recipe.offset, name="offset")
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        # TensorFlow ships no type information: its decorators are untyped.
+        @tf.function(  # type: ignore[untyped-decorator]
+            input_signature=[tf.TensorSpec([None], tf.float32, name="x")]
+        )
         def predict(self, x: Any) -> dict[str, Any]:
             guards = []
             if recipe.fail_from is not None:

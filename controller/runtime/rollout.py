@@ -19,31 +19,82 @@ revert. A promotion is committed first and applied from git afterwards.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from controller.adapters.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
+from controller.adapters.gitrepo import (
+    GitError,
+    RevertResult,
+    WriteOutcome,
+    WriteResult,
+    WriteStatus,
+)
+from controller.adapters.journal import NoteStore, journal_line, parse_journal
 from controller.adapters.metrics import MetricsProvider
 from controller.adapters.redact import redact
 from controller.decide import trailers
 from controller.decide.analysis import judge_interval
 from controller.decide.desired import Snapshot, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
+from controller.decide.gates import (
+    canary_load_error,
+    canary_ready,
+    history_gate,
+    is_promotion_of,
+    reverted_commit,
+)
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.logfields import fields
+from controller.runtime.writeback import (
+    BranchStatus,
+    BranchWriter,
+    verdict_branch,
+    write_to_branch,
+)
 from controller.spec import yamledit
 
 log = logging.getLogger(__name__)
-_REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
+
+
+class CommitMessage(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class RolloutGit(Protocol):
+    """The git roles the driver plays: reading spec history and writing its verdicts
+    (`controller.adapters.gitrepo.GitRepo`, or a fake in tests). The journal is a
+    separate role (`controller.adapters.journal.NoteStore`)."""
+
+    def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[CommitMessage]: ...
+
+    def find_commit_that_set(
+        self, head: str, path: str, predicate: Callable[[str | None], bool], /
+    ) -> str | None: ...
+
+    def read_file(self, commit: str, path: str, /) -> str | None: ...
+
+    def write_with_retry(
+        self, make_change: Callable[[str], WriteResult | None], /
+    ) -> WriteOutcome: ...
+
+    def commit_file_edit(
+        self, base_commit: str, path: str, new_text: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> str: ...
+
+    def revert_or_remove_canary(
+        self, base: str, commit: str, path: str, model_name: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> RevertResult: ...
 
 
 @dataclass
 class RolloutStatus:
-    """What `rollouts status` shows for one canary."""
+    """Where one canary stands (`controller.runtime.status` shows it)."""
 
     model: str
     version: int
@@ -55,20 +106,7 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "phase": self.phase,
-            "step": self.step,
-            "steps": self.steps,
-            "step_text": f"{min(self.step + 1, self.steps)}/{self.steps}",
-            "weight_bp": self.weight_bp,
-            "canary_commit": self.canary_commit,
-            "message": self.message,
-            "intervals": self.intervals[-5:],
-        }
+    awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
 @dataclass
@@ -94,52 +132,12 @@ class DriveResult:
     next_due: float | None = None
 
 
-def journal_line(event: Event, summary: str) -> str:
-    """One note line: readable prefix, then the event as JSON (parsed back from '{')."""
-    stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp} {event.model} v{event.version} {event.kind}: {summary} {event.to_json()}"
+@dataclass
+class Preview:
+    """What `drive` would reconcile to, and the canaries it would keep out of traffic."""
 
-
-def parse_journal(lines: Sequence[str]) -> list[Event]:
-    events = []
-    for line in lines:
-        start = line.find("{")
-        event = Event.from_json(line[start:]) if start >= 0 else None
-        if event is not None:
-            events.append(event)
-    return events
-
-
-def canary_ready(
-    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget],
-    *, started: bool = True,
-) -> bool:
-    """AVAILABLE, labelled `canary` and split at `weight_bp` on every target.
-
-    Before the analysis has started every target must answer: no canary starts
-    while part of the fleet cannot be seen. Once started, a target that is down
-    serves nothing and is left out; the intervals it cannot be measured in are
-    skipped, and its config comes back when it does.
-    """
-    reachable = [t for t in observed if t.reachable]
-    if not reachable or (not started and len(reachable) < len(observed)):
-        return False
-    for target in reachable:
-        seen = target.models.get(model)
-        if seen is None or not seen.is_available(version) or seen.labels.get("canary") != version:
-            return False
-        if target.extension and (seen.split is None or seen.split.canary_weight_bp != weight_bp):
-            return False
-    return True
-
-
-def canary_load_error(model: str, version: int, observed: Sequence[ObservedTarget]) -> str:
-    """The first load error of `version` (ended, not serving) on a reachable target, or ""."""
-    for target in observed:
-        seen = target.models.get(model) if target.reachable else None
-        if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
-            return f"{target.name}: {seen.errors[version]}"
-    return ""
+    desired: DesiredState
+    held: dict[str, RolloutStatus]
 
 
 def without_canary(model: DesiredModel) -> DesiredModel:
@@ -155,17 +153,29 @@ def without_canary(model: DesiredModel) -> DesiredModel:
 class RolloutDriver:
     def __init__(
         self,
-        git: GitRepo,
+        git: RolloutGit,
+        journal: NoteStore,
         provider: MetricsProvider | None,
         *,
         clock: Callable[[], float] = time.time,
+        branch_writer: BranchWriter | None = None,
     ) -> None:
+        """`branch_writer`: propose each verdict on a branch of its own (write-back
+        "branch") instead of pushing it onto the followed branch."""
         self.git = git
+        self.journal = journal
         self.provider = provider
         self.clock = clock
+        self.branch_writer = branch_writer
+        # Per model: the branch its verdict waits on to be merged (write-back "branch").
+        self.awaiting_merge: dict[str, str] = {}
+        # Verdict commits that could not be written (push error, lost races, a taken
+        # branch), counted by kind, for the controller's own metrics.
+        self.write_failures: dict[str, int] = {}
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
+        self._warned: set[tuple[str, str, int]] = set()
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -179,38 +189,17 @@ class RolloutDriver:
             if plan is None:
                 continue
             document = snapshot.documents[name]
-            canary_spec = document.spec.spec.canary
-            if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()) and (
-                canary_spec is not None and not canary_spec.retry
-            ):
-                models[name] = without_canary(models[name])
-                statuses[name] = RolloutStatus(
-                    name,
-                    plan.version,
-                    "blocked",
-                    0,
-                    len(plan.steps),
-                    0,
-                    message=f"version {plan.version} was auto-reverted before; set "
-                    "canary.retry: true to propose it again",
-                )
-                continue
             start = self.start_commit(snapshot.commit, document.path, name, plan.version)
+            held = self.held_back(snapshot, name, plan, start)
+            if held is not None:
+                models[name] = without_canary(models[name])
+                statuses[name] = held
+                self._warn_once(snapshot.commit, held)
+                continue
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
-            if (canary_spec is not None and not canary_spec.retry
-                    and self.reverts_promotion(start, name, plan.version)):
-                # A person reverted the promotion: that is a rollback to the old
-                # stable, not a request to canary the version again.
-                models[name] = without_canary(models[name])
-                statuses[name] = RolloutStatus(
-                    name, plan.version, "held", 0, len(plan.steps), 0, start,
-                    message=f"canary {plan.version} came back by a revert of its promotion: "
-                    "held out of traffic; set canary.retry: true to run it again",
-                )
-                continue
-            events = parse_journal(self.git.notes(start))
+            events = parse_journal(self.journal.notes(start))
             now = self.clock()
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
@@ -225,7 +214,7 @@ class RolloutDriver:
                 if not recorded or decision.kind not in ("analyse", "start"):
                     break
                 notes_dirty = True
-                events = parse_journal(self.git.notes(start))
+                events = parse_journal(self.journal.notes(start))
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
                 if follow.kind in ("wait", "analyse", "wait_ready"):
                     status.due_at = follow.due_at
@@ -248,41 +237,82 @@ class RolloutDriver:
                             status.message, analysis_trailers(events))
                 )
         if notes_dirty:
-            result = self.git.push_notes()
+            result = self.journal.push_notes()
             if not result.ok:
                 log.warning("pushing notes failed: %s", result.detail)
+        # A verdict proposed on its own branch stops waiting once its change is on
+        # the followed branch (the spec no longer has that canary: nothing pending).
+        still = {p.model for p in pending}
+        self.awaiting_merge = {m: b for m, b in self.awaiting_merge.items() if m in still}
+        for model, branch in self.awaiting_merge.items():
+            if model in statuses:
+                statuses[model].awaiting_merge = branch
         return DriveResult(
             DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
         )
 
-    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DesiredState:
-        """The desired state `drive` would reconcile to, without acting or writing."""
+    def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> Preview:
+        """The desired state `drive` would reconcile to, without acting or writing.
+
+        What `rollouts plan` shows: a held-back canary (blocked or held) is out, a
+        recorded failure is out, any other canary is at its journaled step's weight.
+        """
         models = dict(snapshot.desired.models)
+        held: dict[str, RolloutStatus] = {}
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
-            canary_spec = snapshot.documents[name].spec.spec.canary
-            if plan is None or canary_spec is None:
-                continue
-            reverted = self.reverted_versions(snapshot.commit).get(name, frozenset())
-            if plan.version in reverted and not canary_spec.retry:
-                models[name] = without_canary(models[name])
+            if plan is None or snapshot.documents[name].spec.spec.canary is None:
                 continue
             start = self.start_commit(
                 snapshot.commit, snapshot.documents[name].path, name, plan.version
             )
-            if start and not canary_spec.retry and self.reverts_promotion(
-                start, name, plan.version
-            ):
+            status = self.held_back(snapshot, name, plan, start)
+            if status is not None:
                 models[name] = without_canary(models[name])
+                held[name] = status
                 continue
-            events = parse_journal(self.git.notes(start)) if start else []
+            events = parse_journal(self.journal.notes(start)) if start else []
             state = fold(plan, events)
             if state.verdict == "fail":
                 models[name] = without_canary(models[name])
             else:
                 weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
                 models[name] = with_weight(models[name], weight)
-        return DesiredState(snapshot.desired.commit, models)
+        return Preview(DesiredState(snapshot.desired.commit, models), held)
+
+    def held_back(
+        self, snapshot: Snapshot, name: str, plan: CanaryPlan, start: str | None
+    ) -> RolloutStatus | None:
+        """Why the spec's canary is kept out of traffic, or None if it may run.
+
+        A version the controller reverted before is "blocked" and a canary that a
+        person's revert of its promotion brought back is "held", both until the
+        spec says `canary.retry: true`.
+        """
+        canary_spec = snapshot.documents[name].spec.spec.canary
+        if canary_spec is None:
+            return None
+        gate = history_gate(
+            plan.version,
+            canary_spec.retry,
+            reverted=self.reverted_versions(snapshot.commit).get(name, frozenset()),
+            # Looked up only when it can matter: a retry lifts the hold anyway.
+            promotion_reverted=start is not None and not canary_spec.retry
+            and self.reverts_promotion(start, name, plan.version),
+        )
+        if gate is None:
+            return None
+        return RolloutStatus(name, plan.version, gate.phase, 0, len(plan.steps), 0, start or "",
+                             message=gate.message)
+
+    def _warn_once(self, head: str, status: RolloutStatus) -> None:
+        """Say why a canary is kept out, once per head (not on every tick)."""
+        key = (head, status.model, status.version)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
+                        status.message,
+                        extra=fields("blocked", model=status.model, commit=status.canary_commit))
 
     def _act(
         self,
@@ -384,31 +414,69 @@ class RolloutDriver:
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
         line = redact(journal_line(event, " ".join(summary.split())))
-        log.info("%s", line[: line.find("{")].strip())
-        self.git.add_note(commit, line)
+        # A failed interval and a failed verdict are news; the rest is progress.
+        failed = event.outcome == "fail"
+        log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
+                extra=fields(event.kind, model=event.model, commit=commit))
+        self.journal.add_note(commit, line)
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
-        """Write the promotion or revert commit; returns its sha, or None if not needed."""
+        """Write the promotion or revert commit; returns its sha once it is on the
+        followed branch, or None (not needed, failed, or proposed on its own branch)."""
         if pending.kind == "promote":
             make = self._promotion(pending)
         else:
             make = self._revert(pending)
+        if self.branch_writer is not None:
+            self._finish_on_branch(self.branch_writer, pending, make)
+            return None
         try:
             outcome = self.git.write_with_retry(make)
         except GitError as err:
-            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err)
+            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
+                      extra=fields("write_failed", model=pending.model,
+                                   commit=pending.canary_commit))
+            self._write_failed(pending)
             return None
         if outcome.status is WriteStatus.WRITTEN:
-            log.info(
-                "%s: %s commit %s pushed", pending.model, pending.kind, (outcome.sha or "")[:12]
+            sha = outcome.sha or ""
+            kind = "promotion" if pending.kind == "promote" else "revert"
+            log.log(
+                logging.INFO if pending.kind == "promote" else logging.WARNING,
+                "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
+                sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
             log.warning(
-                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind
+                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
+                extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
             )
+            self._write_failed(pending)
         return None
+
+    def _write_failed(self, pending: Pending) -> None:
+        self.write_failures[pending.kind] = self.write_failures.get(pending.kind, 0) + 1
+
+    def _finish_on_branch(
+        self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]
+    ) -> None:
+        branch = verdict_branch(pending.model, pending.kind, pending.version)
+        outcome = write_to_branch(writer, branch, pending.canary_commit, make)
+        if outcome.status is BranchStatus.PUSHED:
+            log.info(
+                "%s: %s commit %s pushed to branch %s; the canary is held until it reaches %s",
+                pending.model, pending.kind, outcome.sha[:12], branch, writer.branch,
+            )
+        elif outcome.status is BranchStatus.FAILED:
+            log.warning("%s: proposing the %s on %s failed: %s", pending.model,
+                        pending.kind, branch, redact(outcome.detail))
+            self._write_failed(pending)
+        if outcome.status in (BranchStatus.PUSHED, BranchStatus.WAITING):
+            self.awaiting_merge[pending.model] = branch
+        else:
+            self.awaiting_merge.pop(pending.model, None)
 
     def _still_current(self, head: str, pending: Pending) -> bool:
         text = self.git.read_file(head, pending.path)
@@ -484,15 +552,13 @@ class RolloutDriver:
         if key not in self._promotion_reverts:
             found = False
             infos = self.git.log(commit, max_count=1)
-            match = _REVERTS.search(infos[0].message) if infos else None
-            if match is not None:
+            reverted_sha = reverted_commit(infos[0].message) if infos else None
+            if reverted_sha is not None:
                 try:
-                    reverted = self.git.log(match.group(1), max_count=1)
+                    reverted = self.git.log(reverted_sha, max_count=1)
                 except GitError:
                     reverted = []
-                if reverted:
-                    parsed = trailers.RolloutTrailers.from_message(reverted[0].message)
-                    found = parsed.model == model and parsed.promoted_version == version
+                found = bool(reverted) and is_promotion_of(reverted[0].message, model, version)
             self._promotion_reverts[key] = found
         return self._promotion_reverts[key]
 

@@ -12,10 +12,11 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from serving.config.errors import StartupError
 from serving.core.policies import TransitionPolicy
 
 
-class FlagError(Exception):
+class FlagError(StartupError):
     """A bad command line; the message says which flag and why."""
 
 
@@ -48,6 +49,8 @@ class ServerFlags:
     version_transition_policy: TransitionPolicy = TransitionPolicy.AVAILABILITY_PRESERVING
     servable_versions_always_present: bool = False
     reload_config_timeout_seconds: float = 300.0
+    # A request for a model with a version loading and none available waits this long.
+    max_wait_for_version_ms: int = 30000
     # Security and limits (serving/admin_auth.py, serving/config/tls.py, serving/limits.py).
     admin_token_file: str = ""
     admin_port: int = 0  # 0: admin services on the main port
@@ -105,7 +108,7 @@ def _check(flags: ServerFlags) -> None:
     for name in ("grpc_max_threads", "rest_api_num_threads"):
         if getattr(flags, name) < 1:
             raise FlagError(f"--{name} must be at least 1")
-    for name in ("max_request_bytes", "max_tensor_elements"):
+    for name in ("max_request_bytes", "max_tensor_elements", "max_wait_for_version_ms"):
         if getattr(flags, name) < 0:
             raise FlagError(f"--{name} must not be negative")
 

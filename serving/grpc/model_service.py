@@ -1,8 +1,8 @@
 """gRPC adapter for tensorflow.serving.ModelService (GetModelStatus, HandleReloadConfigRequest).
 
-Translates the real tensorflow_serving.apis messages to ServerCore calls and
-ServingError codes to gRPC status codes by name, like TF Serving's
-model_service_impl.cc.
+Translates the real tensorflow_serving.apis messages to ServerCore calls, like
+TF Serving's model_service_impl.cc; a ServingError becomes the RPC's status
+through serving/grpc/errors.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tensorflow_serving.apis import (
 
 from serving.core.manager import VersionStatus
 from serving.core.status import Code, ServingError
+from serving.grpc.errors import answers_errors, set_status
 from serving.server_core import ServerCore
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ def model_status_response(
     return response
 
 
-def abort(context: grpc.ServicerContext, error: ServingError) -> None:
-    context.abort(grpc.StatusCode[error.code.name], error.message)
-
-
 def get_model_status(
     core: ServerCore, request: get_model_status_pb2.GetModelStatusRequest
 ) -> get_model_status_pb2.GetModelStatusResponse:
@@ -61,18 +58,16 @@ def get_model_status(
     return model_status_response(core.model_status(spec.name, version=version, label=label))
 
 
-class ModelServiceServicer(model_service_pb2_grpc.ModelServiceServicer):
+# tensorflow-serving-api ships no type information: its servicer bases are Any.
+class ModelServiceServicer(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
     def __init__(self, core: ServerCore) -> None:
         self._core = core
 
+    @answers_errors
     def GetModelStatus(  # noqa: N802 (gRPC method name)
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        try:
-            return get_model_status(self._core, request)
-        except ServingError as error:
-            abort(context, error)
-            raise  # unreachable: abort raises
+        return get_model_status(self._core, request)
 
     def HandleReloadConfigRequest(  # noqa: N802 (gRPC method name)
         self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
@@ -86,8 +81,7 @@ class ModelServiceServicer(model_service_pb2_grpc.ModelServiceServicer):
         # TF Serving reports the outcome twice: in the response and as the RPC status.
         response = model_management_pb2.ReloadConfigResponse(status=status_proto(error))
         if error is not None:
-            context.set_code(grpc.StatusCode[error.code.name])
-            context.set_details(error.message)
+            set_status(context, error)
         return response
 
 

@@ -1,18 +1,17 @@
 """gRPC adapter: tensorflow.serving.PredictionService on top of the DataPlane.
 
-Translates the real tensorflow_serving.apis messages to data-plane calls and
-ServingError codes to gRPC status codes (by name, the one mapping). The
+Translates the real tensorflow_serving.apis messages to data-plane calls; a
+ServingError becomes the RPC's status through serving/grpc/errors.py. The
 response model_spec echoes the model, the signature and the version that
 actually served. Request metadata is passed to the hash-split router.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 import grpc
+import numpy as np
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -24,8 +23,10 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tensor_codec
-from serving.core.status import ServingError, invalid_argument
+from serving.core.status import invalid_argument
 from serving.dataplane import DataPlane, ModelRef, Served, check_input_names
+from serving.example_results import SignatureLike
+from serving.grpc.errors import answers_errors
 
 ENTRYPOINT = "GRPC"
 
@@ -51,40 +52,20 @@ def _echo(served: Served, target: model_pb2.ModelSpec, with_signature: bool = Tr
     target.version.value = served.version
 
 
-def _abort(context: grpc.ServicerContext, err: ServingError) -> None:
-    context.abort(grpc.StatusCode[err.code.name], err.message)
-
-
-Method = TypeVar("Method", bound=Callable[..., Any])
-
-
-def _status_errors(method: Method) -> Method:
-    """Answer a ServingError with its gRPC status: the one mapping for every method."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return method(self, request, context)
-        except ServingError as e:
-            _abort(context, e)
-            raise  # unreachable: abort raises
-
-    return wrapper  # type: ignore[return-value]
-
-
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+# tensorflow-serving-api ships no type information: its servicer bases are Any.
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
-    @_status_errors
+    @answers_errors
     def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
 
-        def decode(signature: object) -> dict:
+        def decode(signature: SignatureLike) -> dict[str, np.ndarray]:
             # Names first, then parsing: predict_util.cc's order of errors.
-            check_input_names(signature, list(request.inputs))  # type: ignore[arg-type]
+            check_input_names(signature, list(request.inputs))
             return {k: tensor_codec.parse_tensor(v, k) for k, v in request.inputs.items()}
 
         result = self.dataplane.predict(
@@ -97,7 +78,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array))
         return response
 
-    @_status_errors
+    @answers_errors
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
         if not request.HasField("model_spec"):
@@ -109,7 +90,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         _echo(r.served, response.model_spec)
         return response
 
-    @_status_errors
+    @answers_errors
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
         if not request.HasField("model_spec"):
@@ -121,7 +102,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         _echo(r.served, response.model_spec)
         return response
 
-    @_status_errors
+    @answers_errors
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
         names = {t.model_spec.name for t in request.tasks}
@@ -136,7 +117,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                                            request.input, entrypoint=ENTRYPOINT)
         return inference_pb2.MultiInferenceResponse(results=r.results)
 
-    @_status_errors
+    @answers_errors
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
                          context: grpc.ServicerContext
                          ) -> get_model_metadata_pb2.GetModelMetadataResponse:

@@ -2,7 +2,8 @@
 
 Per-model transition policy, the applied config (TF Serving #1800), a listing
 of models with versions, labels and splits, and setting/clearing splits. All
-decisions live in ServerCore; this only converts messages.
+decisions live in ServerCore; this only converts messages (a ServingError
+becomes the RPC's status through serving/grpc/errors.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import grpc
 from google.protobuf import text_format
 
 from serving.core.policies import TransitionPolicy
-from serving.core.status import Code, ServingError
+from serving.core.status import invalid_argument
 from serving.generated import rollouts_serving_pb2 as pb
 from serving.generated import rollouts_serving_pb2_grpc as pb_grpc
+from serving.grpc.errors import answers_errors
 from serving.server_core import ServerCore
 
 _TO_PROTO = {
@@ -49,11 +51,12 @@ class RolloutServiceServicer(pb_grpc.RolloutServiceServicer):
     def __init__(self, core: ServerCore) -> None:
         self._core = core
 
+    @answers_errors
     def SetTransitionPolicy(  # noqa: N802 (gRPC method name)
         self, request: pb.SetTransitionPolicyRequest, context: grpc.ServicerContext
     ) -> pb.SetTransitionPolicyResponse:
         if not request.model_name:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model_name is required")
+            raise invalid_argument("model_name is required")
         # UNSPECIFIED returns the model to the server's default policy.
         self._core.set_transition_policy(request.model_name, _FROM_PROTO.get(request.policy))
         return pb.SetTransitionPolicyResponse()
@@ -79,21 +82,19 @@ class RolloutServiceServicer(pb_grpc.RolloutServiceServicer):
             models=[model_info(self._core, name) for name in self._core.list_models()]
         )
 
+    @answers_errors
     def SetSplit(  # noqa: N802 (gRPC method name)
         self, request: pb.SetSplitRequest, context: grpc.ServicerContext
     ) -> pb.SetSplitResponse:
-        try:
-            self._core.set_split(request.split)
-        except ServingError as error:
-            context.abort(grpc.StatusCode[error.code.name], error.message)
+        self._core.set_split(request.split)
         return pb.SetSplitResponse()
 
+    @answers_errors
     def ClearSplit(  # noqa: N802 (gRPC method name)
         self, request: pb.ClearSplitRequest, context: grpc.ServicerContext
     ) -> pb.ClearSplitResponse:
         if not request.model_name:
-            error = ServingError(Code.INVALID_ARGUMENT, "model_name is required")
-            context.abort(grpc.StatusCode[error.code.name], error.message)
+            raise invalid_argument("model_name is required")
         self._core.clear_split(request.model_name)
         return pb.ClearSplitResponse()
 

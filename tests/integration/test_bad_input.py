@@ -166,7 +166,7 @@ def test_generated_raw_bytes(http: httpx.Client, body: bytes) -> None:
 
 def tensor(dtype: int, dims: list[int], **values: Any) -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]),
         **values)
@@ -183,7 +183,7 @@ def grpc_predict(stub: Any, proto: tensor_pb2.TensorProto, alias: str = "x",
     except grpc.RpcError as exc:
         assert exc.code() in CLIENT_ERRORS, (proto, exc.code(), exc.details())
         assert (exc.details() or "").strip(), (proto, exc.code())
-        return exc.code()  # type: ignore[no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 

@@ -31,14 +31,16 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from controller.adapters.channel import client_channel
-from controller.adapters.targets import TargetAddress, TargetError
+from controller.adapters.targets import TargetError
+from controller.decide.fleet import TargetAddress
 from controller.decide.plan import ReloadConfig
 from controller.runtime.runner import Controller, ControllerSettings, target_client
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
-from tests.conftest import REPO, ServerProcess, free_port, wait_for
+from tests.conftest import REPO, ServerProcess
 from tests.gitops import Person, spec
 from tests.grpc_requests import floats, predict_request
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from serving.admin_auth import (
 )
 from serving.config.flags import FlagError, parse_flags
 from serving.core.status import Code, ServingError
+from serving.grpc.tensor_limit import TensorLimitInterceptor
 
 TOKEN = "s3cr3t-Token_value"
 RELOAD = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
@@ -53,7 +55,9 @@ class FakeContext:
         raise Aborted(code, details)
 
 
-SENTINEL = grpc.unary_unary_rpc_method_handler(lambda request, context: "handled")
+SENTINEL: grpc.RpcMethodHandler[Any, str] = grpc.unary_unary_rpc_method_handler(
+    lambda request, context: "handled"
+)
 
 
 def intercept(interceptor: grpc.ServerInterceptor, details: Details) -> tuple[Any, list[Details]]:
@@ -105,7 +109,7 @@ def test_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append((a, b))
         return a == b
 
-    monkeypatch.setattr(admin_auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     assert bearer_matches(TOKEN, f"Bearer {TOKEN}")
     assert not bearer_matches(TOKEN, "Bearer nope")
     assert calls == [(TOKEN.encode(), TOKEN.encode()), (b"nope", TOKEN.encode())]
@@ -201,7 +205,7 @@ def guarded_client(token: str = TOKEN, **modes: bool) -> TestClient:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route("/v1/models", ok), Route("/v1/models/{m}", ok)])
-    app.add_middleware(AdminRestGuard, token=token, **modes)  # type: ignore[arg-type]
+    app.add_middleware(AdminRestGuard, token=token, **modes)
     return TestClient(app)
 
 
@@ -305,12 +309,12 @@ def test_tensor_limit_interceptor_refuses_before_the_handler() -> None:
         ran.append("ran")
         return "ok"
 
-    inner = grpc.unary_unary_rpc_method_handler(handle)
+    inner: grpc.RpcMethodHandler[Any, str] = grpc.unary_unary_rpc_method_handler(handle)
 
     def continuation(d: Any) -> Any:
         return inner
 
-    interceptor = limits.TensorLimitInterceptor(8)
+    interceptor = TensorLimitInterceptor(8)
     handler: Any = interceptor.intercept_service(continuation, Details(PREDICT))  # type: ignore[arg-type]
     small = predict_pb2.PredictRequest()
     small.inputs["x"].CopyFrom(tensor(2, 4))

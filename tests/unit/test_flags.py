@@ -19,6 +19,7 @@ def test_defaults_match_tensorflow_model_server() -> None:
     assert flags.bind_address == "0.0.0.0"
     assert flags.allow_version_labels_for_unavailable_models is False
     assert flags.version_transition_policy is TransitionPolicy.AVAILABILITY_PRESERVING
+    assert flags.max_wait_for_version_ms == 30000
 
 
 def test_equals_and_space_forms() -> None:
@@ -55,6 +56,7 @@ def test_transition_policy_flag() -> None:
         (["--allow_version_labels_for_unavailable_models=maybe"], "Illegal value 'maybe'"),
         (["--version_transition_policy=eager"], "Illegal value 'eager'"),
         (["--rest_api_port=70000"], "between 0 and 65535"),
+        (["--max_wait_for_version_ms=-1"], "--max_wait_for_version_ms must not be negative"),
         (["stray"], "Unexpected argument 'stray'"),
     ],
 )

@@ -63,7 +63,7 @@ def target(*models: ObservedModel, name: str = "t1", extension: bool = True) -> 
     return ObservedTarget(name, True, {m.name: m for m in models}, extension=extension)
 
 
-def reloads(p):  # type: ignore[no-untyped-def]
+def reloads(p):
     return [a for a in p.actions if isinstance(a, ReloadConfig)]
 
 

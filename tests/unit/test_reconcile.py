@@ -15,19 +15,9 @@ from controller.decide.fleet import (
 )
 from controller.decide.plan import Action, ClearSplit, ReloadConfig, SetSplit, SetTransition
 from controller.runtime.reconcile import Backoff, Reconciler
+from tests.unit.fakes import FakeClock
 
 SPLIT = SplitRule(canary_weight_bp=2500, hash_key="x-user-id")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class SimTarget:
@@ -107,12 +97,12 @@ def state(
 
 @pytest.fixture
 def fleet() -> tuple[list[SimTarget], Reconciler, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     targets = [SimTarget("t1"), SimTarget("t2")]
     return targets, Reconciler(targets, clock=clock, sleep=clock.sleep), clock
 
 
-def test_full_lifecycle_converges(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_full_lifecycle_converges(fleet) -> None:
     targets, rec, _ = fleet
     assert rec.run(state({1}, {"stable": 1})).in_sync
     assert all(t.config["m"][1] == {"stable": 1} for t in targets)
@@ -128,7 +118,7 @@ def test_full_lifecycle_converges(fleet) -> None:  # type: ignore[no-untyped-def
     assert all(t.served_label_gaps == 0 for t in targets)
 
 
-def test_down_target_is_backed_off_and_rejoins(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_down_target_is_backed_off_and_rejoins(fleet) -> None:
     targets, rec, clock = fleet
     targets[1].up = False
     result = rec.run(state({1}, {"stable": 1}), deadline_s=5)
@@ -136,12 +126,12 @@ def test_down_target_is_backed_off_and_rejoins(fleet) -> None:  # type: ignore[n
     assert targets[0].config["m"][1] == {"stable": 1}
     assert any(f.target == "t2" and "unreachable" in f.message for f in result.findings)
     targets[1].up = True
-    clock.t += 120  # past any backoff
+    clock.advance(120)  # past any backoff
     assert rec.run(state({1}, {"stable": 1})).in_sync
     assert targets[1].config["m"][1] == {"stable": 1}
 
 
-def test_restarted_target_converges_again(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_restarted_target_converges_again(fleet) -> None:
     targets, rec, _ = fleet
     desired = state({1, 2}, {"stable": 1, "canary": 2}, SPLIT)
     assert rec.run(desired).in_sync
@@ -164,14 +154,14 @@ def test_backoff_doubles_and_caps() -> None:
     assert not backoff.waiting("t", 0)
 
 
-def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:
     targets, rec, clock = fleet
     targets[1].up = False
     result = rec.run(state({1}, {"stable": 1}), deadline_s=3600)
-    assert not result.in_sync and clock.t < 60  # did not sit out the deadline
+    assert not result.in_sync and clock() < 60  # did not sit out the deadline
 
 
-def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_superseded_desired_state_returns_early(fleet) -> None:
     targets, rec, clock = fleet
     calls: list[int] = []
 
@@ -184,7 +174,7 @@ def test_superseded_desired_state_returns_early(fleet) -> None:  # type: ignore[
     assert rec.run(state({1}, {"stable": 1})).in_sync
 
 
-def test_scheduler_skip_warnings_are_dropped(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_scheduler_skip_warnings_are_dropped(caplog) -> None:
     import logging
 
     import controller.runtime.runner  # noqa: F401 - installs the filter

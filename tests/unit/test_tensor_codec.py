@@ -12,7 +12,7 @@ from serving.tensor_codec import from_ndarray, parse_tensor, to_ndarray
 
 
 def proto(dtype: int, shape: list[int], **fields: object) -> tensor_pb2.TensorProto:
-    p = tensor_pb2.TensorProto(dtype=dtype, **fields)  # type: ignore[arg-type]
+    p = tensor_pb2.TensorProto(dtype=dtype, **fields)
     for d in shape:
         p.tensor_shape.dim.add().size = d
     return p
