@@ -41,15 +41,14 @@ from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
-    TokenFileError,
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
 from serving.config.batching import (  # noqa: E402
-    BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
+from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -59,7 +58,7 @@ from serving.config.files import (  # noqa: E402
     single_model_config,
 )
 from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
-from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
+from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
@@ -304,10 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr)
         return 2
-    except (TokenFileError, TLSConfigError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except (ConfigFileError, BatchingConfigError) as exc:
+    except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 

@@ -2,7 +2,8 @@
 
 Owns: clone-once-then-fetch, reading spec files from a commit's tree, writing the
 controller's commits (a spec edit, or a `git revert` with a spec-edit fallback), pushing
-them without ever force-pushing, and the analysis notes under ``refs/notes/rollouts``.
+them without ever force-pushing. The analysis notes are `controller.adapters.journal`'s,
+on this same clone (`also_fetch`, `run`, `push_ref`).
 
 Invariants:
 - Specs are read from commit objects (`read_tree`), never from a working tree, so a
@@ -12,9 +13,6 @@ Invariants:
   plus `reset --hard` and `clean`, so stray files can never leak into a commit.
 - Nothing is force-pushed. A rejected push (someone else pushed first) is a normal,
   typed outcome; `write_with_retry` fetches and redoes the change on the new head.
-- Notes are single-line entries; concurrent writers' notes are merged with git's
-  ``cat_sort_uniq`` strategy before pushing, so nobody's entry is lost (start an entry
-  with an ISO-8601 UTC timestamp and the merged order is chronological).
 - No error message or log line carries credentials: every text that can hold a URL goes
   through `controller.adapters.redact`.
 
@@ -48,7 +46,6 @@ from controller.decide import trailers as trailers_mod
 from controller.spec import yamledit
 
 __all__ = [
-    "NOTES_REF",
     "CommitInfo",
     "GitError",
     "GitRepo",
@@ -65,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NOTES_REF = "refs/notes/rollouts"
-_REMOTE_NOTES_REF = "refs/notes/origin/rollouts"  # where fetched notes land before merging
 _MARKER = ("rollouts", "managed")  # config key marking a clone this module created
 _YAML_SUFFIXES = (".yaml", ".yml")
 _REGULAR_FILE_MODES = (0o100644, 0o100755)
@@ -200,6 +195,8 @@ class GitRepo:
         self.timeout = timeout
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
+        # Extra refs fetched by every sync, each with what to run after (the notes journal).
+        self._fetch_hooks: list[tuple[str, Callable[[], None]]] = []
         _install_log_filter()
 
     def __repr__(self) -> str:
@@ -286,6 +283,38 @@ class GitRepo:
         finally:
             os.unlink(handle.name)
 
+    # --- for the other adapters on this clone (the notes journal) --------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every public method; hold it across several plumbing calls."""
+        return self._lock
+
+    def also_fetch(self, refspec: str, after: Callable[[], None]) -> None:
+        """Fetch `refspec` in every `sync` too, then call `after` (under the lock)."""
+        with self._lock:
+            self._fetch_hooks.append((refspec, after))
+
+    def run(self, *args: str, network: bool = False) -> str:
+        """`git <args>` in the clone; a failure raises a redacted GitError."""
+        with self._lock:
+            return self._run(*args, network=network)
+
+    def try_run(self, *args: str) -> tuple[int, str, str]:
+        """`git <args>` in the clone as (status, stdout, stderr); never raises."""
+        with self._lock:
+            return self._try(*args)
+
+    def resolve(self, rev: str) -> str:
+        """The commit sha `rev` names; GitError if none."""
+        with self._lock:
+            return self._resolve(rev)
+
+    def push_ref(self, refspec: str) -> PushResult:
+        """Push one refspec to origin (never forced); a lost race is REJECTED."""
+        with self._lock:
+            return self._push(refspec)
+
     # --- sync and read ---------------------------------------------------------------
 
     def sync(self) -> str:
@@ -297,10 +326,11 @@ class GitRepo:
                 "--no-tags",
                 "origin",
                 f"+refs/heads/{self.branch}:{self.remote_ref}",
-                "+refs/notes/*:refs/notes/origin/*",
+                *(refspec for refspec, _ in self._fetch_hooks),
                 network=True,
             )
-            self._merge_fetched_notes()
+            for _, after in self._fetch_hooks:
+                after()
             head = self._resolve(self.remote_ref)
             log.debug("synced %s %s at %s", self.display_url, self.branch, head)
             return head
@@ -378,25 +408,6 @@ class GitRepo:
                 first_parent=first_parent,
             )
             return [_info(commit) for commit in commits]
-
-    def find_commit_with_trailer(
-        self, head: str, key: str, value: str, *, since: str | None = None, max_count: int = 500
-    ) -> CommitInfo | None:
-        """The newest commit in `since..head` (all of head's history if None) carrying the
-        trailer `key: value`. For restart safety: "is there already a revert or promotion
-        for the canary commit X?" is `find_commit_with_trailer(head, CANARY_COMMIT, X,
-        since=X)`."""
-        with self._lock:
-            rev = f"{since}..{head}" if since else head
-            for info in self.log(rev, max_count=max_count):
-                if value in trailers_mod.trailer_values(info.message, key):
-                    return info
-            return None
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        with self._lock:
-            status, _, _ = self._try("merge-base", "--is-ancestor", ancestor, descendant)
-            return status == 0
 
     def find_commit_that_set(
         self, head: str, path: str, predicate: Callable[[str | None], bool], max_count: int = 500
@@ -607,71 +618,6 @@ class GitRepo:
                 if result.error:
                     raise GitError(f"push to {self.display_url} failed: {result.detail}")
             return WriteOutcome(WriteStatus.EXHAUSTED, None, head, attempts)
-
-    # --- notes -----------------------------------------------------------------------
-
-    def add_note(self, commit: str, text: str) -> None:
-        """Append a one-line entry to the commit's note under refs/notes/rollouts (local;
-        `push_notes` publishes). One line per entry keeps concurrent merges lossless."""
-        entry = text.strip()
-        if not entry or "\n" in entry or "\r" in entry:
-            raise ValueError("a note entry is exactly one non-empty line")
-        with self._lock:
-            self._run(
-                "notes",
-                f"--ref={NOTES_REF}",
-                "append",
-                "-m",
-                entry,
-                self._resolve(commit),
-            )
-
-    def notes(self, commit: str) -> list[str]:
-        """The note entries on `commit` (local notes, as of the last sync), in order."""
-        with self._lock:
-            status, out, _ = self._try("notes", f"--ref={NOTES_REF}", "show", self._resolve(commit))
-            if status != 0:
-                return []
-            return [line for line in out.splitlines() if line.strip()]
-
-    def push_notes(self, attempts: int = 5) -> PushResult:
-        """Publish refs/notes/rollouts; on a lost race fetch, merge theirs, retry."""
-        with self._lock:
-            if self._try("rev-parse", "--verify", "--quiet", NOTES_REF)[0] != 0:
-                return PushResult(PushStatus.OK)  # nothing to publish
-            result = PushResult(PushStatus.ERROR, "no attempt made")
-            for _ in range(attempts):
-                result = self._push(f"{NOTES_REF}:{NOTES_REF}")
-                if not result.rejected:
-                    return result
-                self._run(
-                    "fetch",
-                    "--no-tags",
-                    "origin",
-                    f"+{NOTES_REF}:{_REMOTE_NOTES_REF}",
-                    network=True,
-                )
-                self._merge_fetched_notes()
-            return result
-
-    def _merge_fetched_notes(self) -> None:
-        if self._try("rev-parse", "--verify", "--quiet", _REMOTE_NOTES_REF)[0] != 0:
-            return
-        if self._try("rev-parse", "--verify", "--quiet", NOTES_REF)[0] != 0:
-            self._run("update-ref", NOTES_REF, _REMOTE_NOTES_REF)
-            return
-        # cat_sort_uniq resolves a note changed on both sides to the sorted union of
-        # their lines: with one entry per line, every writer's entries survive.
-        self._run(
-            "notes",
-            f"--ref={NOTES_REF}",
-            "merge",
-            "--quiet",
-            "-s",
-            "cat_sort_uniq",
-            _REMOTE_NOTES_REF,
-        )
-
 
 def _is_race(out: str, err: str) -> bool:
     """A push lost to a concurrent update (as opposed to auth, hooks or the network)."""

@@ -2,7 +2,8 @@
 
 `rollouts validate`, run inside a git checkout, flags a spec whose canary
 proposes a version the controller auto-reverted (from the commit trailers it
-wrote), unless the spec says `canary.retry: true`. This breaks the revert loop
+wrote), unless the spec says `canary.retry: true` (the rule is
+`controller.decide.gates`', which the controller applies too). This breaks the revert loop
 automation can fall into (re-proposing the same bad build on every merge).
 """
 
@@ -12,6 +13,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from controller.decide.gates import reproposes_reverted
 from controller.decide.trailers import auto_reverted_versions
 from controller.spec.load import LoadedSpec, Problem
 
@@ -45,9 +47,10 @@ def reproposed_problems(
     for document in documents:
         body = document.spec.spec
         canary = body.canary
-        if canary is None or canary.retry:
+        if canary is None:
             continue
-        if canary.version in reverted.get(body.model.name, frozenset()):
+        if reproposes_reverted(canary.version, canary.retry,
+                               reverted.get(body.model.name, frozenset())):
             line, col = document.where(("spec", "canary", "version"))
             problems.append(
                 Problem(

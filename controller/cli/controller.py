@@ -19,6 +19,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from controller.adapters.redact import redact
+from controller.cli import logs
 from controller.decide.fleet import TargetAddress
 from controller.spec.durations import parse_duration
 
@@ -108,6 +109,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--target-key-file", default=None, help="PEM key of --target-cert-file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text",
+        help="text (default) or json: one object per line with time, level, model, target, "
+        "commit, event, message",
+    )
 
 
 def parse_target(text: str) -> TargetAddress:
@@ -192,18 +198,10 @@ def load_settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _setup_logging(verbose: bool, log_format: str = "text") -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose)
+    logs.setup(args.verbose, args.log_format)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -237,10 +235,11 @@ def plan_exit_code(result: Any, held: dict[str, Any]) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from controller.decide.plan import ReloadConfig, plan
+    from controller.decide.plan import ReloadConfig, action_text, plan
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose, getattr(args, "log_format", "text"))
+    # The report is the output; only warnings go to the log.
+    logs.setup(args.verbose, args.log_format, level=logging.WARNING)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -268,7 +267,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"commit {desired.commit[:12]}")
     for action in result.actions:
         detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
-        print(f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else ""))
+        print(f"  ~ {action.target}: {action_text(action)}" + (f" ({detail})" if detail else ""))
     for model, version in result.pending:
         print(f"  … waiting for {model} version {version} to become AVAILABLE")
     for finding in result.findings:
@@ -298,25 +297,9 @@ def _plan_verdict(code: int, result: Any, held: dict[str, Any]) -> str:
     return "not in sync: " + "; ".join(reasons)
 
 
-def _action_text(action: Any) -> str:
-    from controller.decide.plan import ClearSplit, ReloadConfig, SetSplit, SetTransition
-
-    if isinstance(action, ReloadConfig):
-        models = ", ".join(
-            f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
-            for e in action.models
-        )
-        return f"reload config [{models}]"
-    if isinstance(action, SetSplit):
-        return f"set split {action.model} canary {action.split.canary_weight_bp / 100:g}%"
-    if isinstance(action, ClearSplit):
-        return f"clear split {action.model}"
-    if isinstance(action, SetTransition):
-        return f"set transition policy {action.model} {action.policy}"
-    return repr(action)
-
-
 def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]:
+    from controller.decide.plan import action_text
+
     return {
         "commit": commit,
         "in_sync": result.in_sync and not held,
@@ -326,7 +309,7 @@ def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]
             {"model": name, "version": s.version, "phase": s.phase, "message": s.message}
             for name, s in sorted(held.items())
         ],
-        "actions": [{"target": a.target, "action": _action_text(a)} for a in result.actions],
+        "actions": [{"target": a.target, "action": action_text(a)} for a in result.actions],
         "pending": [{"model": m, "version": v} for m, v in result.pending],
         "findings": [
             {"target": f.target, "model": f.model, "message": f.message} for f in result.findings

@@ -24,7 +24,7 @@ def interval_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
         + f"; stable {stable.requests:.0f} req {stable.error_rate:.2%} err"
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
-    return {"summary": summary, "weight_bp": weight_bp, **numbers}
+    return {"summary": summary, "weightBp": weight_bp, **numbers}
 
 
 @dataclass(frozen=True)

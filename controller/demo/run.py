@@ -232,7 +232,7 @@ class Demo:
             model = (status.get("models") or {}).get(MODEL) or {}
             rollout = model.get("rollout") or {}
             state.stable, state.canary = model.get("stable"), model.get("canary")
-            weight = model.get("split_weight_bp")
+            weight = model.get("splitWeightBp")
             state.weight_pct = None if weight is None else weight / 100
             state.phase = str(rollout.get("phase") or "")
             state.message = str(rollout.get("message") or "")
@@ -287,8 +287,8 @@ class Demo:
                 f"controller: stable={model.get('stable')} canary={model.get('canary')} "
                 f"phase={rollout.get('phase')} {rollout.get('message', '')}".rstrip()
             )
-            problems = (status.get("spec_errors") or []) + [
-                status.get("git_error") or ""] + (status.get("reconcile_errors") or []) + (
+            problems = (status.get("specErrors") or []) + [
+                status.get("gitError") or ""] + (status.get("reconcileErrors") or []) + (
                 model.get("errors") or [])
             parts.extend(f"  {p}" for p in problems if p)
         if self.server is not None:

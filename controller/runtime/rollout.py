@@ -19,31 +19,76 @@ revert. A promotion is committed first and applied from git afterwards.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from controller.adapters.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
+from controller.adapters.gitrepo import (
+    GitError,
+    RevertResult,
+    WriteOutcome,
+    WriteResult,
+    WriteStatus,
+)
+from controller.adapters.journal import NoteStore, journal_line, parse_journal
 from controller.adapters.metrics import MetricsProvider
 from controller.adapters.redact import redact
 from controller.decide import trailers
 from controller.decide.analysis import judge_interval
 from controller.decide.desired import Snapshot, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
+from controller.decide.gates import (
+    canary_load_error,
+    canary_ready,
+    history_gate,
+    is_promotion_of,
+    reverted_commit,
+)
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.logfields import fields
 from controller.spec import yamledit
 
 log = logging.getLogger(__name__)
-_REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
+
+
+class CommitMessage(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class RolloutGit(Protocol):
+    """The git roles the driver plays: reading spec history and writing its verdicts
+    (`controller.adapters.gitrepo.GitRepo`, or a fake in tests). The journal is a
+    separate role (`controller.adapters.journal.NoteStore`)."""
+
+    def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[CommitMessage]: ...
+
+    def find_commit_that_set(
+        self, head: str, path: str, predicate: Callable[[str | None], bool], /
+    ) -> str | None: ...
+
+    def read_file(self, commit: str, path: str, /) -> str | None: ...
+
+    def write_with_retry(
+        self, make_change: Callable[[str], WriteResult | None], /
+    ) -> WriteOutcome: ...
+
+    def commit_file_edit(
+        self, base_commit: str, path: str, new_text: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> str: ...
+
+    def revert_or_remove_canary(
+        self, base: str, commit: str, path: str, model_name: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> RevertResult: ...
 
 
 @dataclass
 class RolloutStatus:
-    """What `rollouts status` shows for one canary."""
+    """Where one canary stands (`controller.runtime.status` shows it)."""
 
     model: str
     version: int
@@ -55,20 +100,6 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "phase": self.phase,
-            "step": self.step,
-            "steps": self.steps,
-            "step_text": f"{min(self.step + 1, self.steps)}/{self.steps}",
-            "weight_bp": self.weight_bp,
-            "canary_commit": self.canary_commit,
-            "message": self.message,
-            "intervals": self.intervals[-5:],
-        }
 
 
 @dataclass
@@ -102,54 +133,6 @@ class Preview:
     held: dict[str, RolloutStatus]
 
 
-def journal_line(event: Event, summary: str) -> str:
-    """One note line: readable prefix, then the event as JSON (parsed back from '{')."""
-    stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp} {event.model} v{event.version} {event.kind}: {summary} {event.to_json()}"
-
-
-def parse_journal(lines: Sequence[str]) -> list[Event]:
-    events = []
-    for line in lines:
-        start = line.find("{")
-        event = Event.from_json(line[start:]) if start >= 0 else None
-        if event is not None:
-            events.append(event)
-    return events
-
-
-def canary_ready(
-    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget],
-    *, started: bool = True,
-) -> bool:
-    """AVAILABLE, labelled `canary` and split at `weight_bp` on every target.
-
-    Before the analysis has started every target must answer: no canary starts
-    while part of the fleet cannot be seen. Once started, a target that is down
-    serves nothing and is left out; the intervals it cannot be measured in are
-    skipped, and its config comes back when it does.
-    """
-    reachable = [t for t in observed if t.reachable]
-    if not reachable or (not started and len(reachable) < len(observed)):
-        return False
-    for target in reachable:
-        seen = target.models.get(model)
-        if seen is None or not seen.is_available(version) or seen.labels.get("canary") != version:
-            return False
-        if target.extension and (seen.split is None or seen.split.canary_weight_bp != weight_bp):
-            return False
-    return True
-
-
-def canary_load_error(model: str, version: int, observed: Sequence[ObservedTarget]) -> str:
-    """The first load error of `version` (ended, not serving) on a reachable target, or ""."""
-    for target in observed:
-        seen = target.models.get(model) if target.reachable else None
-        if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
-            return f"{target.name}: {seen.errors[version]}"
-    return ""
-
-
 def without_canary(model: DesiredModel) -> DesiredModel:
     canary = model.labels.get("canary")
     labels = {k: v for k, v in model.labels.items() if k != "canary"}
@@ -163,12 +146,14 @@ def without_canary(model: DesiredModel) -> DesiredModel:
 class RolloutDriver:
     def __init__(
         self,
-        git: GitRepo,
+        git: RolloutGit,
+        journal: NoteStore,
         provider: MetricsProvider | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.git = git
+        self.journal = journal
         self.provider = provider
         self.clock = clock
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
@@ -198,7 +183,7 @@ class RolloutDriver:
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
-            events = parse_journal(self.git.notes(start))
+            events = parse_journal(self.journal.notes(start))
             now = self.clock()
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
@@ -213,7 +198,7 @@ class RolloutDriver:
                 if not recorded or decision.kind not in ("analyse", "start"):
                     break
                 notes_dirty = True
-                events = parse_journal(self.git.notes(start))
+                events = parse_journal(self.journal.notes(start))
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
                 if follow.kind in ("wait", "analyse", "wait_ready"):
                     status.due_at = follow.due_at
@@ -236,7 +221,7 @@ class RolloutDriver:
                             status.message, analysis_trailers(events))
                 )
         if notes_dirty:
-            result = self.git.push_notes()
+            result = self.journal.push_notes()
             if not result.ok:
                 log.warning("pushing notes failed: %s", result.detail)
         return DriveResult(
@@ -244,7 +229,11 @@ class RolloutDriver:
         )
 
     def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> Preview:
-        """The desired state `drive` would reconcile to, without acting or writing."""
+        """The desired state `drive` would reconcile to, without acting or writing.
+
+        What `rollouts plan` shows: a held-back canary (blocked or held) is out, a
+        recorded failure is out, any other canary is at its journaled step's weight.
+        """
         models = dict(snapshot.desired.models)
         held: dict[str, RolloutStatus] = {}
         for name in sorted(models):
@@ -259,7 +248,7 @@ class RolloutDriver:
                 models[name] = without_canary(models[name])
                 held[name] = status
                 continue
-            events = parse_journal(self.git.notes(start)) if start else []
+            events = parse_journal(self.journal.notes(start)) if start else []
             state = fold(plan, events)
             if state.verdict == "fail":
                 models[name] = without_canary(models[name])
@@ -278,24 +267,20 @@ class RolloutDriver:
         spec says `canary.retry: true`.
         """
         canary_spec = snapshot.documents[name].spec.spec.canary
-        if canary_spec is None or canary_spec.retry:
+        if canary_spec is None:
             return None
-        steps = len(plan.steps)
-        if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()):
-            return RolloutStatus(
-                name, plan.version, "blocked", 0, steps, 0, start or "",
-                message=f"version {plan.version} was auto-reverted before; set "
-                "canary.retry: true to propose it again",
-            )
-        if start is not None and self.reverts_promotion(start, name, plan.version):
-            # A person reverted the promotion: that is a rollback to the old
-            # stable, not a request to canary the version again.
-            return RolloutStatus(
-                name, plan.version, "held", 0, steps, 0, start,
-                message=f"canary {plan.version} came back by a revert of its promotion: "
-                "held out of traffic; set canary.retry: true to run it again",
-            )
-        return None
+        gate = history_gate(
+            plan.version,
+            canary_spec.retry,
+            reverted=self.reverted_versions(snapshot.commit).get(name, frozenset()),
+            # Looked up only when it can matter: a retry lifts the hold anyway.
+            promotion_reverted=start is not None and not canary_spec.retry
+            and self.reverts_promotion(start, name, plan.version),
+        )
+        if gate is None:
+            return None
+        return RolloutStatus(name, plan.version, gate.phase, 0, len(plan.steps), 0, start or "",
+                             message=gate.message)
 
     def _warn_once(self, head: str, status: RolloutStatus) -> None:
         """Say why a canary is kept out, once per head (not on every tick)."""
@@ -303,7 +288,8 @@ class RolloutDriver:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
-                        status.message)
+                        status.message,
+                        extra=fields("blocked", model=status.model, commit=status.canary_commit))
 
     def _act(
         self,
@@ -405,8 +391,11 @@ class RolloutDriver:
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
         line = redact(journal_line(event, " ".join(summary.split())))
-        log.info("%s", line[: line.find("{")].strip())
-        self.git.add_note(commit, line)
+        # A failed interval and a failed verdict are news; the rest is progress.
+        failed = event.outcome == "fail"
+        log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
+                extra=fields(event.kind, model=event.model, commit=commit))
+        self.journal.add_note(commit, line)
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
@@ -418,16 +407,23 @@ class RolloutDriver:
         try:
             outcome = self.git.write_with_retry(make)
         except GitError as err:
-            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err)
+            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
+                      extra=fields("write_failed", model=pending.model,
+                                   commit=pending.canary_commit))
             return None
         if outcome.status is WriteStatus.WRITTEN:
-            log.info(
-                "%s: %s commit %s pushed", pending.model, pending.kind, (outcome.sha or "")[:12]
+            sha = outcome.sha or ""
+            kind = "promotion" if pending.kind == "promote" else "revert"
+            log.log(
+                logging.INFO if pending.kind == "promote" else logging.WARNING,
+                "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
+                sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
             log.warning(
-                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind
+                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
+                extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
             )
         return None
 
@@ -505,15 +501,13 @@ class RolloutDriver:
         if key not in self._promotion_reverts:
             found = False
             infos = self.git.log(commit, max_count=1)
-            match = _REVERTS.search(infos[0].message) if infos else None
-            if match is not None:
+            reverted_sha = reverted_commit(infos[0].message) if infos else None
+            if reverted_sha is not None:
                 try:
-                    reverted = self.git.log(match.group(1), max_count=1)
+                    reverted = self.git.log(reverted_sha, max_count=1)
                 except GitError:
                     reverted = []
-                if reverted:
-                    parsed = trailers.RolloutTrailers.from_message(reverted[0].message)
-                    found = parsed.model == model and parsed.promoted_version == version
+                found = bool(reverted) and is_promotion_of(reverted[0].message, model, version)
             self._promotion_reverts[key] = found
         return self._promotion_reverts[key]
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.adapters.gitrepo import GitError, GitRepo
+from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
     PrometheusProvider,
@@ -30,10 +30,13 @@ from controller.adapters.metrics import (
 )
 from controller.adapters.redact import redact
 from controller.adapters.targets import TargetClient
-from controller.decide.desired import Snapshot, desired_from_tree
-from controller.decide.fleet import ObservedTarget, TargetAddress
+from controller.decide.desired import desired_from_tree
+from controller.decide.fleet import TargetAddress
+from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
-from controller.runtime.rollout import RolloutDriver, RolloutStatus
+from controller.runtime.rollout import RolloutDriver
+from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import StatusServer
 
 log = logging.getLogger(__name__)
@@ -72,23 +75,6 @@ class ControllerSettings:
     target_client_key: bytes = field(default=b"", repr=False)
 
 
-@dataclass
-class ControllerState:
-    """What the status endpoint shows; rebuilt from git and targets after a restart."""
-
-    commit_seen: str = ""
-    commit_applied: str = ""
-    # Per model: the commit whose spec for it is fully applied on every target.
-    model_commits: dict[str, str] = field(default_factory=dict)
-    snapshot: Snapshot | None = None
-    rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
-    spec_errors: list[str] = field(default_factory=list)
-    git_error: str = ""
-    last_result: ReconcileResult | None = None
-    last_reconcile_at: str = ""
-    webhook_deliveries: int = 0
-
-
 class Controller:
     def __init__(
         self,
@@ -107,7 +93,10 @@ class Controller:
         self.reconciler = reconciler or Reconciler([target_client(t, settings)
                                                     for t in settings.targets],
                                                    backoff=Backoff(min(1.0, poll), poll))
-        self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
+        self.notes = GitNotes(self.git)
+        self.driver = RolloutDriver(
+            self.git, self.notes, provider or default_provider(settings), clock=clock
+        )
         self.state = ControllerState()
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
@@ -117,6 +106,7 @@ class Controller:
         self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
+        self._findings_logged: set[tuple[str, str, str]] = set()
 
     # -- jobs ------------------------------------------------------------
     def sync_git(self) -> bool:
@@ -130,7 +120,7 @@ class Controller:
             self._git_backoff.failed("git", now)
             with self._lock:
                 self.state.git_error = redact(str(err))
-            log.warning("git sync failed: %s", self.state.git_error)
+            log.warning("git sync failed: %s", self.state.git_error, extra=fields("git"))
             return False
         self._git_backoff.succeeded("git")
         with self._lock:
@@ -150,12 +140,14 @@ class Controller:
                 # Fail closed: the last good state keeps serving.
                 self.state.spec_errors = [f"commit {head[:12]}: {p}" for p in problems]
                 for line in self.state.spec_errors:
-                    log.error("invalid specs, nothing applied: %s", line)
+                    log.error("invalid specs, nothing applied: %s", line,
+                              extra=fields("specs", commit=head))
                 return False
             self.state.spec_errors = []
             self.state.snapshot = snapshot
         log.info(
-            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models)
+            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models),
+            extra=fields("specs", commit=head),
         )
         return True
 
@@ -202,8 +194,7 @@ class Controller:
             for name in result.plan.models_in_sync(desired.models):
                 commits[name] = desired.commit
             self.state.model_commits = commits
-        for finding in result.findings:
-            log.warning("%s %s: %s", finding.target, finding.model, finding.message)
+        self._log_new_findings(result, desired.commit)
         wrote = False
         for pending in drive.pending:
             if pending.kind == "fail" and not canary_out_of_traffic(
@@ -218,6 +209,14 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _log_new_findings(self, result: ReconcileResult, commit: str) -> None:
+        """A finding is logged when it appears, not again on every tick it persists."""
+        current = {(f.target, f.model, f.message) for f in result.findings}
+        for target, model, message in sorted(current - self._findings_logged):
+            log.warning("%s %s: %s", target, model, message,
+                        extra=fields("finding", model=model, target=target, commit=commit))
+        self._findings_logged = current
 
     def _schedule_tick(self, due: float | None) -> None:
         """Run the reconcile job when a canary's next interval or hold ends.
@@ -316,58 +315,18 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    @property
+    def webhook_secret(self) -> bytes:
+        return self.settings.webhook_secret
+
+    def status(self) -> StatusDoc:
         with self._lock:
-            return status_document(self.state, self.settings)
-
-
-def status_document(state: ControllerState, settings: ControllerSettings) -> dict[str, Any]:
-    """The JSON the status endpoint serves (pure)."""
-    result = state.last_result
-    observed: dict[str, ObservedTarget] = (
-        {t.name: t for t in result.observed} if result is not None else {}
-    )
-    models: dict[str, Any] = {}
-    desired = state.snapshot.desired if state.snapshot else None
-    for name, model in sorted((desired.models if desired else {}).items()):
-        per_target: dict[str, Any] = {}
-        for target in settings.targets:
-            seen = observed.get(target.name)
-            obs = seen.models.get(name) if seen and seen.reachable else None
-            per_target[target.name] = {
-                "reachable": bool(seen and seen.reachable),
-                "error": seen.error if seen else "not observed yet",
-                "versions": {str(v): s for v, s in sorted(obs.states.items())} if obs else {},
-                "labels": dict(obs.labels) if obs else {},
-                "split_weight_bp": obs.split.canary_weight_bp if obs and obs.split else None,
-            }
-        models[name] = {
-            "commit_applied": state.model_commits.get(name, ""),
-            "stable": model.labels.get("stable"),
-            "canary": model.labels.get("canary"),
-            "versions": sorted(model.versions),
-            "labels": dict(model.labels),
-            "split_weight_bp": model.split.canary_weight_bp if model.split else None,
-            "targets": per_target,
-            "rollout": state.rollouts[name].to_dict() if name in state.rollouts else None,
-            "errors": [f.message for f in (result.findings if result else ()) if f.model == name],
-        }
-    return {
-        "repo": redact(settings.repo),
-        "branch": settings.branch,
-        "commit_seen": state.commit_seen,
-        "commit_applied": state.commit_applied,
-        "in_sync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen,
-        "spec_errors": list(state.spec_errors),
-        "git_error": state.git_error,
-        "last_reconcile_at": state.last_reconcile_at,
-        "reconcile_errors": list(result.errors) if result else [],
-        "findings": [
-            {"target": f.target, "model": f.model, "message": f.message}
-            for f in (result.findings if result else ())
-        ],
-        "models": models,
-    }
+            return status_document(
+                self.state,
+                repo=self.settings.repo,
+                branch=self.settings.branch,
+                targets=[t.name for t in self.settings.targets],
+            )
 
 
 def target_client(address: TargetAddress, settings: ControllerSettings) -> TargetClient:
@@ -392,16 +351,3 @@ def scrape_url(given: str) -> str:
     if urlsplit(with_scheme).path.strip("/"):
         return with_scheme
     return metrics_url(with_scheme)
-
-
-def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
-    """No reachable target still splits traffic to, or labels, the canary version."""
-    for target in observed:
-        if not target.reachable:
-            continue
-        seen = target.models.get(model)
-        if seen is None:
-            continue
-        if seen.split is not None or seen.labels.get("canary") == version:
-            return False
-    return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,31 +17,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from controller.runtime.status import StatusDoc
 from controller.runtime.webhook import verify
 
 MAX_WEBHOOK_BODY = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller.
 
 
-class WebhookSettings(Protocol):
+class StatusSource(Protocol):
+    """What the HTTP surface needs of the controller (`runner.Controller`, or a fake)."""
+
     @property
     def webhook_secret(self) -> bytes: ...
 
-
-class Controller(Protocol):
-    """What the HTTP surface needs of the controller (runner.Controller has it);
-    a Protocol, so the runner, which starts this server, is not imported here."""
-
-    @property
-    def settings(self) -> WebhookSettings: ...
-
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> StatusDoc: ...
 
     def trigger(self) -> None: ...
 
 
-def build_app(controller: Controller) -> Starlette:
+def build_app(controller: StatusSource) -> Starlette:
     async def status(_: Request) -> Response:
-        return JSONResponse(controller.status())
+        return JSONResponse(dict(controller.status()))
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -55,7 +50,7 @@ def build_app(controller: Controller) -> Starlette:
             body += chunk
             if len(body) > MAX_WEBHOOK_BODY:
                 return JSONResponse({"error": "body too large"}, status_code=413)
-        secret = controller.settings.webhook_secret
+        secret = controller.webhook_secret
         if not verify(secret, body, request.headers.get("x-hub-signature-256")):
             return JSONResponse({"error": "bad or missing X-Hub-Signature-256"}, status_code=401)
         controller.trigger()
@@ -71,7 +66,7 @@ def build_app(controller: Controller) -> Starlette:
 
 
 class StatusServer:
-    def __init__(self, controller: Controller, listen: str) -> None:
+    def __init__(self, controller: StatusSource, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         config = uvicorn.Config(
             build_app(controller),

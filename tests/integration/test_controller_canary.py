@@ -20,6 +20,7 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
 from controller.adapters.gitrepo import GitRepo
+from controller.adapters.journal import GitNotes
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
@@ -265,7 +266,8 @@ def test_killed_controller_resumes_with_exactly_one_promotion(
         )
         # Kill it (SIGKILL: no cleanup) once analysis has begun.
         reader = GitRepo(person.url, tmp_path / "reader")
-        assert wait_for(lambda: _has_note(reader, start, "interval"), 90, 0.3), (
+        reader_notes = GitNotes(reader)
+        assert wait_for(lambda: _has_note(reader, reader_notes, start, "interval"), 90, 0.3), (
             (tmp_path / "controller.log").read_text()
         )
         first.send_signal(signal.SIGKILL)
@@ -290,9 +292,9 @@ def test_killed_controller_resumes_with_exactly_one_promotion(
     assert not any(s.startswith("rollouts: revert") for s in subjects)
 
 
-def _has_note(reader: GitRepo, commit: str, kind: str) -> bool:
+def _has_note(reader: GitRepo, reader_notes: GitNotes, commit: str, kind: str) -> bool:
     reader.sync()
-    return any(f" {kind}: " in line for line in reader.notes(commit))
+    return any(f" {kind}: " in line for line in reader_notes.notes(commit))
 
 
 def test_prometheus_provider_judges_from_a_real_prometheus(

@@ -160,7 +160,7 @@ def test_controller_reverts_a_canary_that_cannot_load(
     person, controller = start_controller(env, "git", "state", deadline_s=30)
     traffic = Traffic([server.rest_url])
     try:
-        assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
+        assert wait_for(lambda: controller.status()["inSync"], WAIT_S, 0.2), controller.status()
         traffic.start()  # once hp2 serves, so every request has a model to reach
         started = person.write(
             "rollouts/hp2.yaml",
@@ -205,7 +205,7 @@ def test_controller_reverts_a_canary_that_never_becomes_ready(
     corrupt_version(env["models"] / "hp2", 23, make_model, empty_dir)
     person, controller = start_controller(env, "git-deadline", "state-deadline", deadline_s=5)
     try:
-        assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
+        assert wait_for(lambda: controller.status()["inSync"], WAIT_S, 0.2), controller.status()
         started = person.write(
             "rollouts/hp2.yaml",
             spec(

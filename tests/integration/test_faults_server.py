@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from controller.adapters.gitrepo import GitRepo
+from controller.adapters.journal import GitNotes
 from tests.conftest import ServerProcess, wait_for
 from tests.gitops import Person, spec
 from tests.integration.test_controller_canary import (
@@ -47,10 +48,11 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
             "canary hp2 v2",
         )
         reader = GitRepo(person.url, tmp_path / "reader")
+        reader_notes = GitNotes(reader)
 
         def journal() -> list[str]:
             reader.sync()
-            return reader.notes(start)
+            return reader_notes.notes(start)
 
         assert wait_for(lambda: any(" interval: pass" in n for n in journal()), 60, 0.3), (
             controller.status()

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import RevertResult, WriteOutcome, WriteResult, WriteStatus
+from controller.adapters.gitrepo import (
+    PushResult,
+    PushStatus,
+    RevertResult,
+    WriteOutcome,
+    WriteResult,
+    WriteStatus,
+)
+from controller.adapters.journal import parse_journal
 from controller.adapters.metrics import Reading
 from controller.decide.analysis import VersionWindow
 from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
-from controller.runtime.rollout import (
-    Pending,
-    RolloutDriver,
-    canary_load_error,
-    canary_ready,
-    parse_journal,
-)
+from controller.decide.gates import canary_load_error, canary_ready
+from controller.runtime.rollout import Pending, RolloutDriver
+from controller.runtime.status import rollout_doc
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -46,10 +51,14 @@ class Info:
 
 @dataclass
 class FakeGit:
+    """A `rollout.RolloutGit` and a `journal.NoteStore` in memory."""
+
     notes_by_commit: dict[str, list[str]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     commit_messages: dict[str, str] = field(default_factory=dict)
     pushes: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+    commits: list[tuple[str, str, str, list[tuple[str, str]]]] = field(default_factory=list)
 
     def notes(self, commit: str) -> list[str]:
         return list(self.notes_by_commit.get(commit, []))
@@ -58,9 +67,9 @@ class FakeGit:
         assert "\n" not in text
         self.notes_by_commit.setdefault(commit, []).append(text)
 
-    def push_notes(self) -> object:
+    def push_notes(self) -> PushResult:
         self.pushes += 1
-        return type("R", (), {"ok": True, "detail": ""})()
+        return PushResult(PushStatus.OK)
 
     def find_commit_that_set(
         self, head: str, path: str, predicate: Callable[[str | None], bool]
@@ -71,6 +80,25 @@ class FakeGit:
         if head in self.commit_messages:
             return [Info(self.commit_messages[head])]
         return [Info(m) for m in self.messages]
+
+    def read_file(self, head: str, path: str) -> str | None:
+        return self.files.get(path)
+
+    def commit_file_edit(self, head: str, path: str, text: str, message: str,
+                         trailers: Sequence[tuple[str, str]] = ()) -> str:
+        self.commits.append((path, text, message, list(trailers)))
+        return f"sha{len(self.commits)}"
+
+    def revert_or_remove_canary(self, head: str, canary_commit: str, path: str, model: str,
+                                message: str, trailers: Sequence[tuple[str, str]] = ()
+                                ) -> RevertResult:
+        return RevertResult(self.commit_file_edit(head, path, "", message, trailers), "revert")
+
+    def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
+        change = make("head2")
+        if change is None:
+            return WriteOutcome(WriteStatus.REPLAN, None, "head2", 1)
+        return WriteOutcome(WriteStatus.WRITTEN, change.sha, "head2", 1)
 
 
 class FakeProvider:
@@ -115,7 +143,7 @@ class Clock:
 @pytest.fixture
 def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, Clock]:
     git, provider, clock = FakeGit(), FakeProvider(), Clock()
-    return RolloutDriver(git, provider, clock=clock), git, provider, clock  # type: ignore[arg-type]
+    return RolloutDriver(git, git, provider, clock=clock), git, provider, clock
 
 
 def kinds(git: FakeGit) -> list[str]:
@@ -193,7 +221,10 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     assert len([line for line in git.notes("start-commit") if " verdict: " in line]) == 1
 
 
-def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
+def test_failing_canary_is_taken_out_and_pending_revert(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="controller")
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
@@ -210,8 +241,13 @@ def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
     analysis = dict(result.pending[0].analysis)
     assert analysis["Rollouts-Intervals"] == "0 passed, 2 failed, 0 not judged"
     assert "40.00% err" in analysis["Rollouts-Last-Interval"]
+    # Failed intervals and the failed verdict are warnings; the start is progress.
+    levels = {(r.event, r.levelname) for r in caplog.records}  # type: ignore[attr-defined]
+    assert ("interval", "WARNING") in levels and ("verdict", "WARNING") in levels
+    assert ("started", "INFO") in levels
+    assert all(r.model == "hp2" and r.commit == "start-commit" for r in caplog.records)  # type: ignore[attr-defined]
     # A restarted driver (same journal) reaches the same verdict without re-recording it.
-    again = RolloutDriver(git, provider, clock=clock).drive(snap, [target(None)])
+    again = RolloutDriver(git, git, provider, clock=clock).drive(snap, [target(None)])
     assert [p.kind for p in again.pending] == ["fail"]
     assert kinds(git).count("verdict:fail") == 1
 
@@ -238,14 +274,21 @@ def test_counter_reset_interval_is_skipped(rig) -> None:
     assert kinds(git) == ["started", "interval:skipped"]
 
 
-def test_auto_reverted_version_is_not_proposed_again(rig) -> None:
+def test_auto_reverted_version_is_not_proposed_again(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
     driver, git, _, _ = rig
     git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\nRollouts-Reverted-Version: 2\n"]
     result = driver.drive(snapshot(), [target(None)])
     assert result.statuses["hp2"].phase == "blocked"
+    # Said once, at WARNING, with the fix; not again on the next tick.
+    driver.drive(snapshot(), [target(None)])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "canary.retry: true" in warnings[0].getMessage()
+    assert warnings[0].event == "blocked"  # type: ignore[attr-defined]
     assert "canary" not in result.desired.models["hp2"].labels
     retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
-    driver2 = RolloutDriver(git, FakeProvider())
+    driver2 = RolloutDriver(git, git, FakeProvider())
     assert driver2.drive(snapshot(retry), [target(None)]).statuses["hp2"].phase == "wait_ready"
 
 
@@ -321,36 +364,14 @@ def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:
     assert driver.drive(snapshot(retry), [target(1000)]).statuses["hp2"].phase == "start"
 
 
-@dataclass
-class WritingGit(FakeGit):
-    """FakeGit plus the write path: files at the remote head and the commits made."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    commits: list[tuple[str, str, str, list[tuple[str, str]]]] = field(default_factory=list)
-
-    def read_file(self, head: str, path: str) -> str | None:
-        return self.files.get(path)
-
-    def commit_file_edit(self, head: str, path: str, text: str, message: str,
-                         trailers: list[tuple[str, str]]) -> str:
-        self.commits.append((path, text, message, trailers))
-        return f"sha{len(self.commits)}"
-
-    def revert_or_remove_canary(self, head: str, canary_commit: str, path: str, model: str,
-                                message: str, trailers: list[tuple[str, str]]) -> RevertResult:
-        return RevertResult(self.commit_file_edit(head, path, "", message, trailers), "revert")
-
-    def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
-        change = make("head2")
-        if change is None:
-            return WriteOutcome(WriteStatus.REPLAN, None, "head2", 1)
-        return WriteOutcome(WriteStatus.WRITTEN, change.sha, "head2", 1)
+# FakeGit has the write path too: files at the remote head and the commits made.
+WritingGit = FakeGit
 
 
 def _pending_promotion(git: WritingGit) -> Pending:
     provider, clock = FakeProvider(), Clock()
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
-    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30)):
@@ -363,7 +384,7 @@ def _pending_promotion(git: WritingGit) -> Pending:
 def test_promotion_commit_edits_the_spec_with_trailers() -> None:
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
     pending = _pending_promotion(git)
-    assert RolloutDriver(git, FakeProvider()).finish(pending) == "sha1"  # type: ignore[arg-type]
+    assert RolloutDriver(git, git, FakeProvider()).finish(pending) == "sha1"
     [(path, text, message, pairs)] = git.commits
     assert path == "rollouts/hp2.yaml" and "stable: 2" in text and "canary:" not in text
     assert message.startswith("rollouts: promote hp2 to 2\n\nAnalysis passed: 2 interval(s)")
@@ -380,7 +401,7 @@ def test_a_verdict_is_not_written_over_a_persons_edit_of_the_canary(edit: str | 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
     pending = _pending_promotion(git)
     git.files = {} if edit is None else {"rollouts/hp2.yaml": edit}
-    assert RolloutDriver(git, FakeProvider()).finish(pending) is None  # type: ignore[arg-type]
+    assert RolloutDriver(git, git, FakeProvider()).finish(pending) is None
     assert git.commits == []
 
 
@@ -395,7 +416,7 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
     provider, clock = LeakyProvider(), Clock()
-    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     clock.now += 30
@@ -410,5 +431,5 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
                       pending.canary_commit, pending.summary + "\n" + leaky,
                       pending.analysis + (("Rollouts-Note", leaky),))
     assert driver.finish(pending) == "sha1"
-    written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(status.to_dict())
+    written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(rollout_doc(status))
     assert "s3cr3t" not in written and "scraper:" not in written

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from controller.cli.status_view import render_status
 from controller.runtime.rollout import RolloutStatus
+from controller.runtime.status import rollout_doc
 
 
 def document() -> dict[str, Any]:
@@ -19,12 +20,12 @@ def document() -> dict[str, Any]:
                    {"outcome": "fail", "summary": "fail at 50%: canary 96 req 3.10% err"}],
     )
     return {
-        "repo": "/srv/rollouts.git", "branch": "main", "commit_seen": "a" * 40,
-        "commit_applied": "a" * 40, "in_sync": True, "spec_errors": [], "git_error": "",
+        "repo": "/srv/rollouts.git", "branch": "main", "commitSeen": "a" * 40,
+        "commitApplied": "a" * 40, "inSync": True, "specErrors": [], "gitError": "",
         "findings": [{"target": "s1", "model": "hp2", "message": "target unreachable: refused"}],
         "models": {"hp2": {
-            "commit_applied": "b" * 40, "stable": 1, "canary": 2, "split_weight_bp": 5000,
-            "rollout": rollout.to_dict(),
+            "commitApplied": "b" * 40, "stable": 1, "canary": 2, "splitWeightBp": 5000,
+            "rollout": rollout_doc(rollout),
             "targets": {
                 "s0": {"reachable": True, "labels": {"stable": 1, "canary": 2}},
                 "s1": {"reachable": False, "error": "refused", "labels": {}},
