@@ -12,10 +12,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.decide.analysis import Criteria
+from controller.decide.progress import CanaryPlan
+from controller.runtime.rollout import RolloutStatus
+
 __all__ = [
     "RolloutHistory",
     "Thresholds",
     "commit_link",
+    "history_of",
     "overview",
     "rollout_view",
 ]
@@ -45,6 +50,28 @@ class RolloutHistory:
     intervals: Sequence[Mapping[str, Any]] = ()
     events: Sequence[Mapping[str, Any]] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def history_of(status: RolloutStatus, plan: CanaryPlan,
+               criteria: Criteria | None) -> RolloutHistory:
+    """A running canary's history from the driver's status and its spec's plan."""
+    return RolloutHistory(
+        model=status.model,
+        version=status.version,
+        interval_s=plan.interval_s,
+        steps_weight_bp=tuple(step.weight_bp for step in plan.steps),
+        intervals=tuple(status.intervals),
+        events=tuple({**event, "commit": status.canary_commit}
+                     if event.get("kind") == "started" else event
+                     for event in status.events),
+        thresholds=Thresholds(
+            error_rate_max=criteria.error_rate_max if criteria else None,
+            latency_p99_max_s=criteria.latency_p99_max_s if criteria else None,
+            # Prediction-diff limits, where the spec's analysis has them.
+            differing_rate_max=getattr(criteria, "prediction_max_differing_rate", None),
+            mean_abs_max=getattr(criteria, "prediction_max_mean_abs", None),
+        ),
+    )
 
 
 def commit_link(template: str, sha: str) -> str:
@@ -149,6 +176,18 @@ def series(history: RolloutHistory) -> dict[str, list[float | None]]:
     return out
 
 
+def _event_text(event: Mapping[str, Any]) -> str:
+    if event.get("summary"):
+        return str(event["summary"])
+    kind, step = event.get("kind", ""), int(event.get("step", 0) or 0)
+    return {
+        "proposed": "canary seen, waiting for it to be ready",
+        "started": "canary ready, analysis started",
+        "step": f"advanced to step {step + 1}",
+        "verdict": f"verdict: {event.get('outcome', '')}",
+    }.get(str(kind), str(kind))
+
+
 def timeline(history: RolloutHistory, commit_url: str) -> list[dict[str, Any]]:
     """The journal in time order: each event and interval with its one-line numbers."""
     items: list[dict[str, Any]] = []
@@ -158,7 +197,7 @@ def timeline(history: RolloutHistory, commit_url: str) -> list[dict[str, Any]]:
             "at": float(event.get("at", 0.0)),
             "kind": str(event.get("kind", "")),
             "outcome": str(event.get("outcome", "")),
-            "text": str(event.get("summary", "")),
+            "text": _event_text(event),
             "commit": commit,
             "commitUrl": commit_link(commit_url, commit),
         })
