@@ -16,8 +16,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from controller.adapters.redact import redact
 from controller.cli import logs
 from controller.decide.fleet import TargetAddress
@@ -128,13 +126,10 @@ def parse_target(text: str) -> TargetAddress:
 
 def load_settings(args: argparse.Namespace) -> Any:
     from controller.runtime.runner import ControllerSettings
+    from controller.spec.controller_config import ControllerConfig, read_controller_config
 
-    file_values: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            file_values = YAML(typ="safe").load(handle) or {}
-        if not isinstance(file_values, dict):
-            raise ValueError(f"{args.config}: expected a mapping of settings")
+    config = read_controller_config(args.config) if args.config else ControllerConfig()
+    file_values = config.model_dump(by_alias=True, exclude_none=True)
 
     def pick(flag: str, key: str, default: Any = None) -> Any:
         value = getattr(args, flag, None)
@@ -142,12 +137,7 @@ def load_settings(args: argparse.Namespace) -> Any:
 
     repo = pick("repo", "repo")
     model_root = pick("model_root", "modelRoot")
-    targets_raw = args.target or [
-        t
-        if isinstance(t, str)
-        else f"{t['name']}={t['grpc']}" + (f",{t['metrics']}" if t.get("metrics") else "")
-        for t in file_values.get("targets", [])
-    ]
+    targets_raw = args.target or config.target_texts()
     missing = [
         name
         for name, value in (
