@@ -82,7 +82,7 @@ class StatusServer:
         host, _, port = listen.rpartition(":")
         host = host or "127.0.0.1"
         if dashboard is not None:
-            check_listen(host, dashboard[1].token)
+            check_listen(listen, dashboard[1].token)
         config = uvicorn.Config(
             build_app(controller, dashboard),
             host=host,

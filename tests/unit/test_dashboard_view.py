@@ -114,7 +114,10 @@ def test_rollout_view_carries_thresholds_timeline_commits_and_commands() -> None
     commands = {c["action"]: c["command"] for c in data["commands"]}
     assert commands["abort"] == "rollouts abort hp2 --push"
     assert commands["promote"].startswith("set spec.stable: 3")
-    assert commands["retry"].startswith("set spec.canary.retry: true")
+    assert "set spec.canary.retry: true" in commands["retry"]
+    assert "pause" not in commands  # no such subcommand here and no git edit for it
+    with_pause = view.commands("hp2", {"version": 3}, ("pause",))
+    assert {"action": "pause", "command": "rollouts pause hp2 --push"} in with_pause
     assert data["stepsWeightPct"] == [10, 20, 50]
 
 
@@ -171,8 +174,12 @@ def test_auth_bearer_cookie_and_loopback_rule() -> None:
     assert "s3cret" not in auth.session_value("s3cret")
     assert not auth.allowed("s3cret", None, f"{auth.COOKIE}=s3cret")
     assert not auth.allowed("s3cret", None, "garbage;;==")
-    auth.check_listen("127.0.0.1", "")
-    auth.check_listen("::1", "")
-    auth.check_listen("0.0.0.0", "token")
-    with pytest.raises(auth.DashboardConfigError, match="--dashboard-token-file"):
-        auth.check_listen("0.0.0.0", "")
+    auth.check_listen("127.0.0.1:8686", "")
+    auth.check_listen("[::1]:8686", "")
+    auth.check_listen("localhost:8686", "")
+    auth.check_listen("0.0.0.0:8686", "token")
+    with pytest.raises(auth.DashboardConfigError,
+                       match=r"--listen 0.0.0.0:8686 is not a loopback.*--dashboard-token-file"):
+        auth.check_listen("0.0.0.0:8686", "")
+    with pytest.raises(auth.DashboardConfigError):
+        auth.check_listen("controller.example.com:8686", "")

@@ -36,11 +36,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
-def check_listen(host: str, token: str) -> None:
-    """Refuse an open dashboard on an address other hosts can reach."""
+def check_listen(listen: str, token: str) -> None:
+    """Refuse an open dashboard on an address (`HOST:PORT`) other hosts can reach."""
+    host = listen.rpartition(":")[0] or "127.0.0.1"
     if not token and not is_loopback(host):
         raise DashboardConfigError(
-            f"--listen {host} is not a loopback address and the dashboard there would be "
+            f"--listen {listen} is not a loopback address and the dashboard there would be "
             "open to anyone: give --dashboard-token-file (or listen on 127.0.0.1)"
         )
 

@@ -239,18 +239,20 @@ def commands(model: str, rollout: Mapping[str, Any] | None,
         return []
     version = rollout.get("version")
     start = str(rollout.get("canaryCommit", ""))[:12] or "<canary commit>"
+    # Without its subcommand, an action is shown as the git edit that does it, if any.
     git_way = {
         "promote": f"set spec.stable: {version} and delete spec.canary in the {model} spec, "
                    "then commit and push",
         "abort": f"git revert {start} && git push",
-        "retry": f"set spec.canary.retry: true in the {model} spec, then commit and push",
-        "pause": f"set spec.canary.paused: true in the {model} spec, then commit and push",
+        "retry": f"after a revert: set spec.canary.retry: true in the {model} spec, "
+                 "then commit and push",
+        "pause": "",
     }
     out = []
     for action, fallback in git_way.items():
         if action in have:
             out.append({"action": action, "command": f"rollouts {action} {model} --push"})
-        else:
+        elif fallback:
             out.append({"action": action, "command": fallback})
     return out
 

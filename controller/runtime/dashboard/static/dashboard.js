@@ -78,21 +78,33 @@
   }
   function drawCharts(view) {
     if (!view.series || !window.uPlot) { return; }
-    var specs = chartSpecs(view);
+    var specs = chartSpecs(view), s = view.series;
     Object.keys(specs).forEach(function (key) {
       var spec = specs[key];
+      var holder0 = document.getElementById("chart-" + key);
+      if (key === "prediction" && !s.differingRate.some(function (v) { return v !== null; })) {
+        if (holder0) {
+          holder0.setAttribute("data-series", "0");
+          var note = holder0.querySelector(".muted") || document.createElement("p");
+          note.className = "muted";
+          note.textContent = "no shadow scoring on this canary";
+          holder0.appendChild(note);
+        }
+        return;
+      }
       var plotData = [view.series.at].concat(spec.data);
       var holder = document.getElementById("chart-" + key);
       if (!holder) { return; }
       if (charts[key] && charts[key].series.length === spec.series.length + 1) {
         charts[key].setData(plotData);
-        return;
+      } else {
+        if (charts[key]) { charts[key].destroy(); }
+        charts[key] = new window.uPlot({
+          width: Math.max(holder.clientWidth || 460, 320), height: 220,
+          series: [{}].concat(spec.series), scales: {x: {time: true}}
+        }, plotData, holder);
       }
-      if (charts[key]) { charts[key].destroy(); }
-      charts[key] = new window.uPlot({
-        width: Math.max(holder.clientWidth || 460, 320), height: 220,
-        series: [{}].concat(spec.series), scales: {x: {time: true}}
-      }, plotData, holder);
+      // What the browser test reads: how many series and points are drawn.
       holder.setAttribute("data-series", String(spec.series.length));
       holder.setAttribute("data-points", String(view.series.at.length));
     });
