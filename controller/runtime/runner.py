@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo
+from controller.adapters.gitrepo import GitError, GitRepo, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
@@ -80,6 +80,14 @@ class ControllerSettings:
     dashboard_token: str = field(default="", repr=False)
     commit_url: str = ""
     acting_commands: tuple[str, ...] = ()
+    # Who the verdict commits are by (author and committer), and git's own signing:
+    # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
+    git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
+    git_signing_key: str = ""
+    git_signing_format: str = "ssh"
+    # "push": verdicts go onto the followed branch; "branch": each onto
+    # rollouts/<model>/<verdict>-<version> for a bot or person to merge.
+    write_back: str = "push"
 
 
 class Controller:
@@ -93,7 +101,17 @@ class Controller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        self.git = git_repo or GitRepo(
+            settings.repo,
+            settings.state_dir / "repo",
+            settings.branch,
+            identity=settings.git_author,
+            signing=(
+                Signing(settings.git_signing_key, settings.git_signing_format)
+                if settings.git_signing_key
+                else None
+            ),
+        )
         # A down target is retried at least once per git poll, so a restarted
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
@@ -102,7 +120,8 @@ class Controller:
                                                    backoff=Backoff(min(1.0, poll), poll))
         self.notes = GitNotes(self.git)
         self.driver = RolloutDriver(
-            self.git, self.notes, provider or default_provider(settings), clock=clock
+            self.git, self.notes, provider or default_provider(settings), clock=clock,
+            branch_writer=self.git if settings.write_back == "branch" else None,
         )
         self.state = ControllerState()
         self._histories: dict[str, RolloutHistory] = {}
