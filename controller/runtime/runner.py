@@ -33,6 +33,8 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.dashboard.routes import DashboardSettings
+from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
@@ -73,6 +75,11 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
+    # The dashboard on `listen`: its token (empty: open, loopback only), the link
+    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
+    dashboard_token: str = field(default="", repr=False)
+    commit_url: str = ""
+    acting_commands: tuple[str, ...] = ()
     # Who the verdict commits are by (author and committer), and git's own signing:
     # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
     git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
@@ -117,6 +124,7 @@ class Controller:
             branch_writer=self.git if settings.write_back == "branch" else None,
         )
         self.state = ControllerState()
+        self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
@@ -318,7 +326,7 @@ class Controller:
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        server = self.http_server()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
@@ -334,6 +342,30 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
+    def http_server(self) -> StatusServer | None:
+        """The status, webhook and dashboard server on `listen`, or None without one."""
+        if not self.settings.listen:
+            return None
+        dashboard = DashboardSettings(
+            token=self.settings.dashboard_token,
+            commit_url=self.settings.commit_url,
+            available_commands=self.settings.acting_commands,
+        )
+        return StatusServer(self, self.settings.listen, (self, dashboard))
+
+    def rollout_history(self, model: str) -> RolloutHistory | None:
+        """The model's canary journal for the dashboard: the running one, else the last
+        one this process saw (a restarted controller rebuilds running ones from notes)."""
+        with self._lock:
+            status = self.state.rollouts.get(model)
+            snapshot = self.state.snapshot
+            plan = snapshot.canary_plan(model) if snapshot else None
+            if status is None or plan is None or snapshot is None:
+                return self._histories.get(model)
+            history = history_of(status, plan, snapshot.criteria(model))
+            self._histories[model] = history
+            return history
+
     @property
     def webhook_secret(self) -> bytes:
         return self.settings.webhook_secret
