@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import FrameType
@@ -63,6 +63,7 @@ from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
+from serving.grpc import profiler_service  # noqa: E402
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
@@ -109,6 +110,14 @@ def saved_model_options(flags: ServerFlags) -> SavedModelOptions:
         enable_warmup=bool(getattr(flags, "enable_model_warmup", True)),
         warmup_iterations=int(getattr(flags, "num_request_iterations_for_warmup", 1)),
     )
+
+
+def profiler_servicers(flags: ServerFlags) -> list[Callable[[grpc.Server], None]]:
+    """--enable_profiler (TF Serving's default: on): tensorflow.ProfilerService on the
+    main gRPC port. Read with a default until the flag is in ServerFlags."""
+    if not getattr(flags, "enable_profiler", True):
+        return []
+    return [profiler_service.add_to_server]
 
 
 def startup_config(flags: ServerFlags) -> ModelServerConfig:
@@ -405,7 +414,7 @@ def serve(
         grpc_server = build_grpc_server(
             core,
             address=f"{host}:{flags.port}",
-            extra_servicers=[add_prediction_service],
+            extra_servicers=[add_prediction_service, *profiler_servicers(flags)],
             max_workers=flags.grpc_max_threads,
             interceptors=interceptors,
             credentials=credentials,
