@@ -41,16 +41,15 @@ from serving import limits, profiler, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
-    TokenFileError,
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
 from serving.config.batching import (  # noqa: E402
-    BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
 from serving.config.compat import unsupported_notes  # noqa: E402
+from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -66,7 +65,7 @@ from serving.config.flags import (  # noqa: E402
     parse_flags,
 )
 from serving.config.session import session_config  # noqa: E402
-from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
+from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
@@ -84,6 +83,7 @@ from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.cors import Cors  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
+from serving.shadow import ShadowScorer  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -145,6 +145,7 @@ class Wiring:
     metrics: Metrics
     dataplane: DataPlane
     batcher: Batcher | None = None
+    shadow: ShadowScorer | None = None
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
@@ -160,9 +161,11 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
     core.router = routing.route
     # --enable_batching: one batcher (one pool of batch threads) for all models.
     batcher = Batcher(batching, metrics) if batching is not None else None
-    dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher,
+    # Shadow scoring is idle until a split sets a shadow rate.
+    shadow = ShadowScorer(core, metrics)
+    dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow,
                           method_name_check=method_name_check)
-    return Wiring(metrics, dataplane, batcher)
+    return Wiring(metrics, dataplane, batcher, shadow)
 
 
 def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -335,10 +338,7 @@ def run(flags: ServerFlags) -> int:
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (TokenFileError, TLSConfigError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except (ConfigFileError, BatchingConfigError) as exc:
+    except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
@@ -540,6 +540,8 @@ def serve(
     drained.wait(DRAIN_SECONDS)
     if wiring.batcher is not None:
         wiring.batcher.stop(DRAIN_SECONDS)
+    if wiring.shadow is not None:
+        wiring.shadow.stop(DRAIN_SECONDS)
     core.stop(timeout=DRAIN_SECONDS)
     log.info("Server stopped")
     return 0

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from serving.config.errors import StartupError
 from serving.core.policies import TransitionPolicy
 
 
-class FlagError(Exception):
+class FlagError(StartupError):
     """A bad command line; the message says which flag and why."""
 
 
