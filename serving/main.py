@@ -63,6 +63,7 @@ from serving.config.flags import (  # noqa: E402
     ServerFlags,
     channel_arguments,
     parse_flags,
+    saved_model_tags,
 )
 from serving.config.session import session_config  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
@@ -78,6 +79,8 @@ from serving.grpc.server import (  # noqa: E402
     server_credentials,
 )
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
+from serving.loaders.options import SavedModelOptions  # noqa: E402
+from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.cors import Cors  # noqa: E402
@@ -107,6 +110,19 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+    )
+
+
+def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOptions:
+    """How the tensorflow platform loads versions: --saved_model_tags,
+    --enable_model_warmup, --num_request_iterations_for_warmup (TF Serving
+    uses it only if > 0: each record once otherwise), and the session config
+    built from the session flags (`tensorflow_session_config`)."""
+    return SavedModelOptions(
+        tags=saved_model_tags(flags.saved_model_tags),
+        session_config=session,
+        enable_warmup=flags.enable_model_warmup,
+        warmup_iterations=max(1, flags.num_request_iterations_for_warmup),
     )
 
 
@@ -351,7 +367,8 @@ def run(flags: ServerFlags) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     apply_session_threads(session)
-    core = ServerCore(core_options(flags))
+    core = ServerCore(core_options(flags),
+                      registry=default_registry(saved_model_options(flags, session)))
     wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
     freeze_startup_heap()
     try:
