@@ -70,6 +70,7 @@ from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
+from serving.shadow import ShadowScorer  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -131,6 +132,7 @@ class Wiring:
     metrics: Metrics
     dataplane: DataPlane
     batcher: Batcher | None = None
+    shadow: ShadowScorer | None = None
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -> Wiring:
@@ -145,7 +147,10 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
     core.router = routing.route
     # --enable_batching: one batcher (one pool of batch threads) for all models.
     batcher = Batcher(batching, metrics) if batching is not None else None
-    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher), batcher)
+    # Shadow scoring is idle until a split sets a shadow rate.
+    shadow = ShadowScorer(core, metrics)
+    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow),
+                  batcher, shadow)
 
 
 def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -468,6 +473,8 @@ def serve(
     drained.wait(DRAIN_SECONDS)
     if wiring.batcher is not None:
         wiring.batcher.stop(DRAIN_SECONDS)
+    if wiring.shadow is not None:
+        wiring.shadow.stop(DRAIN_SECONDS)
     core.stop(timeout=DRAIN_SECONDS)
     log.info("Server stopped")
     return 0

@@ -9,7 +9,7 @@ flags may supply it, and flags win (`controller/cli/controller.py` merges them).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -42,6 +42,13 @@ class TargetEntry(_Strict):
             f",{self.metrics}" if self.metrics else "")
 
 
+class GitAuthor(_Strict):
+    """Author and committer of the controller's verdict commits."""
+
+    name: str = Field(min_length=1, description="e.g. Rollouts Bot")
+    email: str = Field(min_length=3, pattern=r"^[^<>\s]+$", description="e.g. bot@example.com")
+
+
 class ControllerConfig(_Strict):
     repo: str | None = None
     branch: str | None = None
@@ -55,10 +62,16 @@ class ControllerConfig(_Strict):
     listen: str | None = None
     webhook_secret_file: str | None = None
     prometheus_url: str | None = None
+    dashboard_token_file: str | None = None
+    commit_url: str | None = None
     target_token_file: str | None = None
     target_ca_file: str | None = None
     target_cert_file: str | None = None
     target_key_file: str | None = None
+    git_author: GitAuthor | None = None
+    git_signing_key: str | None = None
+    git_signing_format: Literal["ssh", "openpgp"] | None = None
+    write_back: Literal["push", "branch"] | None = None
 
     def target_texts(self) -> list[str]:
         return [t.flag_text() for t in self.targets]
