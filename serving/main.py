@@ -41,15 +41,14 @@ from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
-    TokenFileError,
     read_token_file,
 )
 from serving.batching import Batcher  # noqa: E402
 from serving.config.batching import (  # noqa: E402
-    BatchingConfigError,
     BatchingOptions,
     options_from_flags,
 )
+from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
     MonitoringSettings,
@@ -59,7 +58,7 @@ from serving.config.files import (  # noqa: E402
     single_model_config,
 )
 from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
-from serving.config.tls import SSLSettings, TLSConfigError, read_ssl_config  # noqa: E402
+from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
@@ -67,10 +66,13 @@ from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
+from serving.loaders.options import SERVE_TAG, SavedModelOptions, parse_tags  # noqa: E402
+from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
+from serving.shadow import ShadowScorer  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -94,6 +96,18 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+    )
+
+
+def saved_model_options(flags: ServerFlags) -> SavedModelOptions:
+    """How the tensorflow platform loads versions: --saved_model_tags,
+    --enable_model_warmup, --num_request_iterations_for_warmup. Read with
+    defaults while those flags are still being added to ServerFlags."""
+    tags = parse_tags(str(getattr(flags, "saved_model_tags", SERVE_TAG)))
+    return SavedModelOptions(
+        tags=tags or frozenset({SERVE_TAG}),
+        enable_warmup=bool(getattr(flags, "enable_model_warmup", True)),
+        warmup_iterations=int(getattr(flags, "num_request_iterations_for_warmup", 1)),
     )
 
 
@@ -132,6 +146,7 @@ class Wiring:
     metrics: Metrics
     dataplane: DataPlane
     batcher: Batcher | None = None
+    shadow: ShadowScorer | None = None
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -> Wiring:
@@ -146,7 +161,10 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
     core.router = routing.route
     # --enable_batching: one batcher (one pool of batch threads) for all models.
     batcher = Batcher(batching, metrics) if batching is not None else None
-    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher), batcher)
+    # Shadow scoring is idle until a split sets a shadow rate.
+    shadow = ShadowScorer(core, metrics)
+    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow),
+                  batcher, shadow)
 
 
 def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -304,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr)
         return 2
-    except (TokenFileError, TLSConfigError) as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    except (ConfigFileError, BatchingConfigError) as exc:
+    except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
@@ -319,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    core = ServerCore(core_options(flags))
+    core = ServerCore(core_options(flags), registry=default_registry(saved_model_options(flags)))
     wiring = wire_data_plane(core, batching)
     freeze_startup_heap()
     try:
@@ -463,6 +478,8 @@ def serve(
     drained.wait(DRAIN_SECONDS)
     if wiring.batcher is not None:
         wiring.batcher.stop(DRAIN_SECONDS)
+    if wiring.shadow is not None:
+        wiring.shadow.stop(DRAIN_SECONDS)
     core.stop(timeout=DRAIN_SECONDS)
     log.info("Server stopped")
     return 0

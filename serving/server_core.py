@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
+from serving import routing
 from serving.config.rules import (
     STABLE,
     check_labels,
@@ -83,6 +85,15 @@ class ServableHandle:
     version: int
     label: str | None
     servable: Servable
+
+
+@dataclass(frozen=True)
+class ShadowPeer:
+    """Where one sampled request is also scored, and how it is compared."""
+
+    version: int
+    tolerance: float
+    outputs: tuple[str, ...]
 
 
 @dataclass
@@ -337,6 +348,23 @@ class ServerCore:
         result = Split()
         result.CopyFrom(found)
         return result
+
+    def shadow_peer(self, model: str, served_label: str | None,
+                    rand: Callable[[], float] = random.random) -> ShadowPeer | None:
+        """Whether a request the `served_label` side answered is also scored on
+        the other side of the model's split, and on which version (sampled per
+        call; None also when both labels point at one version)."""
+        with self._lock:
+            split = self._state.splits.get(model)
+            if split is None:
+                return None
+            peer = routing.shadow_peer(split, served_label, rand)
+            labels = self._state.labels.get(model, {})
+            version = labels.get(peer) if peer is not None else None
+            if version is None or served_label is None or labels.get(served_label) == version:
+                return None
+            shadow = split.shadow
+            return ShadowPeer(version, shadow.tolerance, tuple(shadow.outputs))
 
     def set_transition_policy(self, model: str, policy: TransitionPolicy | None) -> None:
         self.manager.set_policy(model, policy)

@@ -13,6 +13,10 @@ Invariants:
   plus `reset --hard` and `clean`, so stray files can never leak into a commit.
 - Nothing is force-pushed. A rejected push (someone else pushed first) is a normal,
   typed outcome; `write_with_retry` fetches and redoes the change on the new head.
+- Every commit carries the configured identity as author and committer (the process
+  environment cannot override it) and, with a `Signing` key, git's own signature
+  (`user.signingkey`, `gpg.format` ssh or openpgp): protected branches that require
+  signed commits accept them.
 - No error message or log line carries credentials: every text that can hold a URL goes
   through `controller.adapters.redact`.
 
@@ -55,6 +59,7 @@ __all__ = [
     "PushStatus",
     "RevertConflict",
     "RevertResult",
+    "Signing",
     "WriteOutcome",
     "WriteResult",
     "WriteStatus",
@@ -139,6 +144,21 @@ class RevertResult:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """Sign every commit with git's own signing: `key` is an SSH key file (format "ssh")
+    or an OpenPGP key id (format "openpgp"), exactly what `user.signingkey` takes."""
+
+    key: str
+    format: str = "ssh"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("ssh", "openpgp"):
+            raise ValueError(f"signing format {self.format!r}: expected ssh or openpgp")
+        if not self.key.strip():
+            raise ValueError("a signing key is required")
+
+
+@dataclass(frozen=True)
 class CommitInfo:
     sha: str
     parents: tuple[str, ...]
@@ -181,6 +201,7 @@ class GitRepo:
         branch: str = "main",
         *,
         identity: tuple[str, str] = ("rollouts-controller", "rollouts@localhost"),
+        signing: Signing | None = None,
         timeout: float = 60.0,
     ) -> None:
         if url.startswith("-") or url.lower().startswith("ext::"):
@@ -192,6 +213,7 @@ class GitRepo:
         self.workdir = Path(workdir)
         self.branch = branch
         self.identity = identity
+        self.signing = signing
         self.timeout = timeout
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
@@ -234,13 +256,28 @@ class GitRepo:
             # init + fetch instead of clone: one code path for the first and every later
             # sync, and every network call goes through `_run` (timeout, redaction).
             repo = git.Repo.init(self.workdir)
-        repo.git.update_environment(**_GIT_ENV)
+        name, email = self.identity
+        # The identity is the configured one even where the controller's environment
+        # sets GIT_AUTHOR_* or GIT_COMMITTER_* (git prefers those over user.name).
+        repo.git.update_environment(
+            **_GIT_ENV,
+            GIT_AUTHOR_NAME=name,
+            GIT_AUTHOR_EMAIL=email,
+            GIT_COMMITTER_NAME=name,
+            GIT_COMMITTER_EMAIL=email,
+        )
         with repo.config_writer() as config:
             config.set_value(_MARKER[0], _MARKER[1], "true")
-            config.set_value("user", "name", self.identity[0])
-            config.set_value("user", "email", self.identity[1])
+            config.set_value("user", "name", name)
+            config.set_value("user", "email", email)
             config.set_value("core", "hooksPath", os.devnull)  # no hook runs in our clone
             config.set_value("gc", "auto", "0")  # no background gc racing our commands
+            if self.signing is not None:
+                config.set_value("user", "signingkey", self.signing.key)
+                config.set_value("gpg", "format", self.signing.format)
+                config.set_value("commit", "gpgsign", "true")
+            else:
+                config.set_value("commit", "gpgsign", "false")
         remotes = {remote.name for remote in repo.remotes}
         try:
             if "origin" in remotes:
@@ -279,7 +316,10 @@ class GitRepo:
         ) as handle:
             handle.write(message)
         try:
-            return self._run("commit-tree", tree, "-p", parent, "-F", handle.name)
+            # -S signs with user.signingkey in gpg.format; a key git cannot use is a
+            # GitError naming it, never an unsigned commit on a branch that needs one.
+            sign = "-S" if self.signing is not None else "--no-gpg-sign"
+            return self._run("commit-tree", sign, tree, "-p", parent, "-F", handle.name)
         finally:
             os.unlink(handle.name)
 
@@ -589,6 +629,27 @@ class GitRepo:
             return PushResult(PushStatus.REJECTED, detail)
         log.warning("push of %s failed: %s", refspec, detail)
         return PushResult(PushStatus.ERROR, detail)
+
+    def push_branch(self, sha: str, branch: str) -> PushResult:
+        """Push `sha` to refs/heads/`branch` on origin (creating it); never forces."""
+        if not branch or branch.startswith("-") or any(c.isspace() for c in branch):
+            raise ValueError(f"not a branch name: {branch!r}")
+        with self._lock:
+            return self._push(f"{self._resolve(sha)}:refs/heads/{branch}")
+
+    def fetch_branch(self, branch: str) -> str | None:
+        """Fetch origin's `branch` into refs/remotes/origin/; its sha, None if absent."""
+        with self._lock:
+            listing = self._run(
+                "ls-remote", "--heads", "origin", f"refs/heads/{branch}", network=True
+            )
+            if not listing.strip():
+                return None
+            self._run(
+                "fetch", "--no-tags", "origin",
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}", network=True,
+            )
+            return self._resolve(f"refs/remotes/origin/{branch}")
 
     def write_with_retry(
         self, make_change: Callable[[str], WriteResult | None], attempts: int = 5

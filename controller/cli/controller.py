@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import urllib.error
@@ -16,11 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from controller.adapters.redact import redact
 from controller.cli import logs
 from controller.decide.fleet import TargetAddress
+from controller.decide.verdict_text import WRITE_BACK_MODES
 from controller.spec.durations import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:8686"
@@ -44,6 +44,16 @@ def add_parsers(subparsers: Any) -> None:
         "--webhook-secret-file", default=None, help="file with the webhook HMAC secret"
     )
     run.add_argument(
+        "--dashboard-token-file",
+        default=None,
+        help="file with the dashboard's token (required when --listen is not loopback)",
+    )
+    run.add_argument(
+        "--commit-url",
+        default=None,
+        help="link commits on the dashboard: a URL template with {sha}",
+    )
+    run.add_argument(
         "--prometheus-url",
         default=None,
         help="judge canaries with PromQL against this Prometheus server "
@@ -55,6 +65,25 @@ def add_parsers(subparsers: Any) -> None:
         help="how long one reconcile pass waits for versions to load (default 60s)",
     )
     run.add_argument("--once", action="store_true", help="one sync and reconcile pass, then exit")
+    run.add_argument(
+        "--git-author", default=None, metavar="'NAME <EMAIL>'",
+        help="author and committer of the verdict commits "
+        "(default 'rollouts-controller <rollouts@localhost>')",
+    )
+    run.add_argument(
+        "--git-signing-key", default=None, metavar="KEY",
+        help="sign verdict commits with git's own signing: an SSH key file, "
+        "or an OpenPGP key id with --git-signing-format openpgp",
+    )
+    run.add_argument(
+        "--git-signing-format", default=None, choices=("ssh", "openpgp"),
+        help="what --git-signing-key is (default ssh)",
+    )
+    run.add_argument(
+        "--write-back", default=None, choices=WRITE_BACK_MODES,
+        help="push: verdicts onto the followed branch (default); branch: each onto "
+        "rollouts/<model>/<promote|revert>-<version> for a bot or person to merge",
+    )
     run.set_defaults(handler=cmd_run)
 
     plan = subparsers.add_parser(
@@ -127,14 +156,13 @@ def parse_target(text: str) -> TargetAddress:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    from controller.runtime.dashboard.auth import check_listen
+    from controller.runtime.dashboard.routes import command_names
     from controller.runtime.runner import ControllerSettings
+    from controller.spec.controller_config import ControllerConfig, read_controller_config
 
-    file_values: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            file_values = YAML(typ="safe").load(handle) or {}
-        if not isinstance(file_values, dict):
-            raise ValueError(f"{args.config}: expected a mapping of settings")
+    config = read_controller_config(args.config) if args.config else ControllerConfig()
+    file_values = config.model_dump(by_alias=True, exclude_none=True)
 
     def pick(flag: str, key: str, default: Any = None) -> Any:
         value = getattr(args, flag, None)
@@ -142,12 +170,7 @@ def load_settings(args: argparse.Namespace) -> Any:
 
     repo = pick("repo", "repo")
     model_root = pick("model_root", "modelRoot")
-    targets_raw = args.target or [
-        t
-        if isinstance(t, str)
-        else f"{t['name']}={t['grpc']}" + (f",{t['metrics']}" if t.get("metrics") else "")
-        for t in file_values.get("targets", [])
-    ]
+    targets_raw = args.target or config.target_texts()
     missing = [
         name
         for name, value in (
@@ -170,6 +193,10 @@ def load_settings(args: argparse.Namespace) -> Any:
         path = pick(flag, key)
         return Path(path).read_bytes() if path else b""
 
+    dashboard_token = read("dashboard_token_file", "dashboardTokenFile").strip().decode(
+        "utf-8", errors="replace")
+    if listen != "off":
+        check_listen(listen, dashboard_token)
     token_bytes = read("target_token_file", "targetTokenFile").strip()
     cert, key = read("target_cert_file", "targetCertFile"), read("target_key_file", "targetKeyFile")
     if bool(cert) != bool(key):
@@ -195,7 +222,65 @@ def load_settings(args: argparse.Namespace) -> Any:
         target_root_ca=read("target_ca_file", "targetCaFile"),
         target_client_cert=cert,
         target_client_key=key,
+        dashboard_token=dashboard_token,
+        commit_url=pick("commit_url", "commitUrl", "") or "",
+        acting_commands=command_names(_subcommands()),
+        **git_write_settings(pick),
     )
+
+
+def _subcommands() -> list[str]:
+    """The `rollouts` subcommands this build has (the dashboard offers the acting ones)."""
+    from controller.cli.main import build_parser
+
+    for action in build_parser()._actions:  # argparse keeps subcommands as one action
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+_AUTHOR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")
+
+
+def parse_author(value: Any, where: str) -> tuple[str, str]:
+    """`gitAuthor`: {name, email} in a config file, or 'Name <email>' (the flag)."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"name", "email"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; expected name, email")
+        name, email = value.get("name"), value.get("email")
+    else:
+        match = _AUTHOR.match(str(value))
+        name, email = (match["name"], match["email"]) if match else (None, None)
+    if not isinstance(name, str) or not name.strip() or not isinstance(email, str) or (
+        not email.strip() or any(c in email for c in "<> \n")
+    ):
+        raise ValueError(f"{where}: expected {{name, email}} or 'Name <email>', got {value!r}")
+    return name.strip(), email.strip()
+
+
+def git_write_settings(pick: Any) -> dict[str, Any]:
+    """The settings of how the controller writes to git: who, signed how, and where."""
+    values: dict[str, Any] = {}
+    author = pick("git_author", "gitAuthor")
+    if author is not None:
+        values["git_author"] = parse_author(author, "gitAuthor (--git-author)")
+    signing_key = pick("git_signing_key", "gitSigningKey")
+    if signing_key:
+        values["git_signing_key"] = str(signing_key)
+    signing_format = str(pick("git_signing_format", "gitSigningFormat", "ssh"))
+    if signing_format not in ("ssh", "openpgp"):
+        raise ValueError(
+            f"gitSigningFormat (--git-signing-format): {signing_format!r}; expected ssh or openpgp"
+        )
+    values["git_signing_format"] = signing_format
+    if signing_format == "ssh" and signing_key and not Path(str(signing_key)).is_file():
+        raise ValueError(f"gitSigningKey (--git-signing-key): no SSH key file {signing_key}")
+    write_back = str(pick("write_back", "writeBack", "push"))
+    if write_back not in WRITE_BACK_MODES:
+        raise ValueError(f"writeBack (--write-back): {write_back!r}; expected push or branch")
+    values["write_back"] = write_back
+    return values
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -68,3 +68,14 @@ def verdict_summary(events: Sequence[Event], kind: str, reason: str) -> str:
         lines.append(reason[:1].upper() + reason[1:] + ".")
     lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in n.judged[-3:])
     return "\n".join(lines)
+
+
+# Where verdict commits go (controller.runtime.writeback): onto the followed branch,
+# or each onto a branch of its own for a bot or a person to merge.
+WRITE_BACK_MODES = ("push", "branch")
+
+
+def verdict_branch(model: str, kind: str, version: int) -> str:
+    """The branch a verdict is proposed on: rollouts/<model>/<promote|revert>-<version>."""
+    word = "promote" if kind == "promote" else "revert"
+    return f"rollouts/{model}/{word}-{version}"

@@ -48,6 +48,12 @@ from controller.decide.gates import (
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
 from controller.runtime.logfields import fields
+from controller.runtime.writeback import (
+    BranchStatus,
+    BranchWriter,
+    verdict_branch,
+    write_to_branch,
+)
 from controller.spec import yamledit
 
 log = logging.getLogger(__name__)
@@ -100,6 +106,9 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
+    # The journal's other events (proposed, started, step, verdict), for the dashboard.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
 @dataclass
@@ -151,11 +160,20 @@ class RolloutDriver:
         provider: MetricsProvider | None,
         *,
         clock: Callable[[], float] = time.time,
+        branch_writer: BranchWriter | None = None,
     ) -> None:
+        """`branch_writer`: propose each verdict on a branch of its own (write-back
+        "branch") instead of pushing it onto the followed branch."""
         self.git = git
         self.journal = journal
         self.provider = provider
         self.clock = clock
+        self.branch_writer = branch_writer
+        # Per model: the branch its verdict waits on to be merged (write-back "branch").
+        self.awaiting_merge: dict[str, str] = {}
+        # Verdict commits that could not be written (push error, lost races, a taken
+        # branch), counted by kind, for the controller's own metrics.
+        self.write_failures: dict[str, int] = {}
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
@@ -224,6 +242,13 @@ class RolloutDriver:
             result = self.journal.push_notes()
             if not result.ok:
                 log.warning("pushing notes failed: %s", result.detail)
+        # A verdict proposed on its own branch stops waiting once its change is on
+        # the followed branch (the spec no longer has that canary: nothing pending).
+        still = {p.model for p in pending}
+        self.awaiting_merge = {m: b for m, b in self.awaiting_merge.items() if m in still}
+        for model, branch in self.awaiting_merge.items():
+            if model in statuses:
+                statuses[model].awaiting_merge = branch
         return DriveResult(
             DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
         )
@@ -313,6 +338,11 @@ class RolloutDriver:
                 for e in events
                 if e.kind == "interval"
             ],
+            events=[
+                {"kind": e.kind, "at": e.at, "step": e.step, "outcome": e.outcome}
+                for e in events
+                if e.kind != "interval"
+            ],
         )
         kind = decision.kind
         if kind == "wait_ready" and not any(
@@ -399,17 +429,22 @@ class RolloutDriver:
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
-        """Write the promotion or revert commit; returns its sha, or None if not needed."""
+        """Write the promotion or revert commit; returns its sha once it is on the
+        followed branch, or None (not needed, failed, or proposed on its own branch)."""
         if pending.kind == "promote":
             make = self._promotion(pending)
         else:
             make = self._revert(pending)
+        if self.branch_writer is not None:
+            self._finish_on_branch(self.branch_writer, pending, make)
+            return None
         try:
             outcome = self.git.write_with_retry(make)
         except GitError as err:
             log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
                       extra=fields("write_failed", model=pending.model,
                                    commit=pending.canary_commit))
+            self._write_failed(pending)
             return None
         if outcome.status is WriteStatus.WRITTEN:
             sha = outcome.sha or ""
@@ -425,7 +460,30 @@ class RolloutDriver:
                 "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
                 extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
             )
+            self._write_failed(pending)
         return None
+
+    def _write_failed(self, pending: Pending) -> None:
+        self.write_failures[pending.kind] = self.write_failures.get(pending.kind, 0) + 1
+
+    def _finish_on_branch(
+        self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]
+    ) -> None:
+        branch = verdict_branch(pending.model, pending.kind, pending.version)
+        outcome = write_to_branch(writer, branch, pending.canary_commit, make)
+        if outcome.status is BranchStatus.PUSHED:
+            log.info(
+                "%s: %s commit %s pushed to branch %s; the canary is held until it reaches %s",
+                pending.model, pending.kind, outcome.sha[:12], branch, writer.branch,
+            )
+        elif outcome.status is BranchStatus.FAILED:
+            log.warning("%s: proposing the %s on %s failed: %s", pending.model,
+                        pending.kind, branch, redact(outcome.detail))
+            self._write_failed(pending)
+        if outcome.status in (BranchStatus.PUSHED, BranchStatus.WAITING):
+            self.awaiting_merge[pending.model] = branch
+        else:
+            self.awaiting_merge.pop(pending.model, None)
 
     def _still_current(self, head: str, pending: Pending) -> bool:
         text = self.git.read_file(head, pending.path)

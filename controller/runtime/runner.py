@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound
+from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
@@ -33,6 +33,8 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.dashboard.routes import DashboardSettings
+from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
@@ -73,6 +75,19 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
+    # The dashboard on `listen`: its token (empty: open, loopback only), the link
+    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
+    dashboard_token: str = field(default="", repr=False)
+    commit_url: str = ""
+    acting_commands: tuple[str, ...] = ()
+    # Who the verdict commits are by (author and committer), and git's own signing:
+    # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
+    git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
+    git_signing_key: str = ""
+    git_signing_format: str = "ssh"
+    # "push": verdicts go onto the followed branch; "branch": each onto
+    # rollouts/<model>/<verdict>-<version> for a bot or person to merge.
+    write_back: str = "push"
 
 
 class Controller:
@@ -86,7 +101,17 @@ class Controller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        self.git = git_repo or GitRepo(
+            settings.repo,
+            settings.state_dir / "repo",
+            settings.branch,
+            identity=settings.git_author,
+            signing=(
+                Signing(settings.git_signing_key, settings.git_signing_format)
+                if settings.git_signing_key
+                else None
+            ),
+        )
         # A down target is retried at least once per git poll, so a restarted
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
@@ -95,9 +120,11 @@ class Controller:
                                                    backoff=Backoff(min(1.0, poll), poll))
         self.notes = GitNotes(self.git)
         self.driver = RolloutDriver(
-            self.git, self.notes, provider or default_provider(settings), clock=clock
+            self.git, self.notes, provider or default_provider(settings), clock=clock,
+            branch_writer=self.git if settings.write_back == "branch" else None,
         )
         self.state = ControllerState()
+        self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
@@ -314,7 +341,7 @@ class Controller:
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        server = self.http_server()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
@@ -330,6 +357,30 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
+    def http_server(self) -> StatusServer | None:
+        """The status, webhook and dashboard server on `listen`, or None without one."""
+        if not self.settings.listen:
+            return None
+        dashboard = DashboardSettings(
+            token=self.settings.dashboard_token,
+            commit_url=self.settings.commit_url,
+            available_commands=self.settings.acting_commands,
+        )
+        return StatusServer(self, self.settings.listen, (self, dashboard))
+
+    def rollout_history(self, model: str) -> RolloutHistory | None:
+        """The model's canary journal for the dashboard: the running one, else the last
+        one this process saw (a restarted controller rebuilds running ones from notes)."""
+        with self._lock:
+            status = self.state.rollouts.get(model)
+            snapshot = self.state.snapshot
+            plan = snapshot.canary_plan(model) if snapshot else None
+            if status is None or plan is None or snapshot is None:
+                return self._histories.get(model)
+            history = history_of(status, plan, snapshot.criteria(model))
+            self._histories[model] = history
+            return history
+
     @property
     def webhook_secret(self) -> bytes:
         return self.settings.webhook_secret

@@ -56,6 +56,7 @@ class RolloutDoc(TypedDict):
     canaryCommit: str
     message: str
     intervals: list[IntervalDoc]
+    awaitingMerge: str  # the branch its verdict waits on (write-back "branch"), or ""
 
 
 class TargetDoc(TypedDict):
@@ -128,6 +129,7 @@ def rollout_doc(status: RolloutStatus) -> RolloutDoc:
         "canaryCommit": status.canary_commit,
         "message": status.message,
         "intervals": [cast(IntervalDoc, dict(i)) for i in status.intervals[-INTERVALS_SHOWN:]],
+        "awaitingMerge": status.awaiting_merge,
     }
 
 

@@ -16,8 +16,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.config.errors import StartupError
 
-class ConfigFileError(Exception):
+
+class ConfigFileError(StartupError):
     """A config file that cannot be read or parsed; the message names file and line."""
 
 

@@ -12,10 +12,11 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from serving.config.errors import StartupError
 from serving.core.policies import TransitionPolicy
 
 
-class FlagError(Exception):
+class FlagError(StartupError):
     """A bad command line; the message says which flag and why."""
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO
 from tests.gitops import Person, spec
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ import httpx
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO
 from tests.grpc_requests import predict_request
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
