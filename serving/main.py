@@ -66,6 +66,8 @@ from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
+from serving.loaders.options import SERVE_TAG, SavedModelOptions, parse_tags  # noqa: E402
+from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
@@ -94,6 +96,18 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+    )
+
+
+def saved_model_options(flags: ServerFlags) -> SavedModelOptions:
+    """How the tensorflow platform loads versions: --saved_model_tags,
+    --enable_model_warmup, --num_request_iterations_for_warmup. Read with
+    defaults while those flags are still being added to ServerFlags."""
+    tags = parse_tags(str(getattr(flags, "saved_model_tags", SERVE_TAG)))
+    return SavedModelOptions(
+        tags=tags or frozenset({SERVE_TAG}),
+        enable_warmup=bool(getattr(flags, "enable_model_warmup", True)),
+        warmup_iterations=int(getattr(flags, "num_request_iterations_for_warmup", 1)),
     )
 
 
@@ -322,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    core = ServerCore(core_options(flags))
+    core = ServerCore(core_options(flags), registry=default_registry(saved_model_options(flags)))
     wiring = wire_data_plane(core, batching)
     freeze_startup_heap()
     try:
