@@ -7,6 +7,7 @@ TensorFlow (seconds, and its start-up banners), then hands everything else to
 
 from __future__ import annotations
 
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if flags.version:
         sys.stdout.write(version_text())
         return 0
-    from serving.main import run  # TensorFlow: only now
-
+    try:
+        # TensorFlow only now; importing it takes seconds, and a Ctrl-C then is
+        # an ordinary stop.
+        from serving.main import run
+    except KeyboardInterrupt:
+        print("Start-up stopped by SIGINT while loading the server", file=sys.stderr)
+        return 128 + signal.SIGINT
     return run(flags)

@@ -67,7 +67,7 @@ from serving.config.flags import (  # noqa: E402
 )
 from serving.config.session import session_config  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
-from serving.core.status import ServingError  # noqa: E402
+from serving.core.status import Code, ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import health  # noqa: E402
@@ -359,8 +359,10 @@ def run(flags: ServerFlags) -> int:
         return 1
 
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -372,10 +374,17 @@ def run(flags: ServerFlags) -> int:
     wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
     freeze_startup_heap()
     try:
-        core.reload_config(config)
+        # A signal while the start-up models load stops the wait at once.
+        log.info("Loading the start-up models: %d (a signal stops the wait)",
+                 len(config.model_config_list.config))
+        core.reload_config(config, cancelled=stop.is_set)
     except ServingError as exc:
-        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         core.stop(timeout=10)
+        if exc.code is Code.CANCELLED:
+            name = signal.Signals(received[0]).name if received else "a signal"
+            print(f"Start-up stopped by {name}: {exc.message}", file=sys.stderr)
+            return 128 + (received[0] if received else signal.SIGINT)
+        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         return 1
     return serve(core, wiring, flags, monitoring, stop, token=token, ssl=ssl)
 
