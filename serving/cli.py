@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
-from serving.config.flags import FlagError, parse_flags, usage, wants_help
+from serving.config.flags import USAGE_HINT, FlagError, parse_flags, usage, wants_help
 
 SERVER_PACKAGE = "model-rollouts"
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flags = parse_flags(args)
     except FlagError as exc:
-        print(f"{exc}\n(--help lists every flag)", file=sys.stderr)
+        print(f"{exc}\n{USAGE_HINT}", file=sys.stderr)
         return 2
     if flags.version:
         sys.stdout.write(version_text())

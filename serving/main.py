@@ -59,6 +59,7 @@ from serving.config.files import (  # noqa: E402
     single_model_config,
 )
 from serving.config.flags import (  # noqa: E402
+    USAGE_HINT,
     FlagError,
     ServerFlags,
     channel_arguments,
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flags = parse_flags(sys.argv[1:] if argv is None else argv)
     except FlagError as exc:
-        print(f"{exc}\n(--help lists every flag)", file=sys.stderr)
+        print(f"{exc}\n{USAGE_HINT}", file=sys.stderr)
         return 2
     return run(flags)
 

@@ -168,7 +168,13 @@ def _default_text(name: str) -> str:
 
 def _kind(name: str) -> str:
     value = getattr(_DEFAULTS, name)
-    return {bool: "bool", int: "int", float: "float", str: "string"}.get(type(value), "enum")
+    if isinstance(value, TransitionPolicy):
+        return "|".join(policy.value for policy in TransitionPolicy)
+    return {bool: "bool", int: "int", float: "float", str: "string"}[type(value)]
+
+
+# After a bad command line: the error, then this (the full list is --help's).
+USAGE_HINT = "usage: rollouts serve [--flag=value ...]; --help lists every flag"
 
 
 def usage() -> str:
@@ -208,7 +214,8 @@ def _convert(name: str, raw: str) -> object:
         if kind is TransitionPolicy:
             return TransitionPolicy(raw)
     except ValueError:
-        raise FlagError(f"Illegal value '{raw}' specified for flag '{name}'") from None
+        raise FlagError(f"Illegal value '{raw}' specified for flag '{name}'"
+                        f" (--{name} takes {_kind(name)})") from None
     return raw
 
 
