@@ -282,7 +282,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 def cmd_serve(argv: list[str]) -> int:
     try:
-        from serving.main import main as serve_main
+        from serving.cli import main as serve_main
     except ImportError as exc:
         print(f"rollouts serve: the model server is not available: {exc}", file=sys.stderr)
         return 2
