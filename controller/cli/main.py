@@ -24,7 +24,7 @@ from controller.spec.load import Problem
 DEFAULT_SPEC_DIR = "rollouts/"
 # Modules that contribute subcommands; a missing one is skipped so the CLI
 # keeps working while a module is being written.
-_EXTENSIONS = ("controller.cli.controller", "controller.cli.demo")
+_EXTENSIONS = ("controller.cli.controller", "controller.cli.actions", "controller.cli.demo")
 _BUILTIN = ("validate", "render", "schema")
 DISTRIBUTION = "model-rollouts"
 COMPLETION_SHELLS = ("bash", "zsh")
