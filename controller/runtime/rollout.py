@@ -106,6 +106,8 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
+    # The journal's other events (proposed, started, step, verdict), for the dashboard.
+    events: list[dict[str, Any]] = field(default_factory=list)
     awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
@@ -337,6 +339,11 @@ class RolloutDriver:
                 e.detail | {"outcome": e.outcome, "at": e.at}
                 for e in events
                 if e.kind == "interval"
+            ],
+            events=[
+                {"kind": e.kind, "at": e.at, "step": e.step, "outcome": e.outcome}
+                for e in events
+                if e.kind != "interval"
             ],
         )
         kind = decision.kind

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo, Signing
+from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
@@ -33,6 +33,8 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.dashboard.routes import DashboardSettings
+from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
@@ -74,6 +76,11 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
+    # The dashboard on `listen`: its token (empty: open, loopback only), the link
+    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
+    dashboard_token: str = field(default="", repr=False)
+    commit_url: str = ""
+    acting_commands: tuple[str, ...] = ()
     # Who the verdict commits are by (author and committer), and git's own signing:
     # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
     git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
@@ -120,6 +127,7 @@ class Controller:
             branch_writer=self.git if settings.write_back == "branch" else None,
         )
         self.state = ControllerState()
+        self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
@@ -152,7 +160,7 @@ class Controller:
             self.state.commit_seen = head
         self._record_fetch_lag(head)
         try:
-            items = self.git.read_tree(head, self.settings.specs_dir)
+            items = self.read_specs(head)
         except GitError as err:
             items, problems = [], [redact(str(err))]
             snapshot = None
@@ -173,6 +181,21 @@ class Controller:
             extra=fields("specs", commit=head),
         )
         return True
+
+    def read_specs(self, head: str) -> list[tuple[str, str]]:
+        """The spec files at `head`; none when git history shows the folder was deleted.
+
+        Removing every spec removes the folder from git's tree: that means "serve
+        nothing". A folder that never existed is a configuration error (a mistyped
+        --specs-dir), and PathNotFound fails closed.
+        """
+        folder = self.settings.specs_dir
+        try:
+            return self.git.read_tree(head, folder)
+        except PathNotFound:
+            if folder.strip("/") and self.git.log(head, paths=[folder], max_count=1):
+                return []
+            raise
 
     def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
         """Drive the canaries one tick, then converge the fleet on the result.
@@ -347,7 +370,7 @@ class Controller:
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        server = self.http_server()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
@@ -363,6 +386,30 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
+    def http_server(self) -> StatusServer | None:
+        """The status, webhook and dashboard server on `listen`, or None without one."""
+        if not self.settings.listen:
+            return None
+        dashboard = DashboardSettings(
+            token=self.settings.dashboard_token,
+            commit_url=self.settings.commit_url,
+            available_commands=self.settings.acting_commands,
+        )
+        return StatusServer(self, self.settings.listen, (self, dashboard))
+
+    def rollout_history(self, model: str) -> RolloutHistory | None:
+        """The model's canary journal for the dashboard: the running one, else the last
+        one this process saw (a restarted controller rebuilds running ones from notes)."""
+        with self._lock:
+            status = self.state.rollouts.get(model)
+            snapshot = self.state.snapshot
+            plan = snapshot.canary_plan(model) if snapshot else None
+            if status is None or plan is None or snapshot is None:
+                return self._histories.get(model)
+            history = history_of(status, plan, snapshot.criteria(model))
+            self._histories[model] = history
+            return history
+
     @property
     def webhook_secret(self) -> bytes:
         return self.settings.webhook_secret

@@ -1,5 +1,5 @@
-"""The controller's small HTTP surface: GET /status (JSON), GET /metrics (Prometheus
-text), POST /webhook, GET /healthz.
+"""The controller's HTTP surface: GET /status (JSON), GET /metrics (Prometheus text),
+POST /webhook, GET /healthz, and the read-only dashboard (`controller.runtime.dashboard`).
 
 Runs uvicorn on its own thread and event loop so the scheduler and the HTTP
 server never block each other.
@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from controller.runtime.dashboard.auth import check_listen
+from controller.runtime.dashboard.routes import DashboardSettings, DashboardSource, dashboard_routes
 from controller.runtime.status import StatusDoc
 from controller.runtime.webhook import verify
 
@@ -39,7 +41,10 @@ class StatusSource(Protocol):
     def trigger(self) -> None: ...
 
 
-def build_app(controller: StatusSource) -> Starlette:
+def build_app(
+    controller: StatusSource,
+    dashboard: tuple[DashboardSource, DashboardSettings] | None = None,
+) -> Starlette:
     async def status(_: Request) -> Response:
         return JSONResponse(dict(controller.status()))
 
@@ -70,16 +75,25 @@ def build_app(controller: StatusSource) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/webhook", webhook, methods=["POST"]),
+            *(dashboard_routes(*dashboard) if dashboard is not None else []),
         ]
     )
 
 
 class StatusServer:
-    def __init__(self, controller: StatusSource, listen: str) -> None:
+    def __init__(
+        self,
+        controller: StatusSource,
+        listen: str,
+        dashboard: tuple[DashboardSource, DashboardSettings] | None = None,
+    ) -> None:
         host, _, port = listen.rpartition(":")
+        host = host or "127.0.0.1"
+        if dashboard is not None:
+            check_listen(listen, dashboard[1].token)
         config = uvicorn.Config(
-            build_app(controller),
-            host=host or "127.0.0.1",
+            build_app(controller, dashboard),
+            host=host,
             port=int(port),
             log_level="warning",
             lifespan="off",

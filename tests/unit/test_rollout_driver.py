@@ -24,6 +24,7 @@ from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.decide.gates import canary_load_error, canary_ready
 from controller.runtime.rollout import Pending, RolloutDriver
 from controller.runtime.status import rollout_doc
+from tests.unit.fakes import FakeClock
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -132,17 +133,9 @@ def target(weight_bp: int | None, canary_state: str = "AVAILABLE") -> ObservedTa
     return ObservedTarget("t1", True, {"hp2": model})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, Clock]:
-    git, provider, clock = FakeGit(), FakeProvider(), Clock()
+def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, FakeClock]:
+    git, provider, clock = FakeGit(), FakeProvider(), FakeClock()
     return RolloutDriver(git, git, provider, clock=clock), git, provider, clock
 
 
@@ -173,7 +166,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     snap = snapshot()
 
     def tick(weight: int, advance_s: float) -> str:
-        clock.now += advance_s
+        clock.advance(advance_s)
         return driver.drive(snap, [target(weight)]).statuses["hp2"].phase
 
     assert tick(1000, 0) == "start" and provider.marks == [1000.0]
@@ -186,7 +179,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     assert tick(5000, 30) == "analyse"
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "wait"  # step 2 hold not over yet
-    clock.now += 30
+    clock.advance(30)
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "promote"
     assert [p.kind for p in result.pending] == ["promote"]
@@ -207,7 +200,7 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     phases = []
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30), (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         phases.append(driver.drive(snap, [target(weight)]).statuses["hp2"].phase)
     result = driver.drive(snap, [target(5000)])
     status = result.statuses["hp2"]
@@ -230,7 +223,7 @@ def test_failing_canary_is_taken_out_and_pending_revert(
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         driver.drive(snap, [target(1000)])
     result = driver.drive(snap, [target(1000)])
     assert result.statuses["hp2"].phase == "fail"
@@ -257,7 +250,7 @@ def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(4):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     assert result.pending == []
     assert kinds(git) == ["started"] + ["interval:skipped"] * 4
@@ -269,7 +262,7 @@ def test_counter_reset_interval_is_skipped(rig) -> None:
     provider.reset = True
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     driver.drive(snap, [target(1000)])
     assert kinds(git) == ["started", "interval:skipped"]
 
@@ -334,11 +327,11 @@ def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> N
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     first = driver.drive(snap, [target(1000)])
     assert first.statuses["hp2"].phase == "analyse" and first.pending == []
-    assert first.next_due == clock.now + 30  # the next interval, not a fixed tick
-    clock.now += 30
+    assert first.next_due == clock() + 30  # the next interval, not a fixed tick
+    clock.advance(30)
     second = driver.drive(snap, [target(1000)])
     assert second.statuses["hp2"].phase == "fail"
     assert [p.kind for p in second.pending] == ["fail"]
@@ -369,13 +362,13 @@ WritingGit = FakeGit
 
 
 def _pending_promotion(git: WritingGit) -> Pending:
-    provider, clock = FakeProvider(), Clock()
+    provider, clock = FakeProvider(), FakeClock()
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
     driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         result = driver.drive(snap, [target(weight)])
     [pending] = result.pending
     return pending
@@ -415,16 +408,16 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
             return super().read(model, versions, start, end)
 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
-    provider, clock = LeakyProvider(), Clock()
+    provider, clock = LeakyProvider(), FakeClock()
     driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     status = driver.drive(snap, [target(1000)]).statuses["hp2"]
     assert "not measured: http://***@127.0.0.1:9/metrics" in str(status.intervals)
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     [pending] = result.pending
     pending = Pending(pending.kind, pending.model, pending.version, pending.path,
