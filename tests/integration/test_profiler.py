@@ -66,7 +66,7 @@ class _BlockingTracer(profiler_service.Tracer):
 
 
 def _profile_request(root: str, duration_ms: int = 100) -> bytes:
-    return profiler_service.ProfileRequest(  # type: ignore[no-any-return]
+    return profiler_service.ProfileRequest(
         duration_ms=duration_ms, repository_root=root, session_id="s",
         host_name="h:1").SerializeToString()
 
@@ -80,7 +80,8 @@ def test_one_trace_at_a_time_and_requests_are_checked(tmp_path: Path) -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    profile = channel.unary_unary(profiler_service.PROFILE)
+    profile: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        profiler_service.PROFILE)
     try:
         first = profile.future(_profile_request(str(tmp_path)), timeout=TIMEOUT_S)
         assert tracer.entered.wait(TIMEOUT_S)
@@ -95,7 +96,9 @@ def test_one_trace_at_a_time_and_requests_are_checked(tmp_path: Path) -> None:
                 profile(bad, timeout=TIMEOUT_S)
             assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary(profiler_service.MONITOR)(b"", timeout=TIMEOUT_S)
+            monitor: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                profiler_service.MONITOR)
+            monitor(b"", timeout=TIMEOUT_S)
         assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
     finally:
         channel.close()
