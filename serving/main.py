@@ -59,13 +59,15 @@ from serving.config.files import (  # noqa: E402
 )
 from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
-from serving.core.status import ServingError  # noqa: E402
+from serving.core.status import Code, ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
+from serving.loaders.options import SERVE_TAG, SavedModelOptions, parse_tags  # noqa: E402
+from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
@@ -94,6 +96,18 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+    )
+
+
+def saved_model_options(flags: ServerFlags) -> SavedModelOptions:
+    """How the tensorflow platform loads versions: --saved_model_tags,
+    --enable_model_warmup, --num_request_iterations_for_warmup. Read with
+    defaults while those flags are still being added to ServerFlags."""
+    tags = parse_tags(str(getattr(flags, "saved_model_tags", SERVE_TAG)))
+    return SavedModelOptions(
+        tags=tags or frozenset({SERVE_TAG}),
+        enable_warmup=bool(getattr(flags, "enable_model_warmup", True)),
+        warmup_iterations=int(getattr(flags, "num_request_iterations_for_warmup", 1)),
     )
 
 
@@ -313,21 +327,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    core = ServerCore(core_options(flags))
+    core = ServerCore(core_options(flags), registry=default_registry(saved_model_options(flags)))
     wiring = wire_data_plane(core, batching)
     freeze_startup_heap()
     try:
-        core.reload_config(config)
+        # A signal while the start-up models load stops the wait at once.
+        log.info("Loading the start-up models: %d (a signal stops the wait)",
+                 len(config.model_config_list.config))
+        core.reload_config(config, cancelled=stop.is_set)
     except ServingError as exc:
-        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         core.stop(timeout=10)
+        if exc.code is Code.CANCELLED:
+            name = signal.Signals(received[0]).name if received else "a signal"
+            print(f"Start-up stopped by {name}: {exc.message}", file=sys.stderr)
+            return 128 + (received[0] if received else signal.SIGINT)
+        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         return 1
     return serve(core, wiring, flags, monitoring, stop, token=token, ssl=ssl)
 

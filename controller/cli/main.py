@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -139,7 +140,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        code = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return closed_stdout()
+    return code
+
+
+def closed_stdout() -> int:
+    """The reader went away (`rollouts status --json | head`): stop quietly.
+
+    What is still buffered for stdout can never be written; pointing stdout at
+    /dev/null keeps the interpreter's final flush from raising again. 141 is
+    what a shell reports for a command killed by SIGPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 # --- validate ------------------------------------------------------------------
@@ -267,4 +286,7 @@ def cmd_serve(argv: list[str]) -> int:
     except ImportError as exc:
         print(f"rollouts serve: the model server is not available: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while TensorFlow imports: an ordinary stop
+        print("Start-up stopped by SIGINT while loading the server", file=sys.stderr)
+        return 128 + signal.SIGINT
     return serve_main(argv)

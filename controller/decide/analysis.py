@@ -1,4 +1,4 @@
-"""Canary analysis: judge one interval's metrics, and roll intervals up into a run verdict.
+"""Canary analysis: judge one interval's metrics.
 
 Pure functions of their inputs (no clock, no I/O). The data comes from a metrics
 provider (`controller.adapters.metrics`) as one `VersionWindow` per version: the counter
@@ -7,8 +7,9 @@ not labels, are judged, because labels move at promotion.
 
 - `judge_interval(criteria, canary, stable)` -> `IntervalVerdict` (pass, fail or
   inconclusive, with human-readable reasons carrying the numbers).
-- `judge_run(criteria, history)` -> "continue" | "fail" | "pass" | "paused": the
-  rollup over consecutive intervals (failureLimit, onNoData).
+
+Rolling intervals up into the run's outcome (failureLimit, onNoData, holds) is
+`controller.decide.progress.fold`, over the journal.
 
 docs/analysis.md describes the semantics for users.
 """
@@ -22,7 +23,6 @@ from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 OnNoData = Literal["pause", "fail", "pass"]
-RunOutcome = Literal["continue", "fail", "pass", "paused"]
 
 _P99 = 0.99
 
@@ -258,70 +258,3 @@ def judge_interval(criteria: Criteria, canary: VersionWindow | None,
         return IntervalVerdict("inconclusive", tuple(unknown), canary, stable_w)
     return IntervalVerdict("pass", tuple(c.sentence for c in checks) + tuple(notes),
                            canary, stable_w)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The rollup of an analysis run's intervals, for plan and `rollouts status`."""
-
-    outcome: RunOutcome
-    consecutive_failures: int
-    passes_since_failure: int
-    passed: int
-    failed: int
-    inconclusive: int
-
-
-def _effective(outcome: Outcome, on_no_data: OnNoData) -> Outcome:
-    """What an interval counts as once onNoData is applied to inconclusive ones."""
-    if outcome != "inconclusive" or on_no_data == "pause":
-        return outcome
-    return on_no_data
-
-
-def summarize_run(criteria: Criteria, history: Sequence[IntervalVerdict],
-                  required_passes: int = 1) -> RunSummary:
-    """Roll a run's interval verdicts (oldest first) up into one outcome.
-
-    - fail: failureLimit consecutive failed intervals anywhere in the history
-      (sticky: a later pass does not undo a revert decision).
-    - paused: the latest interval is inconclusive and onNoData is pause; such
-      intervals neither count as failures nor as passes, and do not break a
-      streak of failures (they are transparent).
-    - pass: at least `required_passes` passed intervals since the last failed
-      one, and the latest counted interval passed. The caller (plan) owns the
-      clock: it advances a step when the hold has elapsed and this says pass.
-    - continue: otherwise (including an empty history).
-    """
-    limit = max(criteria.failure_limit, 1)
-    streak = passes = passed = failed = inconclusive = 0
-    tripped = False
-    for verdict in history:
-        if verdict.outcome == "inconclusive":
-            inconclusive += 1
-        counted = _effective(verdict.outcome, criteria.on_no_data)
-        if counted == "fail":
-            failed += 1
-            streak += 1
-            passes = 0
-            tripped = tripped or streak >= limit
-        elif counted == "pass":
-            passed += 1
-            streak = 0
-            passes += 1
-    outcome: RunOutcome
-    if tripped:
-        outcome = "fail"
-    elif history and _effective(history[-1].outcome, criteria.on_no_data) == "inconclusive":
-        outcome = "paused"
-    elif passes >= max(required_passes, 1):
-        outcome = "pass"
-    else:
-        outcome = "continue"
-    return RunSummary(outcome, streak, passes, passed, failed, inconclusive)
-
-
-def judge_run(criteria: Criteria, history: Sequence[IntervalVerdict],
-              required_passes: int = 1) -> RunOutcome:
-    """The outcome of `summarize_run`: "continue" | "fail" | "pass" | "paused"."""
-    return summarize_run(criteria, history, required_passes).outcome

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo, Signing
+from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
@@ -156,7 +156,7 @@ class Controller:
                 return False
             self.state.commit_seen = head
         try:
-            items = self.git.read_tree(head, self.settings.specs_dir)
+            items = self.read_specs(head)
         except GitError as err:
             items, problems = [], [redact(str(err))]
             snapshot = None
@@ -177,6 +177,21 @@ class Controller:
             extra=fields("specs", commit=head),
         )
         return True
+
+    def read_specs(self, head: str) -> list[tuple[str, str]]:
+        """The spec files at `head`; none when git history shows the folder was deleted.
+
+        Removing every spec removes the folder from git's tree: that means "serve
+        nothing". A folder that never existed is a configuration error (a mistyped
+        --specs-dir), and PathNotFound fails closed.
+        """
+        folder = self.settings.specs_dir
+        try:
+            return self.git.read_tree(head, folder)
+        except PathNotFound:
+            if folder.strip("/") and self.git.log(head, paths=[folder], max_count=1):
+                return []
+            raise
 
     def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
         """Drive the canaries one tick, then converge the fleet on the result.
