@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
+from serving.cli import main
+
 if __name__ == "__main__":
-    try:
-        # Importing TensorFlow takes seconds; a Ctrl-C then is an ordinary stop.
-        from serving.main import main
-    except KeyboardInterrupt:
-        print("Start-up stopped by SIGINT while loading the server", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
     sys.exit(main())

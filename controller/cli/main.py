@@ -24,7 +24,7 @@ from controller.spec.load import Problem
 DEFAULT_SPEC_DIR = "rollouts/"
 # Modules that contribute subcommands; a missing one is skipped so the CLI
 # keeps working while a module is being written.
-_EXTENSIONS = ("controller.cli.controller", "controller.cli.demo")
+_EXTENSIONS = ("controller.cli.controller", "controller.cli.actions", "controller.cli.demo")
 _BUILTIN = ("validate", "render", "schema")
 DISTRIBUTION = "model-rollouts"
 COMPLETION_SHELLS = ("bash", "zsh")
@@ -282,7 +282,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 def cmd_serve(argv: list[str]) -> int:
     try:
-        from serving.main import main as serve_main
+        from serving.cli import main as serve_main
     except ImportError as exc:
         print(f"rollouts serve: the model server is not available: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -37,15 +37,30 @@ class VersionWindow:
     """
 
     requests: float
+    # Every answer that was not OK, and the same split by status code name.
     errors: float
     latency_buckets: tuple[tuple[float, float], ...] = ()
+    errors_by_code: tuple[tuple[str, float], ...] = ()
 
     @property
     def error_rate(self) -> float:
-        """Errors per request; 0.0 when there were no requests (nothing failed)."""
+        """Non-OK answers per request; 0.0 when there were no requests."""
         if self.requests <= 0:
             return 0.0
         return self.errors / self.requests
+
+    def counted_errors(self, codes: frozenset[str] | None) -> float:
+        """The errors whose code is in `codes` (None: every non-OK answer).
+
+        A window without a per-code split counts every error: never fewer
+        failures than happened.
+        """
+        if codes is None or not self.errors_by_code:
+            return self.errors
+        return sum(count for code, count in self.errors_by_code if code in codes)
+
+    def counted_rate(self, codes: frozenset[str] | None) -> float:
+        return self.counted_errors(codes) / self.requests if self.requests > 0 else 0.0
 
     def p99(self) -> float | None:
         """The 99th-percentile latency in seconds, or None without histogram data."""
@@ -56,6 +71,7 @@ class VersionWindow:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            "errorsByCode": dict(self.errors_by_code),
             "errorRate": self.error_rate,
             "latencyP99Seconds": p99,
             # "+Inf" as a string: JSON has no infinity.
@@ -117,6 +133,8 @@ class Criteria:
     error_rate_max_increase: float | None = None
     latency_p99_max_s: float | None = None
     latency_p99_max_ratio: float | None = None
+    # The status codes that count as errors (None: every non-OK answer).
+    error_codes: frozenset[str] | None = None
 
     @property
     def checks_latency(self) -> bool:
@@ -131,6 +149,8 @@ class IntervalVerdict:
     reasons: tuple[str, ...]
     canary: VersionWindow
     stable: VersionWindow
+    # The codes the error rate counted (None: every non-OK answer).
+    error_codes: frozenset[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data for git notes and `rollouts status`."""
@@ -139,7 +159,12 @@ class IntervalVerdict:
             "reasons": list(self.reasons),
             "canary": self.canary.to_dict(),
             "stable": self.stable.to_dict(),
+            "errorCodes": sorted(self.error_codes) if self.error_codes is not None else None,
         }
+
+    def error_rate(self, window: VersionWindow) -> float:
+        """`window`'s error rate as this verdict counted it."""
+        return window.counted_rate(self.error_codes)
 
 
 def no_data(reason: str) -> IntervalVerdict:
@@ -169,7 +194,8 @@ class _Check:
 def _error_checks(c: Criteria, canary: VersionWindow, stable: VersionWindow,
                   has_baseline: bool) -> list[_Check]:
     checks: list[_Check] = []
-    rate = canary.error_rate
+    rate = canary.counted_rate(c.error_codes)
+    stable_rate = stable.counted_rate(c.error_codes)
     if c.error_rate_max is not None:
         failed = rate > c.error_rate_max
         op = ">" if failed else "<="
@@ -177,12 +203,12 @@ def _error_checks(c: Criteria, canary: VersionWindow, stable: VersionWindow,
     if c.error_rate_max_increase is not None and has_baseline:
         # A difference, not a ratio: a stable with zero errors stays a usable
         # baseline (any ratio against 0 would be infinite).
-        increase = rate - stable.error_rate
+        increase = rate - stable_rate
         failed = increase > c.error_rate_max_increase
         op = ">" if failed else "<="
         checks.append(_Check(failed, (
             f"error rate {_pct(rate)} is {_pct(increase)} above stable's "
-            f"{_pct(stable.error_rate)} {op} maxIncrease {_pct(c.error_rate_max_increase)}")))
+            f"{_pct(stable_rate)} {op} maxIncrease {_pct(c.error_rate_max_increase)}")))
     return checks
 
 
@@ -211,6 +237,12 @@ def _latency_checks(c: Criteria, p99: float, stable: VersionWindow,
 
 def judge_interval(criteria: Criteria, canary: VersionWindow | None,
                    stable: VersionWindow | None) -> IntervalVerdict:
+    """`_judge`, with the verdict remembering which codes counted as errors."""
+    return replace(_judge(criteria, canary, stable), error_codes=criteria.error_codes)
+
+
+def _judge(criteria: Criteria, canary: VersionWindow | None,
+           stable: VersionWindow | None) -> IntervalVerdict:
     """Judge one interval of the canary against absolute limits and against stable.
 
     - canary None (no metrics) or fewer than minRequests canary requests (at

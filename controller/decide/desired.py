@@ -16,7 +16,7 @@ from controller.decide.fleet import DesiredModel, DesiredState, SplitRule
 from controller.decide.progress import CanaryPlan, Step
 from controller.decide.render import policy_name, render_split, spec_entry
 from controller.spec.load import LoadedSpec, load_texts
-from controller.spec.model import RolloutSpec
+from controller.spec.model import SERVER_ERROR_CODES, RolloutSpec
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
         error_rate_max_increase=error_rate.max_increase if error_rate else None,
         latency_p99_max_s=float(latency.max) if latency and latency.max is not None else None,
         latency_p99_max_ratio=latency.max_ratio if latency else None,
+        error_codes=frozenset(error_rate.codes) if error_rate else frozenset(SERVER_ERROR_CODES),
     )
 
 

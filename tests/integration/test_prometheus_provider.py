@@ -180,6 +180,10 @@ def test_windows_match_the_known_increments(target: MetricsServer,
     assert 200 <= stable.requests <= 200 * 1.6
     # Every series of a target shares scrape times, so ratios come out exact.
     assert canary.error_rate == pytest.approx(11 / 110)
+    # Counted per code, for errorRate.codes and the per-code counts in verdicts.
+    assert [code for code, _ in canary.errors_by_code] == ["INTERNAL"]
+    assert canary.counted_rate(frozenset({"INTERNAL"})) == pytest.approx(11 / 110)
+    assert canary.counted_rate(frozenset({"UNAVAILABLE"})) == 0.0
     assert stable.errors == 0
     assert canary.p99() == pytest.approx(0.1 + 0.4 * (0.99 * 110 - 99) / 11)
     assert stable.p99() == pytest.approx(0.01 * 0.99)
@@ -232,6 +236,6 @@ def test_queries_select_by_version_and_escape_the_model() -> None:
     PrometheusProvider("http://prom", fetch=fetch).read('a"b', [2, 10], 100.0, 129.2)
     assert seen[0] == ('sum by (version) (increase(rollouts_requests_total'
                        '{model="a\\"b",version=~"2|10"}[30s]))')
-    assert 'status!="OK"' in seen[1]
+    assert 'status!="OK"' in seen[1] and seen[1].startswith("sum by (version, status) (")
     assert seen[2].startswith("sum by (version, le) (increase("
                               "rollouts_request_latency_seconds_bucket{")
