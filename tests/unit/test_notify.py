@@ -49,7 +49,7 @@ class Receiver:
 
 
 def test_retries_with_backoff_then_delivers_signed() -> None:
-    receiver, sleeps = Receiver(httpx.ConnectError("refused"), 503, 200), []
+    receiver, sleeps = Receiver(httpx.ConnectError("refused"), 503, 200), list[float]()
     notifier = Notifier([NotificationTarget("http://127.0.0.1:1/hook", secret=b"s3cret")],
                         post=receiver, sleep=sleeps.append)
     notifier.send(NOTICE)
@@ -62,7 +62,7 @@ def test_retries_with_backoff_then_delivers_signed() -> None:
 
 
 def test_gives_up_after_its_attempts_and_on_a_refusal() -> None:
-    down, sleeps = Receiver(*[httpx.ConnectError("refused")] * 5), []
+    down, sleeps = Receiver(*[httpx.ConnectError("refused")] * 5), list[float]()
     notifier = Notifier([NotificationTarget("http://127.0.0.1:1/a")], post=down,
                         sleep=sleeps.append)
     notifier.send(NOTICE)
