@@ -40,6 +40,7 @@ from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import StatusServer
+from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView, TimedTarget
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,11 @@ class Controller:
         # A down target is retried at least once per git poll, so a restarted
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
-        self.reconciler = reconciler or Reconciler([target_client(t, settings)
-                                                    for t in settings.targets],
-                                                   backoff=Backoff(min(1.0, poll), poll))
+        self.metrics = ControllerMetrics(self._metrics_view)
+        self.reconciler = reconciler or Reconciler(
+            [TimedTarget(target_client(t, settings), self.metrics) for t in settings.targets],
+            backoff=Backoff(min(1.0, poll), poll),
+        )
         self.notes = GitNotes(self.git)
         self.driver = RolloutDriver(
             self.git, self.notes, provider or default_provider(settings), clock=clock,
@@ -155,6 +158,7 @@ class Controller:
             if head == self.state.commit_seen:
                 return False
             self.state.commit_seen = head
+        self._record_fetch_lag(head)
         try:
             items = self.read_specs(head)
         except GitError as err:
@@ -219,12 +223,14 @@ class Controller:
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
         self._schedule_tick(drive.next_due)
         desired = drive.desired
+        started = time.monotonic()
         result = self.reconciler.run(
             desired,
             deadline_s=self.settings.reconcile_deadline_s,
             # A person's commit (or a stop) must not wait behind a slow load.
             superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
         )
+        self.metrics.reconciled(result, time.monotonic() - started)
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
@@ -251,6 +257,29 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _record_fetch_lag(self, head: str) -> None:
+        """Commit time of a new head -> now: how long a push takes to be seen."""
+        try:
+            infos = self.git.log(head, max_count=1)
+        except GitError:
+            return
+        if infos:
+            self.metrics.git_seen(infos[0].committed_at, time.time())
+
+    def _metrics_view(self) -> StateView:
+        with self._lock:
+            return StateView(
+                model_commits=dict(self.state.model_commits),
+                canaries={name: CanaryView(s.phase, s.weight_bp)
+                          for name, s in self.state.rollouts.items()},
+                verdicts=dict(self.driver.verdicts),
+                write_failures=dict(self.driver.write_failures),
+            )
+
+    def metrics_text(self) -> bytes:
+        """The body of GET /metrics: the controller's own series, Prometheus text."""
+        return self.metrics.render()
 
     def _log_new_findings(self, result: ReconcileResult, commit: str) -> None:
         """A finding is logged when it appears, not again on every tick it persists."""

@@ -1,5 +1,5 @@
-"""The controller's HTTP surface: GET /status (JSON), POST /webhook, GET /healthz, and
-the read-only dashboard (`controller.runtime.dashboard`).
+"""The controller's HTTP surface: GET /status (JSON), GET /metrics (Prometheus text),
+POST /webhook, GET /healthz, and the read-only dashboard (`controller.runtime.dashboard`).
 
 Runs uvicorn on its own thread and event loop so the scheduler and the HTTP
 server never block each other.
@@ -23,6 +23,8 @@ from controller.runtime.dashboard.routes import DashboardSettings, DashboardSour
 from controller.runtime.status import StatusDoc
 from controller.runtime.webhook import verify
 
+# Prometheus' text exposition format, as prometheus-client writes it.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_WEBHOOK_BODY = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller.
 
 
@@ -34,6 +36,8 @@ class StatusSource(Protocol):
 
     def status(self) -> StatusDoc: ...
 
+    def metrics_text(self) -> bytes: ...
+
     def trigger(self) -> None: ...
 
 
@@ -43,6 +47,9 @@ def build_app(
 ) -> Starlette:
     async def status(_: Request) -> Response:
         return JSONResponse(dict(controller.status()))
+
+    async def metrics(_: Request) -> Response:
+        return Response(controller.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -65,6 +72,7 @@ def build_app(
     return Starlette(
         routes=[
             Route("/status", status, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/webhook", webhook, methods=["POST"]),
             *(dashboard_routes(*dashboard) if dashboard is not None else []),

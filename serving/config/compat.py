@@ -33,4 +33,10 @@ def unsupported_notes(flags: ServerFlags) -> list[str]:
         notes.append(f"--thread_pool_factory_config_file={flags.thread_pool_factory_config_file}:"
                      " TensorFlow's own inter- and intra-op pools run every request; per-request"
                      " thread pools are not applied")
+    if flags.platform_config_file:
+        notes.append(f"--platform_config_file={flags.platform_config_file}: not applied; the"
+                     " session and batching flags configure the tensorflow platform")
+    if flags.enable_per_model_batching_parameters:
+        notes.append("--enable_per_model_batching_parameters: not applied; every model batches"
+                     " with --batching_parameters_file")
     return notes

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView
 
+from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView
 from serving.core.status import Code
 from serving.metrics import Metrics
 from tests.conftest import REPO
