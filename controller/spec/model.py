@@ -358,6 +358,12 @@ class Canary(_Strict):
         default=False,
         description="Propose again a version that was automatically reverted before.",
     )
+    paused: bool = Field(
+        default=False,
+        description="Hold the canary at its current step and weight: intervals are still "
+        "judged and journaled, no step advances and no verdict is written; false again "
+        "resumes the hold where it stopped.",
+    )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
     steps: list[Step] = Field(
         default_factory=list,
