@@ -37,7 +37,7 @@ import uvicorn  # noqa: E402
 from starlette.types import ASGIApp  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
-from serving import limits, profiler, routing  # noqa: E402
+from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
@@ -72,7 +72,7 @@ from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import Code, ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
-from serving.grpc import health  # noqa: E402
+from serving.grpc import health, profiler_service  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import (  # noqa: E402
@@ -497,7 +497,7 @@ def serve(
         health_service = health.add_to_server(server)
 
     def add_profiler_service(server: grpc.Server) -> None:
-        profiler.add_to_server(server)
+        profiler_service.add_to_server(server)
 
     extra = [add_prediction_service]
     if flags.enable_grpc_healthcheck_service:

@@ -44,7 +44,10 @@ def canary_block(
         f"      interval: {interval}\n"
         f"      minRequests: {min_requests}\n"
         f"      failureLimit: {failure_limit}\n"
-        "      checks: {errorRate: {max: 0.05}}\n"
+        # The faulty v3's in-graph assertion answers INVALID_ARGUMENT, which is not
+        # a server-side failure: count it, as a spec would for a canary rejecting
+        # inputs stable accepts.
+        "      checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT, INTERNAL]}}\n"
     )
 
 
