@@ -242,7 +242,7 @@ def test_warmup_flags_and_platform_config(
     elif case == "platform: warmup and batching":
         flags.append(platform_file(tmp_path, (
             "session_config { intra_op_parallelism_threads: 1 }\n"
-            "batching_parameters { max_batch_size { value: 4 } batch_timeout_micros { value: 0 } }\n"
+            "batching_parameters { max_batch_size { value: 4 } }\n"
             "enable_model_warmup: true\n"
             "model_warmup_options { num_request_iterations { value: 2 } }")))
     elif case == "platform: empty legacy_config":
