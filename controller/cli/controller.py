@@ -156,8 +156,10 @@ def parse_target(text: str) -> TargetAddress:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    from controller.decide.notices import EVENTS
     from controller.runtime.dashboard.auth import check_listen
     from controller.runtime.dashboard.routes import command_names
+    from controller.runtime.notify import NotificationTarget
     from controller.runtime.runner import ControllerSettings
     from controller.spec.controller_config import ControllerConfig, read_controller_config
 
@@ -225,6 +227,14 @@ def load_settings(args: argparse.Namespace) -> Any:
         dashboard_token=dashboard_token,
         commit_url=pick("commit_url", "commitUrl", "") or "",
         acting_commands=command_names(_subcommands()),
+        notifications=tuple(
+            NotificationTarget(
+                url=entry.url, format=entry.format,
+                events=frozenset(entry.events) if entry.events is not None else frozenset(EVENTS),
+                secret=Path(entry.secret_file).read_bytes().strip() if entry.secret_file else b"",
+            )
+            for entry in config.notifications
+        ),
         **git_write_settings(pick),
     )
 
