@@ -129,7 +129,8 @@ def canary_block(interval_s: float, failure_limit: int) -> str:
         f"      interval: {interval_s:g}s\n"
         "      minRequests: 10\n"
         f"      failureLimit: {failure_limit}\n"
-        "      checks: {errorRate: {max: 0.05}}\n"
+        # The faulty versions' assertion answers INVALID_ARGUMENT: count it.
+        "      checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT, INTERNAL]}}\n"
     )
 
 
