@@ -247,7 +247,7 @@ class ControllerProcess:
 
     def applied(self, commit: str) -> bool:
         state = self.status()
-        return bool(state.get("in_sync")) and state.get("commit_applied") == commit
+        return bool(state.get("inSync")) and state.get("commitApplied") == commit
 
     def webhook(self) -> None:
         body = b'{"ref": "refs/heads/main"}'
