@@ -105,7 +105,7 @@ def journal_times(remote: Path, commit: str) -> dict[str, list[float]]:
 
 
 def parse_journal_times(note: str) -> dict[str, list[float]]:
-    # Each journal line ends with the event as JSON (see controller.runtime.rollout.journal_line).
+    # Each journal line ends with the event as JSON (see controller.adapters.journal.journal_line).
     times: dict[str, list[float]] = {}
     for line in note.splitlines():
         brace = line.find("{")
