@@ -26,6 +26,8 @@ from typing import Any
 
 import grpc
 
+from serving.config.errors import StartupError
+
 ADMIN_METHODS = frozenset({"/tensorflow.serving.ModelService/HandleReloadConfigRequest"})
 ADMIN_SERVICE_PREFIXES = ("/rollouts.serving.v1.RolloutService/",)
 ADMIN_REST_PATHS = frozenset({"/v1/models", "/v1/models/"})
@@ -34,7 +36,7 @@ UNAUTHENTICATED_MESSAGE = "Missing or invalid admin bearer token"
 _SCHEME = "bearer "
 
 
-class TokenFileError(Exception):
+class TokenFileError(StartupError):
     """An unreadable or unusable --admin_token_file (the message never holds the token)."""
 
 

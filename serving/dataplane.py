@@ -5,12 +5,16 @@ Every call takes one servable handle from the core (so a request runs on one
 version from start to end), checks the request against the signature, runs it,
 and reports which model, version and label actually served it. The gRPC and
 REST adapters only translate wire formats; metrics are recorded here, once.
+With a shadow scorer, a sampled Predict, Classify or Regress answered by one
+side of a split is handed to it once the answer is ready (`_shadow`): the
+scorer replays it on the other side later, never on the response path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -36,13 +40,22 @@ from serving.example_results import (
     regression_result,
     serialized_examples,
 )
+from serving.shadow import ShadowJob, ShadowScorer
 
 DEFAULT_SIGNATURE = "serving_default"
 
 Result = TypeVar("Result")
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+PREDICT_METHOD = "tensorflow/serving/predict"
 SIGNATURE_DEF_FIELD = "signature_def"
+
+log = logging.getLogger(__name__)
+
+Replay = Callable[[Any], Mapping[str, np.ndarray]]
+"""A finished call replayed on another version's handle (shadow scoring)."""
+Example = tuple[Result, dict[str, np.ndarray], Replay]
+"""What a Classify or Regress task gives: its result, raw outputs and replay."""
 
 
 # ------------------------------------------------ what the data plane needs
@@ -219,6 +232,24 @@ def check_input_dtypes(signature: SignatureLike, tensors: Mapping[str, Any]) -> 
             )
 
 
+def check_method_name(signature: Any, api: str) -> None:
+    """--enable_signature_method_name_check: the signature's method_name must fit
+    the call (predict_util.cc, classifier.cc, regressor.cc and their texts)."""
+    method = getattr(signature, "method_name", "")
+    if api == "Predict":
+        if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(
+                Code.INTERNAL,
+                f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
+                f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {method}")
+        return
+    kind, wanted = (("classification", CLASSIFY_METHOD) if api == "Classify"
+                    else ("regression", REGRESS_METHOD))
+    if method != wanted:
+        raise invalid_argument(
+            f"Expected {kind} signature method_name to be {wanted}. Was: {method}")
+
+
 def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) -> None:
     seen: set[str] = set()
     for alias in output_filter:
@@ -236,12 +267,15 @@ def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) 
 
 
 def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[str],
-                    missing_signature: Callable[[str], ServingError]) -> dict[str, Any]:
+                    missing_signature: Callable[[str], ServingError],
+                    method_name_check: bool = False) -> dict[str, Any]:
     """Predict's checked inputs for the handle's servable: its signature `key`
     must exist, and the inputs and output filter must name its tensors."""
     signature = h.servable.signatures.get(key)
     if signature is None:
         raise missing_signature(key)
+    if method_name_check:
+        check_method_name(signature, "Predict")
     tensors = inputs(signature) if callable(inputs) else inputs
     check_input_names(signature, list(tensors))
     check_input_dtypes(signature, tensors)
@@ -274,11 +308,29 @@ class DataPlane:
 
     def __init__(self, core: CoreLike, metrics: MetricsLike | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 batcher: BatcherLike | None = None) -> None:
+                 batcher: BatcherLike | None = None,
+                 shadow: ShadowScorer | None = None, method_name_check: bool = False) -> None:
         self.core = core
         self.metrics = metrics
         self._clock = clock
         self.batcher = batcher
+        self.method_name_check = method_name_check
+        self.shadow = shadow
+
+    def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
+                primary: Mapping[str, np.ndarray]) -> None:
+        """Offer a finished request to the shadow scorer if it is sampled. The
+        user's answer is already computed; nothing here may fail or hold it."""
+        scorer = self.shadow
+        if scorer is None:
+            return
+        try:
+            peer = scorer.peer(h.model, h.label)
+            if peer is not None:
+                scorer.offer(ShadowJob(h.model, peer.version, h.version, run, primary,
+                                       peer.tolerance, peer.outputs))
+        except Exception:  # a bug in scoring must never reach the user
+            log.exception("shadow scoring of %s v%s not offered", h.model, h.version)
 
     def _record(self, ref: ModelRef, served: list[Served], api: str, entrypoint: str,
                 code: Code, start: float) -> None:
@@ -345,8 +397,11 @@ class DataPlane:
         def body(served: list[Served]) -> PredictResult:
             with self._handle(ref) as h:
                 served.append(self._served(h, key))
-                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature)
+                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature,
+                                          self.method_name_check)
                 outputs = self._runner(h).run(key, tensors, list(output_filter) or None)
+                self._shadow(h, _predict_replay(key, tensors, output_filter, missing_signature),
+                             outputs)
                 return PredictResult(served[0], outputs)
 
         return self._call(ref, "Predict", entrypoint, body)
@@ -376,7 +431,8 @@ class DataPlane:
                 self._handle(ref, wait_s=0.0))
             try:
                 served.append(self._served(handle, key))
-                tensors = _predict_inputs(handle, key, inputs, (), missing_signature)
+                tensors = _predict_inputs(handle, key, inputs, (), missing_signature,
+                                          self.method_name_check)
                 future = self._runner(handle).submit(key, tensors, None)
             except BaseException:
                 held.close()
@@ -384,19 +440,22 @@ class DataPlane:
             # Whatever happens to the awaiting task, the handle goes with the batch.
             future.add_done_callback(lambda _: held.close())
             outputs = await _outcome(future)
+            self._shadow(handle, _predict_replay(key, tensors, (), missing_signature), outputs)
             return PredictResult(served[0], outputs)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
-                       entrypoint: str, make: Callable[..., Result]) -> Result:
+                       entrypoint: str, make: Callable[..., Example[Result]]) -> Result:
         key = signature_name or DEFAULT_SIGNATURE
 
         def body(served: list[Served]) -> Result:
             with self._handle(ref) as h:
                 served.append(self._served(h, key))
-                signature = h.servable.signatures.get(key)
-                if signature is None:
-                    raise invalid_argument(f"No signature was found with the name: {key}")
-                return make(self._runner(h), key, signature, inp, served[0])
+                signature = _examples_signature(h, key)
+                if self.method_name_check:
+                    check_method_name(signature, api)
+                result, outputs, replay = make(self._runner(h), key, signature, inp, served[0])
+                self._shadow(h, replay, outputs)
+                return result
 
         return self._call(ref, api, entrypoint, body)
 
@@ -438,8 +497,7 @@ class DataPlane:
 
         return self._call(ref, "MultiInference", entrypoint, body)
 
-    @staticmethod
-    def _plan_tasks(servable: Any, tasks: Sequence[tuple[str, str]]
+    def _plan_tasks(self, servable: Any, tasks: Sequence[tuple[str, str]]
                     ) -> list[tuple[str, str, list[str]]]:
         """multi_inference.cc's per-task checks, before anything runs."""
         seen: set[str] = set()
@@ -452,6 +510,8 @@ class DataPlane:
             sig = servable.signatures.get(key)
             if sig is None:
                 raise invalid_argument(f"Requested signature not found in model graph: {key}")
+            if method in (CLASSIFY_METHOD, REGRESS_METHOD) and self.method_name_check:
+                check_method_name(sig, "Classify" if method == CLASSIFY_METHOD else "Regress")
             if method == CLASSIFY_METHOD:
                 fetch = classification_outputs(servable, key, sig)
             elif method == REGRESS_METHOD:
@@ -476,15 +536,43 @@ class DataPlane:
         return self.core.list_models()
 
 
+def _examples_signature(h: Any, key: str) -> Any:
+    signature = h.servable.signatures.get(key)
+    if signature is None:
+        raise invalid_argument(f"No signature was found with the name: {key}")
+    return signature
+
+
+def _predict_replay(key: str, tensors: Mapping[str, np.ndarray], output_filter: Sequence[str],
+                    missing_signature: Callable[[str], ServingError],
+                    ) -> Callable[[Any], Mapping[str, np.ndarray]]:
+    """The same Predict on another handle, with that version's own checks."""
+
+    def replay(h: Any) -> Mapping[str, np.ndarray]:
+        checked = _predict_inputs(h, key, tensors, output_filter, missing_signature)
+        return h.servable.run(key, checked, list(output_filter) or None)  # type: ignore[no-any-return]
+
+    return replay
+
+
 def _example_task(
     outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[[Served, Any], Result]
-) -> Callable[..., Result]:
-    """Classify and regress alike: serialized tf.Examples in, one result list out."""
+) -> Callable[..., Example[Result]]:
+    """Classify and regress alike: serialized tf.Examples in, one result list out.
+    `make` also returns the raw outputs and how to replay the call on another
+    version's handle (for shadow scoring)."""
 
-    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served) -> Result:
+    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served,
+             ) -> Example[Result]:
         fetch = outputs(servable, key, sig)
         records = serialized_examples(inp)
         out = servable.run(key, {"inputs": records}, fetch)
-        return wrap(served, result(out, len(records)))
+
+        def replay(h: Any) -> Mapping[str, np.ndarray]:
+            other = h.servable
+            wanted = outputs(other, key, _examples_signature(h, key))
+            return other.run(key, {"inputs": records}, wanted)  # type: ignore[no-any-return]
+
+        return wrap(served, result(out, len(records))), out, replay
 
     return make

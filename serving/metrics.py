@@ -7,6 +7,15 @@ analysis reads per version and label:
     rollouts_requests_total{model, version, label, status}
     rollouts_request_latency_seconds{model, version, label}   (histogram)
     rollouts_loaded_versions{model}                           (gauge)
+    rollouts_shadow_comparisons_total{model, version, baseline_version, outcome}
+    rollouts_shadow_abs_diff_sum{model, version, baseline_version}   (counter)
+    rollouts_shadow_abs_diff_count{model, version, baseline_version} (counter)
+
+In the shadow series `version` is the version the shadow run used and
+`baseline_version` the one that answered the user; `outcome` is same, differs,
+mismatch, error or dropped (serving/shadow_compare.py). The abs-diff pair is
+the sum and number of elementwise |difference|s of the floating-point outputs
+compared, so their ratio over any window is the mean absolute difference.
 
 `LoadedVersions` (a manager listener) and `timed_loads` (a loader-factory
 wrapper) feed the gauge and TF's model load series from the server process.
@@ -54,6 +63,10 @@ LOADED = "rollouts_loaded_versions"
 TF_BATCH_PREFIX = ":tensorflow:serving:batching_session:"
 BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(2.0**i for i in range(14))  # Exponential(1, 2, 14)
 BATCH_REQUESTS = "rollouts_batch_requests"
+SHADOW_COMPARISONS = "rollouts_shadow_comparisons_total"
+SHADOW_ABS_DIFF_SUM = "rollouts_shadow_abs_diff_sum"
+SHADOW_ABS_DIFF_COUNT = "rollouts_shadow_abs_diff_count"
+_SHADOW_LABELS = ("model", "version", "baseline_version")
 
 
 @dataclass
@@ -119,6 +132,9 @@ class Metrics:
         self._loaded: dict[str, int] = {}
         self._tf_batch: dict[tuple[str, ...], _Histogram] = {}
         self._batch_requests: dict[tuple[str, ...], _Histogram] = {}
+        self._shadow: dict[tuple[str, ...], float] = defaultdict(float)
+        self._shadow_sum: dict[tuple[str, ...], float] = defaultdict(float)
+        self._shadow_count: dict[tuple[str, ...], float] = defaultdict(float)
         self._loaded_source = loaded_versions
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -159,6 +175,22 @@ class Metrics:
             self._batch_requests.setdefault(
                 (model, str(version)), _Histogram(BATCH_SIZE_BUCKETS)).add(len(input_sizes))
 
+    def observe_shadow(self, model: str, version: int, baseline_version: int, outcome: str,
+                       abs_diff_sum: float, abs_diff_count: int) -> None:
+        """One shadow comparison (or a dropped sample) of `version` against the
+        `baseline_version` that answered the user."""
+        key = (model, str(version), str(baseline_version))
+        with self._lock:
+            self._shadow[(*key, outcome)] += 1
+            if abs_diff_count:
+                self._shadow_sum[key] += abs_diff_sum
+                self._shadow_count[key] += abs_diff_count
+            elif outcome in ("same", "differs"):
+                # Present from the first comparison on, so a rate over a window
+                # that starts at it is defined (0 elements compared).
+                self._shadow_sum[key] += 0.0
+                self._shadow_count[key] += 0
+
     def set_loaded_versions(self, model: str, count: int) -> None:
         with self._lock:
             self._loaded[model] = count
@@ -176,6 +208,17 @@ class Metrics:
                                     ("model", "version", "label"), self._latency)
             yield _scalar_metric(LOADED, "Versions loaded (AVAILABLE) per model.", "gauge",
                                  ("model",), {(m,): float(n) for m, n in loaded.items()})
+            if self._shadow:
+                yield _scalar_metric(SHADOW_COMPARISONS,
+                                     "Shadow comparisons by model, version, baseline version "
+                                     "and outcome.", "counter", (*_SHADOW_LABELS, "outcome"),
+                                     self._shadow)
+                yield _scalar_metric(SHADOW_ABS_DIFF_SUM,
+                                     "Sum of |shadow - baseline| over compared float elements.",
+                                     "counter", _SHADOW_LABELS, self._shadow_sum)
+                yield _scalar_metric(SHADOW_ABS_DIFF_COUNT,
+                                     "Float elements compared by shadow scoring.", "counter",
+                                     _SHADOW_LABELS, self._shadow_count)
             if self._batch_requests:
                 yield _histogram_metric(BATCH_REQUESTS, "Requests merged into one model call.",
                                         ("model", "version"), self._batch_requests)

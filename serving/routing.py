@@ -1,4 +1,5 @@
-"""Hash-split routing: which label (stable or canary) a request goes to.
+"""Hash-split routing: which label (stable or canary) a request goes to, and
+which other label also scores it (shadow sampling).
 
 Pure functions of the split, the request headers and the assigned labels, so
 the same request always gets the same answer and the rules are testable with
@@ -69,3 +70,28 @@ def route(
     if other in labels:
         return other
     return None
+
+
+def shadow_peer(
+    split: rollouts_serving_pb2.Split,
+    served_label: str | None,
+    rand: Callable[[], float] = random.random,
+) -> str | None:
+    """The label whose version should also score a request the `served_label`
+    side answered, or None: no shadow rate, a label outside the split (or a
+    request that named a version), or not sampled this time. Sampling is
+    random per request, not by user: shadow runs cost only server time, and a
+    fixed subset of users would bias the comparison toward their inputs."""
+    sample = split.shadow.sample
+    if sample <= 0 or served_label is None:
+        return None
+    stable, canary = labels_of(split)
+    if served_label == stable:
+        peer = canary
+    elif served_label == canary:
+        peer = stable
+    else:
+        return None
+    if sample < 1 and rand() >= sample:
+        return None
+    return peer

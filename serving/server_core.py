@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
+from serving import routing
 from serving.config.rules import (
     STABLE,
     check_labels,
@@ -94,6 +96,15 @@ class ServableHandle:
     servable: Servable
 
 
+@dataclass(frozen=True)
+class ShadowPeer:
+    """Where one sampled request is also scored, and how it is compared."""
+
+    version: int
+    tolerance: float
+    outputs: tuple[str, ...]
+
+
 @dataclass
 class _State:
     """What the last applied config established, guarded by ServerCore._lock."""
@@ -153,12 +164,18 @@ class ServerCore:
 
     # ----- config -----
 
-    def reload_config(self, config: ModelServerConfig, timeout_s: float | None = None) -> None:
+    def reload_config(
+        self,
+        config: ModelServerConfig,
+        timeout_s: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Validate and apply `config`; wait (bounded) for new models; apply labels.
 
         Raises ServingError with TF Serving's code and message on invalid
         input, and naming the model and version when a new model fails to
-        load or does not become available within the deadline.
+        load or does not become available within the deadline; CANCELLED as
+        soon as `cancelled()` holds while waiting (a signal during start-up).
         """
         timeout = self.options.reload_config_timeout_s if timeout_s is None else timeout_s
         with self._reload_lock:
@@ -177,7 +194,7 @@ class ServerCore:
             for name in (m.name for m in models if m.name in old.platforms):
                 self._check_model_labels(name, wanted.get(name, {}), old.labels.get(name, {}))
             self._apply_models(models, platforms, old)
-            self._wait_for_models(new_names, timeout)
+            self._wait_for_models(new_names, timeout, cancelled)
             for name in new_names:
                 self._check_model_labels(name, wanted.get(name, {}), {})
             with self._lock:
@@ -240,7 +257,9 @@ class ServerCore:
             self.source.start()
             self._started = True
 
-    def _wait_for_models(self, names: list[str], timeout: float) -> None:
+    def _wait_for_models(
+        self, names: list[str], timeout: float, cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
         """Wait until each model has an AVAILABLE version, a failure, or the deadline."""
         if not names:
             return
@@ -256,6 +275,12 @@ class ServerCore:
                 )
             if not pending:
                 return
+            if cancelled():
+                raise ServingError(
+                    Code.CANCELLED,
+                    f"interrupted while waiting for {len(pending)} model(s) to become "
+                    f"available: {', '.join(pending)}",
+                )
             remaining = deadline - self._clock.now()
             if remaining <= 0:
                 raise ServingError(Code.DEADLINE_EXCEEDED, self._timeout_message(pending, timeout))
@@ -346,6 +371,23 @@ class ServerCore:
         result = Split()
         result.CopyFrom(found)
         return result
+
+    def shadow_peer(self, model: str, served_label: str | None,
+                    rand: Callable[[], float] = random.random) -> ShadowPeer | None:
+        """Whether a request the `served_label` side answered is also scored on
+        the other side of the model's split, and on which version (sampled per
+        call; None also when both labels point at one version)."""
+        with self._lock:
+            split = self._state.splits.get(model)
+            if split is None:
+                return None
+            peer = routing.shadow_peer(split, served_label, rand)
+            labels = self._state.labels.get(model, {})
+            version = labels.get(peer) if peer is not None else None
+            if version is None or served_label is None or labels.get(served_label) == version:
+                return None
+            shadow = split.shadow
+            return ShadowPeer(version, shadow.tolerance, tuple(shadow.outputs))
 
     def set_transition_policy(self, model: str, policy: TransitionPolicy | None) -> None:
         self.manager.set_policy(model, policy)

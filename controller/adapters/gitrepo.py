@@ -2,7 +2,8 @@
 
 Owns: clone-once-then-fetch, reading spec files from a commit's tree, writing the
 controller's commits (a spec edit, or a `git revert` with a spec-edit fallback), pushing
-them without ever force-pushing, and the analysis notes under ``refs/notes/rollouts``.
+them without ever force-pushing. The analysis notes are `controller.adapters.journal`'s,
+on this same clone (`also_fetch`, `run`, `push_ref`).
 
 Invariants:
 - Specs are read from commit objects (`read_tree`), never from a working tree, so a
@@ -12,9 +13,10 @@ Invariants:
   plus `reset --hard` and `clean`, so stray files can never leak into a commit.
 - Nothing is force-pushed. A rejected push (someone else pushed first) is a normal,
   typed outcome; `write_with_retry` fetches and redoes the change on the new head.
-- Notes are single-line entries; concurrent writers' notes are merged with git's
-  ``cat_sort_uniq`` strategy before pushing, so nobody's entry is lost (start an entry
-  with an ISO-8601 UTC timestamp and the merged order is chronological).
+- Every commit carries the configured identity as author and committer (the process
+  environment cannot override it) and, with a `Signing` key, git's own signature
+  (`user.signingkey`, `gpg.format` ssh or openpgp): protected branches that require
+  signed commits accept them.
 - No error message or log line carries credentials: every text that can hold a URL goes
   through `controller.adapters.redact`.
 
@@ -48,7 +50,6 @@ from controller.decide import trailers as trailers_mod
 from controller.spec import yamledit
 
 __all__ = [
-    "NOTES_REF",
     "CommitInfo",
     "GitError",
     "GitRepo",
@@ -58,6 +59,7 @@ __all__ = [
     "PushStatus",
     "RevertConflict",
     "RevertResult",
+    "Signing",
     "WriteOutcome",
     "WriteResult",
     "WriteStatus",
@@ -65,8 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-NOTES_REF = "refs/notes/rollouts"
-_REMOTE_NOTES_REF = "refs/notes/origin/rollouts"  # where fetched notes land before merging
 _MARKER = ("rollouts", "managed")  # config key marking a clone this module created
 _YAML_SUFFIXES = (".yaml", ".yml")
 _REGULAR_FILE_MODES = (0o100644, 0o100755)
@@ -144,6 +144,21 @@ class RevertResult:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """Sign every commit with git's own signing: `key` is an SSH key file (format "ssh")
+    or an OpenPGP key id (format "openpgp"), exactly what `user.signingkey` takes."""
+
+    key: str
+    format: str = "ssh"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("ssh", "openpgp"):
+            raise ValueError(f"signing format {self.format!r}: expected ssh or openpgp")
+        if not self.key.strip():
+            raise ValueError("a signing key is required")
+
+
+@dataclass(frozen=True)
 class CommitInfo:
     sha: str
     parents: tuple[str, ...]
@@ -186,6 +201,7 @@ class GitRepo:
         branch: str = "main",
         *,
         identity: tuple[str, str] = ("rollouts-controller", "rollouts@localhost"),
+        signing: Signing | None = None,
         timeout: float = 60.0,
     ) -> None:
         if url.startswith("-") or url.lower().startswith("ext::"):
@@ -197,9 +213,12 @@ class GitRepo:
         self.workdir = Path(workdir)
         self.branch = branch
         self.identity = identity
+        self.signing = signing
         self.timeout = timeout
         self._lock = threading.RLock()
         self._repo: git.Repo | None = None
+        # Extra refs fetched by every sync, each with what to run after (the notes journal).
+        self._fetch_hooks: list[tuple[str, Callable[[], None]]] = []
         _install_log_filter()
 
     def __repr__(self) -> str:
@@ -237,13 +256,28 @@ class GitRepo:
             # init + fetch instead of clone: one code path for the first and every later
             # sync, and every network call goes through `_run` (timeout, redaction).
             repo = git.Repo.init(self.workdir)
-        repo.git.update_environment(**_GIT_ENV)
+        name, email = self.identity
+        # The identity is the configured one even where the controller's environment
+        # sets GIT_AUTHOR_* or GIT_COMMITTER_* (git prefers those over user.name).
+        repo.git.update_environment(
+            **_GIT_ENV,
+            GIT_AUTHOR_NAME=name,
+            GIT_AUTHOR_EMAIL=email,
+            GIT_COMMITTER_NAME=name,
+            GIT_COMMITTER_EMAIL=email,
+        )
         with repo.config_writer() as config:
             config.set_value(_MARKER[0], _MARKER[1], "true")
-            config.set_value("user", "name", self.identity[0])
-            config.set_value("user", "email", self.identity[1])
+            config.set_value("user", "name", name)
+            config.set_value("user", "email", email)
             config.set_value("core", "hooksPath", os.devnull)  # no hook runs in our clone
             config.set_value("gc", "auto", "0")  # no background gc racing our commands
+            if self.signing is not None:
+                config.set_value("user", "signingkey", self.signing.key)
+                config.set_value("gpg", "format", self.signing.format)
+                config.set_value("commit", "gpgsign", "true")
+            else:
+                config.set_value("commit", "gpgsign", "false")
         remotes = {remote.name for remote in repo.remotes}
         try:
             if "origin" in remotes:
@@ -282,9 +316,44 @@ class GitRepo:
         ) as handle:
             handle.write(message)
         try:
-            return self._run("commit-tree", tree, "-p", parent, "-F", handle.name)
+            # -S signs with user.signingkey in gpg.format; a key git cannot use is a
+            # GitError naming it, never an unsigned commit on a branch that needs one.
+            sign = "-S" if self.signing is not None else "--no-gpg-sign"
+            return self._run("commit-tree", sign, tree, "-p", parent, "-F", handle.name)
         finally:
             os.unlink(handle.name)
+
+    # --- for the other adapters on this clone (the notes journal) --------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every public method; hold it across several plumbing calls."""
+        return self._lock
+
+    def also_fetch(self, refspec: str, after: Callable[[], None]) -> None:
+        """Fetch `refspec` in every `sync` too, then call `after` (under the lock)."""
+        with self._lock:
+            self._fetch_hooks.append((refspec, after))
+
+    def run(self, *args: str, network: bool = False) -> str:
+        """`git <args>` in the clone; a failure raises a redacted GitError."""
+        with self._lock:
+            return self._run(*args, network=network)
+
+    def try_run(self, *args: str) -> tuple[int, str, str]:
+        """`git <args>` in the clone as (status, stdout, stderr); never raises."""
+        with self._lock:
+            return self._try(*args)
+
+    def resolve(self, rev: str) -> str:
+        """The commit sha `rev` names; GitError if none."""
+        with self._lock:
+            return self._resolve(rev)
+
+    def push_ref(self, refspec: str) -> PushResult:
+        """Push one refspec to origin (never forced); a lost race is REJECTED."""
+        with self._lock:
+            return self._push(refspec)
 
     # --- sync and read ---------------------------------------------------------------
 
@@ -297,10 +366,11 @@ class GitRepo:
                 "--no-tags",
                 "origin",
                 f"+refs/heads/{self.branch}:{self.remote_ref}",
-                "+refs/notes/*:refs/notes/origin/*",
+                *(refspec for refspec, _ in self._fetch_hooks),
                 network=True,
             )
-            self._merge_fetched_notes()
+            for _, after in self._fetch_hooks:
+                after()
             head = self._resolve(self.remote_ref)
             log.debug("synced %s %s at %s", self.display_url, self.branch, head)
             return head
@@ -378,25 +448,6 @@ class GitRepo:
                 first_parent=first_parent,
             )
             return [_info(commit) for commit in commits]
-
-    def find_commit_with_trailer(
-        self, head: str, key: str, value: str, *, since: str | None = None, max_count: int = 500
-    ) -> CommitInfo | None:
-        """The newest commit in `since..head` (all of head's history if None) carrying the
-        trailer `key: value`. For restart safety: "is there already a revert or promotion
-        for the canary commit X?" is `find_commit_with_trailer(head, CANARY_COMMIT, X,
-        since=X)`."""
-        with self._lock:
-            rev = f"{since}..{head}" if since else head
-            for info in self.log(rev, max_count=max_count):
-                if value in trailers_mod.trailer_values(info.message, key):
-                    return info
-            return None
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        with self._lock:
-            status, _, _ = self._try("merge-base", "--is-ancestor", ancestor, descendant)
-            return status == 0
 
     def find_commit_that_set(
         self, head: str, path: str, predicate: Callable[[str | None], bool], max_count: int = 500
@@ -579,6 +630,27 @@ class GitRepo:
         log.warning("push of %s failed: %s", refspec, detail)
         return PushResult(PushStatus.ERROR, detail)
 
+    def push_branch(self, sha: str, branch: str) -> PushResult:
+        """Push `sha` to refs/heads/`branch` on origin (creating it); never forces."""
+        if not branch or branch.startswith("-") or any(c.isspace() for c in branch):
+            raise ValueError(f"not a branch name: {branch!r}")
+        with self._lock:
+            return self._push(f"{self._resolve(sha)}:refs/heads/{branch}")
+
+    def fetch_branch(self, branch: str) -> str | None:
+        """Fetch origin's `branch` into refs/remotes/origin/; its sha, None if absent."""
+        with self._lock:
+            listing = self._run(
+                "ls-remote", "--heads", "origin", f"refs/heads/{branch}", network=True
+            )
+            if not listing.strip():
+                return None
+            self._run(
+                "fetch", "--no-tags", "origin",
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}", network=True,
+            )
+            return self._resolve(f"refs/remotes/origin/{branch}")
+
     def write_with_retry(
         self, make_change: Callable[[str], WriteResult | None], attempts: int = 5
     ) -> WriteOutcome:
@@ -607,71 +679,6 @@ class GitRepo:
                 if result.error:
                     raise GitError(f"push to {self.display_url} failed: {result.detail}")
             return WriteOutcome(WriteStatus.EXHAUSTED, None, head, attempts)
-
-    # --- notes -----------------------------------------------------------------------
-
-    def add_note(self, commit: str, text: str) -> None:
-        """Append a one-line entry to the commit's note under refs/notes/rollouts (local;
-        `push_notes` publishes). One line per entry keeps concurrent merges lossless."""
-        entry = text.strip()
-        if not entry or "\n" in entry or "\r" in entry:
-            raise ValueError("a note entry is exactly one non-empty line")
-        with self._lock:
-            self._run(
-                "notes",
-                f"--ref={NOTES_REF}",
-                "append",
-                "-m",
-                entry,
-                self._resolve(commit),
-            )
-
-    def notes(self, commit: str) -> list[str]:
-        """The note entries on `commit` (local notes, as of the last sync), in order."""
-        with self._lock:
-            status, out, _ = self._try("notes", f"--ref={NOTES_REF}", "show", self._resolve(commit))
-            if status != 0:
-                return []
-            return [line for line in out.splitlines() if line.strip()]
-
-    def push_notes(self, attempts: int = 5) -> PushResult:
-        """Publish refs/notes/rollouts; on a lost race fetch, merge theirs, retry."""
-        with self._lock:
-            if self._try("rev-parse", "--verify", "--quiet", NOTES_REF)[0] != 0:
-                return PushResult(PushStatus.OK)  # nothing to publish
-            result = PushResult(PushStatus.ERROR, "no attempt made")
-            for _ in range(attempts):
-                result = self._push(f"{NOTES_REF}:{NOTES_REF}")
-                if not result.rejected:
-                    return result
-                self._run(
-                    "fetch",
-                    "--no-tags",
-                    "origin",
-                    f"+{NOTES_REF}:{_REMOTE_NOTES_REF}",
-                    network=True,
-                )
-                self._merge_fetched_notes()
-            return result
-
-    def _merge_fetched_notes(self) -> None:
-        if self._try("rev-parse", "--verify", "--quiet", _REMOTE_NOTES_REF)[0] != 0:
-            return
-        if self._try("rev-parse", "--verify", "--quiet", NOTES_REF)[0] != 0:
-            self._run("update-ref", NOTES_REF, _REMOTE_NOTES_REF)
-            return
-        # cat_sort_uniq resolves a note changed on both sides to the sorted union of
-        # their lines: with one entry per line, every writer's entries survive.
-        self._run(
-            "notes",
-            f"--ref={NOTES_REF}",
-            "merge",
-            "--quiet",
-            "-s",
-            "cat_sort_uniq",
-            _REMOTE_NOTES_REF,
-        )
-
 
 def _is_race(out: str, err: str) -> bool:
     """A push lost to a concurrent update (as opposed to auth, hooks or the network)."""

@@ -4,7 +4,8 @@ Pure: parses the text a serving target exposes at /monitoring/prometheus/metrics
 (with `prometheus_client.parser`) and subtracts snapshots. The series read:
 
 - `rollouts_requests_total{model, version, label, status}`: counter; every status
-  other than "OK" (a canonical gRPC code name) is an error.
+  other than "OK" (a canonical gRPC code name) is an error, counted per code
+  (the spec's `errorRate.codes` decides which count against the canary).
 - `rollouts_request_latency_seconds_bucket{model, version, label, le}`: histogram.
 - `rollouts_loaded_versions{model}`: gauge (kept for status display).
 
@@ -96,6 +97,7 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
     """Sum raw series values into one window per (model, version)."""
     requests: dict[VersionKey, float] = {}
     errors: dict[VersionKey, float] = {}
+    by_code: dict[VersionKey, dict[str, float]] = {}
     buckets: dict[VersionKey, dict[float, float]] = {}
     for (name, pairs), value in values.items():
         labels = dict(pairs)
@@ -104,8 +106,11 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
             continue
         if name == REQUESTS:
             requests[key] = requests.get(key, 0.0) + value
-            if labels.get("status") != "OK":
+            status = labels.get("status", "")
+            if status != "OK":
                 errors[key] = errors.get(key, 0.0) + value
+                codes = by_code.setdefault(key, {})
+                codes[status] = codes.get(status, 0.0) + value
         elif name == LATENCY_BUCKET:
             le = _le(labels.get("le", ""))
             if le is not None:
@@ -113,7 +118,8 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
                 per_le[le] = per_le.get(le, 0.0) + value
     keys = set(requests) | set(buckets)
     return {key: VersionWindow(requests=requests.get(key, 0.0), errors=errors.get(key, 0.0),
-                               latency_buckets=tuple(sorted(buckets.get(key, {}).items())))
+                               latency_buckets=tuple(sorted(buckets.get(key, {}).items())),
+                               errors_by_code=tuple(sorted(by_code.get(key, {}).items())))
             for key in keys}
 
 
@@ -145,8 +151,11 @@ def _add(a: VersionWindow, b: VersionWindow) -> VersionWindow:
     merged: dict[float, float] = dict(a.latency_buckets)
     for le, count in b.latency_buckets:
         merged[le] = merged.get(le, 0.0) + count
+    codes: dict[str, float] = dict(a.errors_by_code)
+    for code, count in b.errors_by_code:
+        codes[code] = codes.get(code, 0.0) + count
     return VersionWindow(a.requests + b.requests, a.errors + b.errors,
-                         tuple(sorted(merged.items())))
+                         tuple(sorted(merged.items())), tuple(sorted(codes.items())))
 
 
 def combine(deltas: Iterable[Delta]) -> Delta:

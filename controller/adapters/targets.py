@@ -15,20 +15,20 @@ import grpc
 from google.protobuf import text_format
 
 from controller.adapters.channel import client_channel
-from controller.decide.fleet import (
-    DesiredModel,
-    ObservedModel,
-    ObservedTarget,
-    SplitRule,
-    TargetAddress,
-)
+from controller.decide.fleet import DesiredModel, ObservedModel, ObservedTarget, TargetAddress
 from controller.decide.plan import (
     Action,
     ClearSplit,
-    ModelEntry,
     ReloadConfig,
     SetSplit,
     SetTransition,
+)
+from controller.decide.render import (
+    model_server_config,
+    policy_from_proto,
+    policy_proto,
+    split_from_proto,
+    split_to_proto,
 )
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
@@ -53,51 +53,8 @@ RECONNECT_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
-_POLICY_TO_PROTO = {
-    "availability_preserving": ext.AVAILABILITY_PRESERVING,
-    "resource_preserving": ext.RESOURCE_PRESERVING,
-}
-_POLICY_FROM_PROTO = {v: k for k, v in _POLICY_TO_PROTO.items()}
-
-
 class TargetError(Exception):
     """An action or observation failed on one target; the message names it."""
-
-
-def config_proto(entries: tuple[ModelEntry, ...]) -> model_server_config_pb2.ModelServerConfig:
-    config = model_server_config_pb2.ModelServerConfig()
-    for entry in sorted(entries, key=lambda e: e.name):
-        model = config.model_config_list.config.add()
-        model.name = entry.name
-        model.base_path = entry.base_path
-        model.model_platform = entry.platform
-        model.model_version_policy.specific.versions.extend(sorted(entry.versions))
-        for label in sorted(entry.labels):
-            model.version_labels[label] = entry.labels[label]
-    return config
-
-
-def split_to_proto(model: str, split: SplitRule) -> ext.Split:
-    return ext.Split(
-        model_name=model,
-        stable_label=split.stable_label,
-        canary_label=split.canary_label,
-        canary_weight_bp=split.canary_weight_bp,
-        hash_key=split.hash_key,
-        salt=split.salt,
-        match=[ext.HeaderMatch(header=h, value=v) for h, v in split.match],
-    )
-
-
-def split_from_proto(split: ext.Split) -> SplitRule:
-    return SplitRule(
-        stable_label=split.stable_label or "stable",
-        canary_label=split.canary_label or "canary",
-        canary_weight_bp=split.canary_weight_bp,
-        hash_key=split.hash_key,
-        salt=split.salt,
-        match=tuple((m.header, m.value) for m in split.match),
-    )
 
 
 class TargetClient:
@@ -124,6 +81,8 @@ class TargetClient:
         )
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._ext = ext_grpc.RolloutServiceStub(self._channel)
+        # The models this client's last accepted config push named (see _observe_plain).
+        self._configured: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -172,18 +131,23 @@ class TargetClient:
                 platform=info.platform or (conf.model_platform if conf else None),
                 config_versions=config_versions,
                 split=split_from_proto(info.split) if info.has_split else None,
-                transition=_POLICY_FROM_PROTO.get(info.transition_policy),
+                transition=policy_from_proto(info.transition_policy),
             )
         return ObservedTarget(self.name, True, models, extension=True)
 
     def _observe_plain(self, desired: Mapping[str, DesiredModel]) -> ObservedTarget:
+        # A plain TF Serving cannot list its models: ask for the desired ones and for
+        # those this client configured there, so a model removed from git is seen
+        # (and unloaded) rather than left serving. (Kept in memory: a controller
+        # restarted after the removal cannot see what it had put there.)
         models: dict[str, ObservedModel] = {}
-        for name, model in desired.items():
+        for name in sorted(set(desired) | self._configured):
+            model = desired.get(name)
             states, errors = self._version_states(name)
-            if states is None:
+            if states is None or (model is None and all(s == "END" for s in states.values())):
                 continue
             labels: dict[str, int] = {}
-            for label in model.labels:
+            for label in model.labels if model is not None else ():
                 request = get_model_status_pb2.GetModelStatusRequest()
                 request.model_spec.name = name
                 request.model_spec.version_label = label
@@ -228,10 +192,11 @@ class TargetClient:
     def _apply(self, action: Action) -> None:
         if isinstance(action, ReloadConfig):
             request = model_management_pb2.ReloadConfigRequest()
-            request.config.CopyFrom(config_proto(action.models))
+            request.config.CopyFrom(model_server_config(action.models))
             reply = self._models.HandleReloadConfigRequest(request, timeout=self.timeout_s * 6)
             if reply.status.error_code != 0:
                 raise TargetError(f"{self.name}: reload rejected: {reply.status.error_message}")
+            self._configured = {entry.name for entry in action.models}
         elif isinstance(action, SetSplit):
             self._ext.SetSplit(
                 ext.SetSplitRequest(split=split_to_proto(action.model, action.split)),
@@ -244,7 +209,7 @@ class TargetClient:
         elif isinstance(action, SetTransition):
             self._ext.SetTransitionPolicy(
                 ext.SetTransitionPolicyRequest(
-                    model_name=action.model, policy=_POLICY_TO_PROTO[action.policy]
+                    model_name=action.model, policy=policy_proto(action.policy)
                 ),
                 timeout=self.timeout_s,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import urllib.error
@@ -16,10 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from controller.adapters.redact import redact
+from controller.cli import logs
 from controller.decide.fleet import TargetAddress
+from controller.decide.verdict_text import WRITE_BACK_MODES
 from controller.spec.durations import parse_duration
 
 DEFAULT_LISTEN = "127.0.0.1:8686"
@@ -43,6 +44,16 @@ def add_parsers(subparsers: Any) -> None:
         "--webhook-secret-file", default=None, help="file with the webhook HMAC secret"
     )
     run.add_argument(
+        "--dashboard-token-file",
+        default=None,
+        help="file with the dashboard's token (required when --listen is not loopback)",
+    )
+    run.add_argument(
+        "--commit-url",
+        default=None,
+        help="link commits on the dashboard: a URL template with {sha}",
+    )
+    run.add_argument(
         "--prometheus-url",
         default=None,
         help="judge canaries with PromQL against this Prometheus server "
@@ -54,6 +65,25 @@ def add_parsers(subparsers: Any) -> None:
         help="how long one reconcile pass waits for versions to load (default 60s)",
     )
     run.add_argument("--once", action="store_true", help="one sync and reconcile pass, then exit")
+    run.add_argument(
+        "--git-author", default=None, metavar="'NAME <EMAIL>'",
+        help="author and committer of the verdict commits "
+        "(default 'rollouts-controller <rollouts@localhost>')",
+    )
+    run.add_argument(
+        "--git-signing-key", default=None, metavar="KEY",
+        help="sign verdict commits with git's own signing: an SSH key file, "
+        "or an OpenPGP key id with --git-signing-format openpgp",
+    )
+    run.add_argument(
+        "--git-signing-format", default=None, choices=("ssh", "openpgp"),
+        help="what --git-signing-key is (default ssh)",
+    )
+    run.add_argument(
+        "--write-back", default=None, choices=WRITE_BACK_MODES,
+        help="push: verdicts onto the followed branch (default); branch: each onto "
+        "rollouts/<model>/<promote|revert>-<version> for a bot or person to merge",
+    )
     run.set_defaults(handler=cmd_run)
 
     plan = subparsers.add_parser(
@@ -71,6 +101,11 @@ def add_parsers(subparsers: Any) -> None:
         help=f"the controller's HTTP address (default http://{DEFAULT_LISTEN})",
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument("--watch", action="store_true",
+                        help="keep the view on screen, redrawn when the status changes "
+                             "(Ctrl-C ends it)")
+    status.add_argument("--interval", default="1s",
+                        help="with --watch: how often to read the status (default 1s)")
     status.set_defaults(handler=cmd_status)
 
 
@@ -108,6 +143,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--target-key-file", default=None, help="PEM key of --target-cert-file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text",
+        help="text (default) or json: one object per line with time, level, model, target, "
+        "commit, event, message",
+    )
 
 
 def parse_target(text: str) -> TargetAddress:
@@ -121,14 +161,15 @@ def parse_target(text: str) -> TargetAddress:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    from controller.decide.notices import EVENTS
+    from controller.runtime.dashboard.auth import check_listen
+    from controller.runtime.dashboard.routes import command_names
+    from controller.runtime.notify import NotificationTarget
     from controller.runtime.runner import ControllerSettings
+    from controller.spec.controller_config import ControllerConfig, read_controller_config
 
-    file_values: dict[str, Any] = {}
-    if args.config:
-        with open(args.config, encoding="utf-8") as handle:
-            file_values = YAML(typ="safe").load(handle) or {}
-        if not isinstance(file_values, dict):
-            raise ValueError(f"{args.config}: expected a mapping of settings")
+    config = read_controller_config(args.config) if args.config else ControllerConfig()
+    file_values = config.model_dump(by_alias=True, exclude_none=True)
 
     def pick(flag: str, key: str, default: Any = None) -> Any:
         value = getattr(args, flag, None)
@@ -136,12 +177,7 @@ def load_settings(args: argparse.Namespace) -> Any:
 
     repo = pick("repo", "repo")
     model_root = pick("model_root", "modelRoot")
-    targets_raw = args.target or [
-        t
-        if isinstance(t, str)
-        else f"{t['name']}={t['grpc']}" + (f",{t['metrics']}" if t.get("metrics") else "")
-        for t in file_values.get("targets", [])
-    ]
+    targets_raw = args.target or config.target_texts()
     missing = [
         name
         for name, value in (
@@ -164,6 +200,10 @@ def load_settings(args: argparse.Namespace) -> Any:
         path = pick(flag, key)
         return Path(path).read_bytes() if path else b""
 
+    dashboard_token = read("dashboard_token_file", "dashboardTokenFile").strip().decode(
+        "utf-8", errors="replace")
+    if listen != "off":
+        check_listen(listen, dashboard_token)
     token_bytes = read("target_token_file", "targetTokenFile").strip()
     cert, key = read("target_cert_file", "targetCertFile"), read("target_key_file", "targetKeyFile")
     if bool(cert) != bool(key):
@@ -189,21 +229,79 @@ def load_settings(args: argparse.Namespace) -> Any:
         target_root_ca=read("target_ca_file", "targetCaFile"),
         target_client_cert=cert,
         target_client_key=key,
+        dashboard_token=dashboard_token,
+        commit_url=pick("commit_url", "commitUrl", "") or "",
+        acting_commands=command_names(_subcommands()),
+        notifications=tuple(
+            NotificationTarget(
+                url=entry.url, format=entry.format,
+                events=frozenset(entry.events) if entry.events is not None else frozenset(EVENTS),
+                secret=Path(entry.secret_file).read_bytes().strip() if entry.secret_file else b"",
+            )
+            for entry in config.notifications
+        ),
+        **git_write_settings(pick),
     )
 
 
-def _setup_logging(verbose: bool, log_format: str = "text") -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _subcommands() -> list[str]:
+    """The `rollouts` subcommands this build has (the dashboard offers the acting ones)."""
+    from controller.cli.main import build_parser
+
+    for action in build_parser()._actions:  # argparse keeps subcommands as one action
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+_AUTHOR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")
+
+
+def parse_author(value: Any, where: str) -> tuple[str, str]:
+    """`gitAuthor`: {name, email} in a config file, or 'Name <email>' (the flag)."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"name", "email"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; expected name, email")
+        name, email = value.get("name"), value.get("email")
+    else:
+        match = _AUTHOR.match(str(value))
+        name, email = (match["name"], match["email"]) if match else (None, None)
+    if not isinstance(name, str) or not name.strip() or not isinstance(email, str) or (
+        not email.strip() or any(c in email for c in "<> \n")
+    ):
+        raise ValueError(f"{where}: expected {{name, email}} or 'Name <email>', got {value!r}")
+    return name.strip(), email.strip()
+
+
+def git_write_settings(pick: Any) -> dict[str, Any]:
+    """The settings of how the controller writes to git: who, signed how, and where."""
+    values: dict[str, Any] = {}
+    author = pick("git_author", "gitAuthor")
+    if author is not None:
+        values["git_author"] = parse_author(author, "gitAuthor (--git-author)")
+    signing_key = pick("git_signing_key", "gitSigningKey")
+    if signing_key:
+        values["git_signing_key"] = str(signing_key)
+    signing_format = str(pick("git_signing_format", "gitSigningFormat", "ssh"))
+    if signing_format not in ("ssh", "openpgp"):
+        raise ValueError(
+            f"gitSigningFormat (--git-signing-format): {signing_format!r}; expected ssh or openpgp"
+        )
+    values["git_signing_format"] = signing_format
+    if signing_format == "ssh" and signing_key and not Path(str(signing_key)).is_file():
+        raise ValueError(f"gitSigningKey (--git-signing-key): no SSH key file {signing_key}")
+    write_back = str(pick("write_back", "writeBack", "push"))
+    if write_back not in WRITE_BACK_MODES:
+        raise ValueError(f"writeBack (--write-back): {write_back!r}; expected push or branch")
+    values["write_back"] = write_back
+    return values
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose)
+    logs.setup(args.verbose, args.log_format)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -237,10 +335,11 @@ def plan_exit_code(result: Any, held: dict[str, Any]) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from controller.decide.plan import ReloadConfig, plan
+    from controller.decide.plan import ReloadConfig, action_text, plan
     from controller.runtime.runner import Controller
 
-    _setup_logging(args.verbose, getattr(args, "log_format", "text"))
+    # The report is the output; only warnings go to the log.
+    logs.setup(args.verbose, args.log_format, level=logging.WARNING)
     try:
         settings = load_settings(args)
     except (ValueError, OSError) as err:
@@ -268,7 +367,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"commit {desired.commit[:12]}")
     for action in result.actions:
         detail = "; ".join(action.reasons) if isinstance(action, ReloadConfig) else ""
-        print(f"  ~ {action.target}: {_action_text(action)}" + (f" ({detail})" if detail else ""))
+        print(f"  ~ {action.target}: {action_text(action)}" + (f" ({detail})" if detail else ""))
     for model, version in result.pending:
         print(f"  … waiting for {model} version {version} to become AVAILABLE")
     for finding in result.findings:
@@ -298,25 +397,9 @@ def _plan_verdict(code: int, result: Any, held: dict[str, Any]) -> str:
     return "not in sync: " + "; ".join(reasons)
 
 
-def _action_text(action: Any) -> str:
-    from controller.decide.plan import ClearSplit, ReloadConfig, SetSplit, SetTransition
-
-    if isinstance(action, ReloadConfig):
-        models = ", ".join(
-            f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
-            for e in action.models
-        )
-        return f"reload config [{models}]"
-    if isinstance(action, SetSplit):
-        return f"set split {action.model} canary {action.split.canary_weight_bp / 100:g}%"
-    if isinstance(action, ClearSplit):
-        return f"clear split {action.model}"
-    if isinstance(action, SetTransition):
-        return f"set transition policy {action.model} {action.policy}"
-    return repr(action)
-
-
 def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]:
+    from controller.decide.plan import action_text
+
     return {
         "commit": commit,
         "in_sync": result.in_sync and not held,
@@ -326,7 +409,7 @@ def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]
             {"model": name, "version": s.version, "phase": s.phase, "message": s.message}
             for name, s in sorted(held.items())
         ],
-        "actions": [{"target": a.target, "action": _action_text(a)} for a in result.actions],
+        "actions": [{"target": a.target, "action": action_text(a)} for a in result.actions],
         "pending": [{"model": m, "version": v} for m, v in result.pending],
         "findings": [
             {"target": f.target, "model": f.model, "message": f.message} for f in result.findings
@@ -334,11 +417,27 @@ def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _read_status(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        document: dict[str, Any] = json.load(reply)
+        return document
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.controller.rstrip("/") + "/status"
+    if args.watch:
+        if args.json:
+            print("rollouts status: --watch shows the view; use --json without it",
+                  file=sys.stderr)
+            return 2
+        try:
+            interval_s = parse_duration(args.interval)
+        except ValueError as err:
+            print(f"rollouts status: --interval: {err}", file=sys.stderr)
+            return 2
+        return watch_status(url, max(interval_s, 0.05))
     try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            document = json.load(reply)
+        document = _read_status(url)
     except (urllib.error.URLError, OSError, ValueError) as err:
         print(f"rollouts status: cannot read {url}: {err}", file=sys.stderr)
         return 2
@@ -349,3 +448,50 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     render_status(document)
     return 0
+
+
+def watch_status(url: str, interval_s: float) -> int:
+    """Redraw the view whenever the status document changes, until Ctrl-C (exit 0).
+
+    On a terminal the view stays in place (rich Live); into a pipe each new view is
+    printed once, after a rule with the time. A controller that stops answering is
+    shown as such, and the watch goes on until it answers again.
+    """
+    import time
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.rule import Rule
+
+    from controller.cli.status_view import status_view
+
+    console = Console()
+    last: Any = object()
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            try:
+                current: Any = _read_status(url)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                current = f"cannot read {url}: {err}"
+            if current != last:
+                last = current
+                parts = (status_view(current) if isinstance(current, dict)
+                         else [f"[red]{current}[/]"])
+                stamp = time.strftime("%H:%M:%S")
+                if live is not None:
+                    live.update(Group(*parts, f"[dim]{stamp}, refreshed every "
+                                              f"{interval_s:g}s; Ctrl-C ends[/]"),
+                                refresh=True)
+                else:
+                    console.print(Rule(stamp))
+                    for part in parts:
+                        console.print(part)
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if live is not None:
+            live.stop()

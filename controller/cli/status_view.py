@@ -1,60 +1,97 @@
-"""Render the controller's status document as rich tables for `rollouts status`."""
+"""Render the controller's status document as rich tables for `rollouts status`.
+
+`status_view` builds the renderables (header, the per-target table, each canary's
+latest intervals, findings); `render_status` prints them once and `--watch` keeps
+them on screen in a rich `Live`, redrawn whenever the document changes.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+
+from controller.decide.gates import HELD_PHASES
 
 
 def render_status(document: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    applied = (document.get("commit_applied") or "-")[:12]
-    seen = (document.get("commit_seen") or "-")[:12]
-    sync = "in sync" if document.get("in_sync") else "converging"
-    console.print(
+    for part in status_view(document):
+        console.print(part)
+
+
+def status_view(document: dict[str, Any]) -> list[RenderableType]:
+    """Everything `rollouts status` shows for `document`, in order."""
+    out: list[RenderableType] = []
+    applied = (document.get("commitApplied") or "-")[:12]
+    seen = (document.get("commitSeen") or "-")[:12]
+    held = document.get("held") or []
+    if held:
+        sync = "blocked: " + ", ".join(f"{h['model']} canary {h['version']} {h['phase']}"
+                                       for h in held)
+    else:
+        sync = "in sync" if document.get("inSync") else "converging"
+    out.append(
         f"[bold]{document.get('repo')}[/] {document.get('branch')}  "
         f"seen {seen}  applied {applied}  ({sync})"
     )
-    for error in document.get("spec_errors", []):
-        console.print(f"[red]spec error[/] {error}")
-    if document.get("git_error"):
-        console.print(f"[red]git error[/] {document['git_error']}")
+    for error in document.get("specErrors", []):
+        out.append(f"[red]spec error[/] {error}")
+    if document.get("gitError"):
+        out.append(f"[red]git error[/] {document['gitError']}")
     table = Table("model", "applied", "stable", "canary", "weight", "step", "target", "health",
                   "labels")
     for name, model in document.get("models", {}).items():
-        weight = model.get("split_weight_bp")
         rollout = model.get("rollout") or {}
-        step = rollout.get("step_text", "")
+        step = _step_text(rollout)
         first = True
         for target, info in model.get("targets", {}).items():
             health = "up" if info.get("reachable") else f"down: {info.get('error', '')}"
             table.add_row(
                 name if first else "",
-                (model.get("commit_applied") or "-")[:12] if first else "",
+                (model.get("commitApplied") or "-")[:12] if first else "",
                 str(model.get("stable") or "-") if first else "",
                 str(model.get("canary") or "-") if first else "",
-                (f"{weight / 100:g}%" if weight is not None else "-") if first else "",
+                _served_weight(info),
                 step if first else "",
                 target,
                 health,
                 ", ".join(f"{k}={v}" for k, v in sorted(info.get("labels", {}).items())),
             )
             first = False
-    console.print(table)
+    out.append(table)
     for name, model in document.get("models", {}).items():
         rollout = model.get("rollout")
         if not rollout:
             continue
-        weight = rollout.get("weight_bp", 0) / 100
-        console.print(
-            f"[bold]{name}[/] canary v{rollout['version']}: {rollout['phase']}, "
-            f"step {rollout.get('step_text', '')} at {weight:g}%"
-        )
+        serving = model.get("servingWeightBp")
+        served = f"{serving / 100:g}%" if serving is not None else "mixed or unknown"
+        if rollout["phase"] in HELD_PHASES:
+            line = f"{rollout['phase']}, out of traffic (targets serve {served})"
+        else:
+            line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
+        out.append(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
         for interval in rollout.get("intervals", []):
-            console.print(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
+            out.append(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):
-            console.print(f"  {rollout['message']}")
+            out.append(f"  {rollout['message']}")
     for finding in document.get("findings", []):
-        console.print(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
+        out.append(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
+    return out
+
+
+def _served_weight(info: dict[str, Any]) -> str:
+    """The canary weight this target serves: its split, 0% without one."""
+    if not info.get("reachable"):
+        return "?"
+    weight = info.get("splitWeightBp")
+    return f"{(weight or 0) / 100:g}%"
+
+
+def _step_text(rollout: dict[str, Any]) -> str:
+    if not rollout:
+        return ""
+    if rollout.get("phase") in HELD_PHASES:
+        return str(rollout["phase"])
+    return str(rollout.get("stepText", ""))

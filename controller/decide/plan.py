@@ -111,6 +111,31 @@ class Plan:
         return frozenset(models) - busy
 
 
+def action_text(action: Action) -> str:
+    """One action in words, for `rollouts plan` and the controller's log."""
+    if isinstance(action, ReloadConfig):
+        if not action.models:
+            # Git has no spec left: the target is told to serve nothing at all.
+            return f"reload config [no models: unload {', '.join(sorted(action.changed))}]"
+        models = ", ".join(
+            f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
+            for e in action.models
+        )
+        return f"reload config [{models}]"
+    if isinstance(action, SetSplit):
+        return f"set split {action.model} canary {action.split.canary_weight_bp / 100:g}%"
+    if isinstance(action, ClearSplit):
+        return f"clear split {action.model}"
+    if isinstance(action, SetTransition):
+        return f"set transition policy {action.model} {action.policy}"
+    return repr(action)
+
+
+def action_models(action: Action) -> tuple[str, ...]:
+    """The models an action changes."""
+    return tuple(sorted(action.changed)) if isinstance(action, ReloadConfig) else (action.model,)
+
+
 def plan(desired: DesiredState, targets: Sequence[ObservedTarget]) -> Plan:
     reachable = [t for t in targets if t.reachable]
     findings = [

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.decide import trailers
-from controller.decide.analysis import IntervalVerdict
+from controller.decide.analysis import IntervalVerdict, VersionWindow
 from controller.decide.progress import Event
 
 
@@ -19,12 +19,25 @@ def interval_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
     p99 = canary.p99()
     summary = (
         f"{verdict.outcome} at {weight_bp / 100:g}%: canary {canary.requests:.0f} req "
-        f"{canary.error_rate:.2%} err"
+        f"{verdict.error_rate(canary):.2%} err" + code_counts(canary, verdict.error_codes)
         + (f" p99 {p99 * 1000:.1f}ms" if p99 is not None else "")
-        + f"; stable {stable.requests:.0f} req {stable.error_rate:.2%} err"
+        + f"; stable {stable.requests:.0f} req {verdict.error_rate(stable):.2%} err"
+        + code_counts(stable, verdict.error_codes)
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
-    return {"summary": summary, "weight_bp": weight_bp, **numbers}
+    return {"summary": summary, "weightBp": weight_bp, **numbers}
+
+
+def code_counts(window: VersionWindow, counted: frozenset[str] | None) -> str:
+    """" (UNAVAILABLE 3, INVALID_ARGUMENT 5 not counted)", or "" with no errors."""
+    if not window.errors_by_code:
+        return ""
+    parts = [
+        f"{code} {count:.0f}" + ("" if counted is None or code in counted else " not counted")
+        for code, count in sorted(window.errors_by_code, key=lambda pair: (-pair[1], pair[0]))
+        if count > 0
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True)
@@ -68,3 +81,14 @@ def verdict_summary(events: Sequence[Event], kind: str, reason: str) -> str:
         lines.append(reason[:1].upper() + reason[1:] + ".")
     lines.extend(f"- {e.detail.get('summary', e.outcome)}" for e in n.judged[-3:])
     return "\n".join(lines)
+
+
+# Where verdict commits go (controller.runtime.writeback): onto the followed branch,
+# or each onto a branch of its own for a bot or a person to merge.
+WRITE_BACK_MODES = ("push", "branch")
+
+
+def verdict_branch(model: str, kind: str, version: int) -> str:
+    """The branch a verdict is proposed on: rollouts/<model>/<promote|revert>-<version>."""
+    word = "promote" if kind == "promote" else "revert"
+    return f"rollouts/{model}/{word}-{version}"

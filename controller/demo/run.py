@@ -187,7 +187,6 @@ class Demo:
     def _start_controller(self) -> None:
         from controller.decide.fleet import TargetAddress
         from controller.runtime.runner import Controller, ControllerSettings
-        from controller.runtime.status_server import StatusServer
 
         assert self.workspace is not None and self.server is not None
         listen = f"127.0.0.1:{free_port()}"
@@ -204,7 +203,10 @@ class Demo:
                 listen=listen,
             )
         )
-        self.status_server = StatusServer(self.controller, listen)
+        # The controller's own HTTP surface: status, webhook and the dashboard.
+        status_server = self.controller.http_server()
+        assert status_server is not None
+        self.status_server = status_server
         self.status_server.start()
         self.status_url = f"http://{listen}"
         self.controller.start()
@@ -232,7 +234,7 @@ class Demo:
             model = (status.get("models") or {}).get(MODEL) or {}
             rollout = model.get("rollout") or {}
             state.stable, state.canary = model.get("stable"), model.get("canary")
-            weight = model.get("split_weight_bp")
+            weight = model.get("splitWeightBp")
             state.weight_pct = None if weight is None else weight / 100
             state.phase = str(rollout.get("phase") or "")
             state.message = str(rollout.get("message") or "")
@@ -287,8 +289,8 @@ class Demo:
                 f"controller: stable={model.get('stable')} canary={model.get('canary')} "
                 f"phase={rollout.get('phase')} {rollout.get('message', '')}".rstrip()
             )
-            problems = (status.get("spec_errors") or []) + [
-                status.get("git_error") or ""] + (status.get("reconcile_errors") or []) + (
+            problems = (status.get("specErrors") or []) + [
+                status.get("gitError") or ""] + (status.get("reconcileErrors") or []) + (
                 model.get("errors") or [])
             parts.extend(f"  {p}" for p in problems if p)
         if self.server is not None:
@@ -360,6 +362,7 @@ class Demo:
         if self.server is not None and self.server.alive():
             lines += [
                 f"  rollouts status --controller {self.status_url}",
+                f"  open {self.status_url}/ (the dashboard)",
                 f"  curl {self.server.rest_url}/v1/models/{MODEL}",
                 f"  curl -d '{{\"instances\": [1.0]}}' -H 'x-user-id: me' "
                 f"{self.server.rest_url}/v1/models/{MODEL}:predict",

@@ -94,7 +94,7 @@ def merge_intervals(
             IntervalRow(
                 version=version,
                 at=at,
-                weight_pct=float(raw.get("weight_bp") or 0) / 100,
+                weight_pct=float(raw.get("weightBp") or 0) / 100,
                 canary=_side(raw.get("canary")),
                 stable=_side(raw.get("stable")),
                 outcome=str(raw["outcome"]),

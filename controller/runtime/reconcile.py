@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
-from controller.decide.plan import Action, Finding, Plan, plan
+from controller.decide.plan import Action, Finding, Plan, action_models, action_text, plan
+from controller.runtime.logfields import fields
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Reconciler:
                     current.in_sync, current, tuple(observed), tuple(applied), tuple(errors)
                 )
             if current.actions:
-                failed = self._apply(current.actions, applied, errors)
+                failed = self._apply(current.actions, applied, errors, desired.commit)
                 if failed and not any(t.reachable and t.name not in failed for t in observed):
                     # Nothing else can progress this pass.
                     return ReconcileResult(
@@ -135,7 +136,8 @@ class Reconciler:
                 self.sleep(self.poll_s)
 
     def _apply(
-        self, actions: Sequence[Action], applied: list[Action], errors: list[str]
+        self, actions: Sequence[Action], applied: list[Action], errors: list[str],
+        commit: str = "",
     ) -> set[str]:
         by_target: dict[str, list[Action]] = {}
         for action in actions:
@@ -149,10 +151,15 @@ class Reconciler:
         for name, future in futures.items():
             done, error = future.result()
             applied.extend(done)
+            for action in done:
+                # Every change made to a target, in words, with what it was for.
+                log.info("%s: %s (commit %s)", name, action_text(action), commit[:12],
+                         extra=fields("apply", model=",".join(action_models(action)),
+                                      target=name, commit=commit))
             if error:
                 failed.add(name)
                 errors.append(error)
-                log.warning("%s", error)
+                log.warning("%s", error, extra=fields("apply_failed", target=name, commit=commit))
                 self.backoff.failed(name, self.clock())
         return failed
 

@@ -19,31 +19,84 @@ revert. A promotion is committed first and applied from git afterwards.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from controller.adapters.gitrepo import GitError, GitRepo, WriteResult, WriteStatus
+from controller.adapters.gitrepo import (
+    GitError,
+    RevertResult,
+    WriteOutcome,
+    WriteResult,
+    WriteStatus,
+)
+from controller.adapters.journal import NoteStore, journal_line, parse_journal
 from controller.adapters.metrics import MetricsProvider
 from controller.adapters.redact import redact
 from controller.decide import trailers
 from controller.decide.analysis import judge_interval
 from controller.decide.desired import Snapshot, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
+from controller.decide.gates import (
+    canary_load_error,
+    canary_ready,
+    history_gate,
+    is_promotion_of,
+    reverted_commit,
+)
+from controller.decide.notices import Event as NoticeEvent
+from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.logfields import fields
+from controller.runtime.writeback import (
+    BranchStatus,
+    BranchWriter,
+    verdict_branch,
+    write_to_branch,
+)
 from controller.spec import yamledit
 
 log = logging.getLogger(__name__)
-_REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
+
+
+class CommitMessage(Protocol):
+    @property
+    def message(self) -> str: ...
+
+
+class RolloutGit(Protocol):
+    """The git roles the driver plays: reading spec history and writing its verdicts
+    (`controller.adapters.gitrepo.GitRepo`, or a fake in tests). The journal is a
+    separate role (`controller.adapters.journal.NoteStore`)."""
+
+    def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[CommitMessage]: ...
+
+    def find_commit_that_set(
+        self, head: str, path: str, predicate: Callable[[str | None], bool], /
+    ) -> str | None: ...
+
+    def read_file(self, commit: str, path: str, /) -> str | None: ...
+
+    def write_with_retry(
+        self, make_change: Callable[[str], WriteResult | None], /
+    ) -> WriteOutcome: ...
+
+    def commit_file_edit(
+        self, base_commit: str, path: str, new_text: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> str: ...
+
+    def revert_or_remove_canary(
+        self, base: str, commit: str, path: str, model_name: str, message: str,
+        trailers: Sequence[tuple[str, str]] = ..., /,
+    ) -> RevertResult: ...
 
 
 @dataclass
 class RolloutStatus:
-    """What `rollouts status` shows for one canary."""
+    """Where one canary stands (`controller.runtime.status` shows it)."""
 
     model: str
     version: int
@@ -55,20 +108,19 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
+    # The journal's other events (proposed, started, step, verdict), for the dashboard.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "phase": self.phase,
-            "step": self.step,
-            "steps": self.steps,
-            "step_text": f"{min(self.step + 1, self.steps)}/{self.steps}",
-            "weight_bp": self.weight_bp,
-            "canary_commit": self.canary_commit,
-            "message": self.message,
-            "intervals": self.intervals[-5:],
-        }
+
+# Journal events that people are told of: (kind, verdict outcome) -> notice event.
+# Promotions and reverts are told when their commit is written (`_tell`).
+_NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
+    ("started", ""): "canary_started",
+    ("paused", ""): "paused",
+    ("step", ""): "step_advanced",
+    ("verdict", "ready"): "ready_to_promote",
+}
 
 
 @dataclass
@@ -102,54 +154,6 @@ class Preview:
     held: dict[str, RolloutStatus]
 
 
-def journal_line(event: Event, summary: str) -> str:
-    """One note line: readable prefix, then the event as JSON (parsed back from '{')."""
-    stamp = datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp} {event.model} v{event.version} {event.kind}: {summary} {event.to_json()}"
-
-
-def parse_journal(lines: Sequence[str]) -> list[Event]:
-    events = []
-    for line in lines:
-        start = line.find("{")
-        event = Event.from_json(line[start:]) if start >= 0 else None
-        if event is not None:
-            events.append(event)
-    return events
-
-
-def canary_ready(
-    model: str, version: int, weight_bp: int, observed: Sequence[ObservedTarget],
-    *, started: bool = True,
-) -> bool:
-    """AVAILABLE, labelled `canary` and split at `weight_bp` on every target.
-
-    Before the analysis has started every target must answer: no canary starts
-    while part of the fleet cannot be seen. Once started, a target that is down
-    serves nothing and is left out; the intervals it cannot be measured in are
-    skipped, and its config comes back when it does.
-    """
-    reachable = [t for t in observed if t.reachable]
-    if not reachable or (not started and len(reachable) < len(observed)):
-        return False
-    for target in reachable:
-        seen = target.models.get(model)
-        if seen is None or not seen.is_available(version) or seen.labels.get("canary") != version:
-            return False
-        if target.extension and (seen.split is None or seen.split.canary_weight_bp != weight_bp):
-            return False
-    return True
-
-
-def canary_load_error(model: str, version: int, observed: Sequence[ObservedTarget]) -> str:
-    """The first load error of `version` (ended, not serving) on a reachable target, or ""."""
-    for target in observed:
-        seen = target.models.get(model) if target.reachable else None
-        if seen is not None and seen.state(version) == "END" and seen.errors.get(version):
-            return f"{target.name}: {seen.errors[version]}"
-    return ""
-
-
 def without_canary(model: DesiredModel) -> DesiredModel:
     canary = model.labels.get("canary")
     labels = {k: v for k, v in model.labels.items() if k != "canary"}
@@ -163,14 +167,33 @@ def without_canary(model: DesiredModel) -> DesiredModel:
 class RolloutDriver:
     def __init__(
         self,
-        git: GitRepo,
+        git: RolloutGit,
+        journal: NoteStore,
         provider: MetricsProvider | None,
         *,
         clock: Callable[[], float] = time.time,
+        branch_writer: BranchWriter | None = None,
+        notify: Callable[[Notice], None] | None = None,
     ) -> None:
+        """`branch_writer`: propose each verdict on a branch of its own (write-back
+        "branch") instead of pushing it onto the followed branch."""
         self.git = git
+        self.journal = journal
         self.provider = provider
         self.clock = clock
+        self.branch_writer = branch_writer
+        # Told of each journaled step and written verdict (`runtime.notify.Notifier.send`).
+        self.notify = notify or (lambda _notice: None)
+        self._stable: dict[str, int | None] = {}  # per model, at its last decision
+        # Verdicts whose write-back failure people were told of (once, not every retry).
+        self._failure_told: set[tuple[str, int, str]] = set()
+        # Per model: the branch its verdict waits on to be merged (write-back "branch").
+        self.awaiting_merge: dict[str, str] = {}
+        # Verdict commits that could not be written (push error, lost races, a taken
+        # branch), counted by kind, for the controller's own metrics.
+        self.write_failures: dict[str, int] = {}
+        # Verdict commits written (or proposed on their branch), by kind.
+        self.verdicts: dict[str, int] = {}
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
@@ -198,7 +221,7 @@ class RolloutDriver:
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
-            events = parse_journal(self.git.notes(start))
+            events = parse_journal(self.journal.notes(start))
             now = self.clock()
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
@@ -213,15 +236,17 @@ class RolloutDriver:
                 if not recorded or decision.kind not in ("analyse", "start"):
                     break
                 notes_dirty = True
-                events = parse_journal(self.git.notes(start))
+                events = parse_journal(self.journal.notes(start))
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
-                if follow.kind in ("wait", "analyse", "wait_ready"):
+                if follow.kind in ("wait", "analyse", "wait_ready", "hold"):
                     status.due_at = follow.due_at
+                    if follow.kind == "hold":
+                        status.phase, status.message = "paused", follow.reason
                     break
                 decision = follow
                 recorded, status = self._act(snapshot, plan, decision, events, start, now)
             notes_dirty |= recorded
-            if decision.kind == "wait":
+            if decision.kind in ("wait", "hold"):
                 status.due_at = decision.due_at
             if status.due_at is not None:
                 next_due = status.due_at if next_due is None else min(next_due, status.due_at)
@@ -236,15 +261,26 @@ class RolloutDriver:
                             status.message, analysis_trailers(events))
                 )
         if notes_dirty:
-            result = self.git.push_notes()
+            result = self.journal.push_notes()
             if not result.ok:
                 log.warning("pushing notes failed: %s", result.detail)
+        # A verdict proposed on its own branch stops waiting once its change is on
+        # the followed branch (the spec no longer has that canary: nothing pending).
+        still = {p.model for p in pending}
+        self.awaiting_merge = {m: b for m, b in self.awaiting_merge.items() if m in still}
+        for model, branch in self.awaiting_merge.items():
+            if model in statuses:
+                statuses[model].awaiting_merge = branch
         return DriveResult(
             DesiredState(snapshot.desired.commit, models), statuses, pending, next_due
         )
 
     def drive_preview(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> Preview:
-        """The desired state `drive` would reconcile to, without acting or writing."""
+        """The desired state `drive` would reconcile to, without acting or writing.
+
+        What `rollouts plan` shows: a held-back canary (blocked or held) is out, a
+        recorded failure is out, any other canary is at its journaled step's weight.
+        """
         models = dict(snapshot.desired.models)
         held: dict[str, RolloutStatus] = {}
         for name in sorted(models):
@@ -259,7 +295,7 @@ class RolloutDriver:
                 models[name] = without_canary(models[name])
                 held[name] = status
                 continue
-            events = parse_journal(self.git.notes(start)) if start else []
+            events = parse_journal(self.journal.notes(start)) if start else []
             state = fold(plan, events)
             if state.verdict == "fail":
                 models[name] = without_canary(models[name])
@@ -278,24 +314,20 @@ class RolloutDriver:
         spec says `canary.retry: true`.
         """
         canary_spec = snapshot.documents[name].spec.spec.canary
-        if canary_spec is None or canary_spec.retry:
+        if canary_spec is None:
             return None
-        steps = len(plan.steps)
-        if plan.version in self.reverted_versions(snapshot.commit).get(name, frozenset()):
-            return RolloutStatus(
-                name, plan.version, "blocked", 0, steps, 0, start or "",
-                message=f"version {plan.version} was auto-reverted before; set "
-                "canary.retry: true to propose it again",
-            )
-        if start is not None and self.reverts_promotion(start, name, plan.version):
-            # A person reverted the promotion: that is a rollback to the old
-            # stable, not a request to canary the version again.
-            return RolloutStatus(
-                name, plan.version, "held", 0, steps, 0, start,
-                message=f"canary {plan.version} came back by a revert of its promotion: "
-                "held out of traffic; set canary.retry: true to run it again",
-            )
-        return None
+        gate = history_gate(
+            plan.version,
+            canary_spec.retry,
+            reverted=self.reverted_versions(snapshot.commit).get(name, frozenset()),
+            # Looked up only when it can matter: a retry lifts the hold anyway.
+            promotion_reverted=start is not None and not canary_spec.retry
+            and self.reverts_promotion(start, name, plan.version),
+        )
+        if gate is None:
+            return None
+        return RolloutStatus(name, plan.version, gate.phase, 0, len(plan.steps), 0, start or "",
+                             message=gate.message)
 
     def _warn_once(self, head: str, status: RolloutStatus) -> None:
         """Say why a canary is kept out, once per head (not on every tick)."""
@@ -303,7 +335,8 @@ class RolloutDriver:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s: canary %s %s: %s", status.model, status.version, status.phase,
-                        status.message)
+                        status.message,
+                        extra=fields("blocked", model=status.model, commit=status.canary_commit))
 
     def _act(
         self,
@@ -314,6 +347,8 @@ class RolloutDriver:
         start: str,
         now: float,
     ) -> tuple[bool, RolloutStatus]:
+        model = snapshot.desired.models.get(plan.model)
+        self._stable[plan.model] = model.labels.get("stable") if model else None
         status = RolloutStatus(
             plan.model,
             plan.version,
@@ -326,6 +361,11 @@ class RolloutDriver:
                 e.detail | {"outcome": e.outcome, "at": e.at}
                 for e in events
                 if e.kind == "interval"
+            ],
+            events=[
+                {"kind": e.kind, "at": e.at, "step": e.step, "outcome": e.outcome}
+                for e in events
+                if e.kind != "interval"
             ],
         )
         kind = decision.kind
@@ -351,6 +391,23 @@ class RolloutDriver:
             self._note(start, event, event.detail.get("summary", event.outcome))
             status.intervals.append(event.detail | {"outcome": event.outcome, "at": event.at})
             return True, status
+        if kind in ("pause", "resume"):
+            state = fold(plan, events)
+            held = now - (state.hold_started_at or now)
+            self._note(
+                start,
+                Event("paused" if kind == "pause" else "resumed", now, plan.model,
+                      plan.version, decision.step),
+                (f"paused at step {decision.step + 1}/{len(plan.steps)}, weight "
+                 f"{decision.weight_bp / 100:g}%, {held:.0f}s of the hold done"
+                 if kind == "pause" else
+                 f"resumed at step {decision.step + 1}/{len(plan.steps)}: the hold goes on"),
+            )
+            return True, status
+        if kind == "hold":
+            status.phase = "paused"
+            status.message = decision.reason
+            return False, status
         if kind == "advance":
             if self.provider is not None:
                 self.provider.mark(now)
@@ -405,31 +462,96 @@ class RolloutDriver:
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
         line = redact(journal_line(event, " ".join(summary.split())))
-        log.info("%s", line[: line.find("{")].strip())
-        self.git.add_note(commit, line)
+        # A failed interval and a failed verdict are news; the rest is progress.
+        failed = event.outcome == "fail"
+        log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
+                extra=fields(event.kind, model=event.model, commit=commit))
+        self.journal.add_note(commit, line)
+        kind = _NOTICE_OF.get((event.kind, event.outcome if event.kind == "verdict" else ""))
+        if kind is not None:
+            self.notify(Notice(kind, event.model, event.at, event.version,
+                               self._stable.get(event.model), commit, event.outcome,
+                               summary=redact(" ".join(summary.split()))))
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
-        """Write the promotion or revert commit; returns its sha, or None if not needed."""
+        """Write the promotion or revert commit; returns its sha once it is on the
+        followed branch, or None (not needed, failed, or proposed on its own branch)."""
         if pending.kind == "promote":
             make = self._promotion(pending)
         else:
             make = self._revert(pending)
+        if self.branch_writer is not None:
+            self._finish_on_branch(self.branch_writer, pending, make)
+            return None
         try:
             outcome = self.git.write_with_retry(make)
         except GitError as err:
-            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err)
+            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
+                      extra=fields("write_failed", model=pending.model,
+                                   commit=pending.canary_commit))
+            self._write_failed(pending)
             return None
         if outcome.status is WriteStatus.WRITTEN:
-            log.info(
-                "%s: %s commit %s pushed", pending.model, pending.kind, (outcome.sha or "")[:12]
+            sha = outcome.sha or ""
+            kind = "promotion" if pending.kind == "promote" else "revert"
+            log.log(
+                logging.INFO if pending.kind == "promote" else logging.WARNING,
+                "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
+                sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
+            self._tell(pending, "promoted" if pending.kind == "promote" else "reverted", sha)
+            self._count(self.verdicts, pending)
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
             log.warning(
-                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind
+                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
+                extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
             )
+            self._write_failed(pending)
         return None
+
+    def _write_failed(self, pending: Pending) -> None:
+        self._count(self.write_failures, pending)
+        self._tell(pending, "write_back_failed", pending.canary_commit)
+
+    @staticmethod
+    def _count(counts: dict[str, int], pending: Pending) -> None:
+        counts[pending.kind] = counts.get(pending.kind, 0) + 1
+
+    def _tell(self, pending: Pending, kind: NoticeEvent, commit: str) -> None:
+        key = (pending.model, pending.version, pending.kind)
+        if kind == "write_back_failed":
+            if key in self._failure_told:
+                return
+            self._failure_told.add(key)
+        else:
+            self._failure_told.discard(key)
+        self.notify(Notice(
+            kind, pending.model, self.clock(), pending.version, self._stable.get(pending.model),
+            commit, "pass" if pending.kind == "promote" else "fail",
+            summary=redact(pending.summary), details=dict(pending.analysis),
+        ))
+
+    def _finish_on_branch(
+        self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]
+    ) -> None:
+        branch = verdict_branch(pending.model, pending.kind, pending.version)
+        outcome = write_to_branch(writer, branch, pending.canary_commit, make)
+        if outcome.status is BranchStatus.PUSHED:
+            self._count(self.verdicts, pending)
+            log.info(
+                "%s: %s commit %s pushed to branch %s; the canary is held until it reaches %s",
+                pending.model, pending.kind, outcome.sha[:12], branch, writer.branch,
+            )
+        elif outcome.status is BranchStatus.FAILED:
+            log.warning("%s: proposing the %s on %s failed: %s", pending.model,
+                        pending.kind, branch, redact(outcome.detail))
+            self._write_failed(pending)
+        if outcome.status in (BranchStatus.PUSHED, BranchStatus.WAITING):
+            self.awaiting_merge[pending.model] = branch
+        else:
+            self.awaiting_merge.pop(pending.model, None)
 
     def _still_current(self, head: str, pending: Pending) -> bool:
         text = self.git.read_file(head, pending.path)
@@ -505,15 +627,13 @@ class RolloutDriver:
         if key not in self._promotion_reverts:
             found = False
             infos = self.git.log(commit, max_count=1)
-            match = _REVERTS.search(infos[0].message) if infos else None
-            if match is not None:
+            reverted_sha = reverted_commit(infos[0].message) if infos else None
+            if reverted_sha is not None:
                 try:
-                    reverted = self.git.log(match.group(1), max_count=1)
+                    reverted = self.git.log(reverted_sha, max_count=1)
                 except GitError:
                     reverted = []
-                if reverted:
-                    parsed = trailers.RolloutTrailers.from_message(reverted[0].message)
-                    found = parsed.model == model and parsed.promoted_version == version
+                found = bool(reverted) and is_promotion_of(reverted[0].message, model, version)
             self._promotion_reverts[key] = found
         return self._promotion_reverts[key]
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo
+from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
+from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
     PrometheusProvider,
@@ -30,11 +30,19 @@ from controller.adapters.metrics import (
 )
 from controller.adapters.redact import redact
 from controller.adapters.targets import TargetClient
-from controller.decide.desired import Snapshot, desired_from_tree
-from controller.decide.fleet import ObservedTarget, TargetAddress
+from controller.decide.desired import desired_from_tree
+from controller.decide.fleet import TargetAddress
+from controller.decide.gates import canary_out_of_traffic
+from controller.decide.notices import Notice
+from controller.runtime.dashboard.routes import DashboardSettings
+from controller.runtime.dashboard.view import RolloutHistory, history_of
+from controller.runtime.logfields import fields
+from controller.runtime.notify import NotificationTarget, Notifier
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
-from controller.runtime.rollout import RolloutDriver, RolloutStatus
+from controller.runtime.rollout import RolloutDriver
+from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import StatusServer
+from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView, TimedTarget
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +78,21 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
-
-
-@dataclass
-class ControllerState:
-    """What the status endpoint shows; rebuilt from git and targets after a restart."""
-
-    commit_seen: str = ""
-    commit_applied: str = ""
-    # Per model: the commit whose spec for it is fully applied on every target.
-    model_commits: dict[str, str] = field(default_factory=dict)
-    snapshot: Snapshot | None = None
-    rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
-    spec_errors: list[str] = field(default_factory=list)
-    git_error: str = ""
-    last_result: ReconcileResult | None = None
-    last_reconcile_at: str = ""
-    webhook_deliveries: int = 0
+    # The dashboard on `listen`: its token (empty: open, loopback only), the link
+    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
+    dashboard_token: str = field(default="", repr=False)
+    commit_url: str = ""
+    acting_commands: tuple[str, ...] = ()
+    # Where to tell people what happened (the config file's `notifications`).
+    notifications: tuple[NotificationTarget, ...] = ()
+    # Who the verdict commits are by (author and committer), and git's own signing:
+    # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
+    git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
+    git_signing_key: str = ""
+    git_signing_format: str = "ssh"
+    # "push": verdicts go onto the followed branch; "branch": each onto
+    # rollouts/<model>/<verdict>-<version> for a bot or person to merge.
+    write_back: str = "push"
 
 
 class Controller:
@@ -100,15 +106,35 @@ class Controller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.git = git_repo or GitRepo(settings.repo, settings.state_dir / "repo", settings.branch)
+        self.git = git_repo or GitRepo(
+            settings.repo,
+            settings.state_dir / "repo",
+            settings.branch,
+            identity=settings.git_author,
+            signing=(
+                Signing(settings.git_signing_key, settings.git_signing_format)
+                if settings.git_signing_key
+                else None
+            ),
+        )
         # A down target is retried at least once per git poll, so a restarted
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
-        self.reconciler = reconciler or Reconciler([target_client(t, settings)
-                                                    for t in settings.targets],
-                                                   backoff=Backoff(min(1.0, poll), poll))
-        self.driver = RolloutDriver(self.git, provider or default_provider(settings), clock=clock)
+        self.metrics = ControllerMetrics(self._metrics_view)
+        self.reconciler = reconciler or Reconciler(
+            [TimedTarget(target_client(t, settings), self.metrics) for t in settings.targets],
+            backoff=Backoff(min(1.0, poll), poll),
+        )
+        self.notes = GitNotes(self.git)
+        self.notifier = Notifier(settings.notifications)
+        self.driver = RolloutDriver(
+            self.git, self.notes, provider or default_provider(settings), clock=clock,
+            branch_writer=self.git if settings.write_back == "branch" else None,
+            notify=self.notifier.send,
+        )
+        self._errors_told: set[str] = set()
         self.state = ControllerState()
+        self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
@@ -117,6 +143,7 @@ class Controller:
         self._git_backoff = Backoff(poll, max(poll, min(60.0, poll * 8)))
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
+        self._findings_logged: set[tuple[str, str, str]] = set()
 
     # -- jobs ------------------------------------------------------------
     def sync_git(self) -> bool:
@@ -130,7 +157,7 @@ class Controller:
             self._git_backoff.failed("git", now)
             with self._lock:
                 self.state.git_error = redact(str(err))
-            log.warning("git sync failed: %s", self.state.git_error)
+            log.warning("git sync failed: %s", self.state.git_error, extra=fields("git"))
             return False
         self._git_backoff.succeeded("git")
         with self._lock:
@@ -138,8 +165,9 @@ class Controller:
             if head == self.state.commit_seen:
                 return False
             self.state.commit_seen = head
+        self._record_fetch_lag(head)
         try:
-            items = self.git.read_tree(head, self.settings.specs_dir)
+            items = self.read_specs(head)
         except GitError as err:
             items, problems = [], [redact(str(err))]
             snapshot = None
@@ -150,14 +178,31 @@ class Controller:
                 # Fail closed: the last good state keeps serving.
                 self.state.spec_errors = [f"commit {head[:12]}: {p}" for p in problems]
                 for line in self.state.spec_errors:
-                    log.error("invalid specs, nothing applied: %s", line)
+                    log.error("invalid specs, nothing applied: %s", line,
+                              extra=fields("specs", commit=head))
                 return False
             self.state.spec_errors = []
             self.state.snapshot = snapshot
         log.info(
-            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models)
+            "desired state from commit %s: %d model(s)", head[:12], len(snapshot.desired.models),
+            extra=fields("specs", commit=head),
         )
         return True
+
+    def read_specs(self, head: str) -> list[tuple[str, str]]:
+        """The spec files at `head`; none when git history shows the folder was deleted.
+
+        Removing every spec removes the folder from git's tree: that means "serve
+        nothing". A folder that never existed is a configuration error (a mistyped
+        --specs-dir), and PathNotFound fails closed.
+        """
+        folder = self.settings.specs_dir
+        try:
+            return self.git.read_tree(head, folder)
+        except PathNotFound:
+            if folder.strip("/") and self.git.log(head, paths=[folder], max_count=1):
+                return []
+            raise
 
     def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
         """Drive the canaries one tick, then converge the fleet on the result.
@@ -185,12 +230,14 @@ class Controller:
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
         self._schedule_tick(drive.next_due)
         desired = drive.desired
+        started = time.monotonic()
         result = self.reconciler.run(
             desired,
             deadline_s=self.settings.reconcile_deadline_s,
             # A person's commit (or a stop) must not wait behind a slow load.
             superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
         )
+        self.metrics.reconciled(result, time.monotonic() - started)
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
@@ -202,8 +249,8 @@ class Controller:
             for name in result.plan.models_in_sync(desired.models):
                 commits[name] = desired.commit
             self.state.model_commits = commits
-        for finding in result.findings:
-            log.warning("%s %s: %s", finding.target, finding.model, finding.message)
+        self._log_new_findings(result, desired.commit)
+        self._tell_new_errors(result, desired.commit)
         wrote = False
         for pending in drive.pending:
             if pending.kind == "fail" and not canary_out_of_traffic(
@@ -218,6 +265,45 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _tell_new_errors(self, result: ReconcileResult, commit: str) -> None:
+        """A change that could not be applied is told once, when it first fails."""
+        current = set(result.errors)
+        for error in sorted(current - self._errors_told):
+            self.notifier.send(Notice("failed_to_apply", "", time.time(), commit=commit,
+                                      summary=redact(error)))
+        self._errors_told = current
+
+    def _record_fetch_lag(self, head: str) -> None:
+        """Commit time of a new head -> now: how long a push takes to be seen."""
+        try:
+            infos = self.git.log(head, max_count=1)
+        except GitError:
+            return
+        if infos:
+            self.metrics.git_seen(infos[0].committed_at, time.time())
+
+    def _metrics_view(self) -> StateView:
+        with self._lock:
+            return StateView(
+                model_commits=dict(self.state.model_commits),
+                canaries={name: CanaryView(s.phase, s.weight_bp)
+                          for name, s in self.state.rollouts.items()},
+                verdicts=dict(self.driver.verdicts),
+                write_failures=dict(self.driver.write_failures),
+            )
+
+    def metrics_text(self) -> bytes:
+        """The body of GET /metrics: the controller's own series, Prometheus text."""
+        return self.metrics.render()
+
+    def _log_new_findings(self, result: ReconcileResult, commit: str) -> None:
+        """A finding is logged when it appears, not again on every tick it persists."""
+        current = {(f.target, f.model, f.message) for f in result.findings}
+        for target, model, message in sorted(current - self._findings_logged):
+            log.warning("%s %s: %s", target, model, message,
+                        extra=fields("finding", model=model, target=target, commit=commit))
+        self._findings_logged = current
 
     def _schedule_tick(self, due: float | None) -> None:
         """Run the reconcile job when a canary's next interval or hold ends.
@@ -298,9 +384,10 @@ class Controller:
             if self._git_running.acquire(timeout=timeout_s):
                 self._git_running.release()
         self.reconciler.close()
+        self.notifier.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        server = self.http_server()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
@@ -316,58 +403,42 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def http_server(self) -> StatusServer | None:
+        """The status, webhook and dashboard server on `listen`, or None without one."""
+        if not self.settings.listen:
+            return None
+        dashboard = DashboardSettings(
+            token=self.settings.dashboard_token,
+            commit_url=self.settings.commit_url,
+            available_commands=self.settings.acting_commands,
+        )
+        return StatusServer(self, self.settings.listen, (self, dashboard))
+
+    def rollout_history(self, model: str) -> RolloutHistory | None:
+        """The model's canary journal for the dashboard: the running one, else the last
+        one this process saw (a restarted controller rebuilds running ones from notes)."""
         with self._lock:
-            return status_document(self.state, self.settings)
+            status = self.state.rollouts.get(model)
+            snapshot = self.state.snapshot
+            plan = snapshot.canary_plan(model) if snapshot else None
+            if status is None or plan is None or snapshot is None:
+                return self._histories.get(model)
+            history = history_of(status, plan, snapshot.criteria(model))
+            self._histories[model] = history
+            return history
 
+    @property
+    def webhook_secret(self) -> bytes:
+        return self.settings.webhook_secret
 
-def status_document(state: ControllerState, settings: ControllerSettings) -> dict[str, Any]:
-    """The JSON the status endpoint serves (pure)."""
-    result = state.last_result
-    observed: dict[str, ObservedTarget] = (
-        {t.name: t for t in result.observed} if result is not None else {}
-    )
-    models: dict[str, Any] = {}
-    desired = state.snapshot.desired if state.snapshot else None
-    for name, model in sorted((desired.models if desired else {}).items()):
-        per_target: dict[str, Any] = {}
-        for target in settings.targets:
-            seen = observed.get(target.name)
-            obs = seen.models.get(name) if seen and seen.reachable else None
-            per_target[target.name] = {
-                "reachable": bool(seen and seen.reachable),
-                "error": seen.error if seen else "not observed yet",
-                "versions": {str(v): s for v, s in sorted(obs.states.items())} if obs else {},
-                "labels": dict(obs.labels) if obs else {},
-                "split_weight_bp": obs.split.canary_weight_bp if obs and obs.split else None,
-            }
-        models[name] = {
-            "commit_applied": state.model_commits.get(name, ""),
-            "stable": model.labels.get("stable"),
-            "canary": model.labels.get("canary"),
-            "versions": sorted(model.versions),
-            "labels": dict(model.labels),
-            "split_weight_bp": model.split.canary_weight_bp if model.split else None,
-            "targets": per_target,
-            "rollout": state.rollouts[name].to_dict() if name in state.rollouts else None,
-            "errors": [f.message for f in (result.findings if result else ()) if f.model == name],
-        }
-    return {
-        "repo": redact(settings.repo),
-        "branch": settings.branch,
-        "commit_seen": state.commit_seen,
-        "commit_applied": state.commit_applied,
-        "in_sync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen,
-        "spec_errors": list(state.spec_errors),
-        "git_error": state.git_error,
-        "last_reconcile_at": state.last_reconcile_at,
-        "reconcile_errors": list(result.errors) if result else [],
-        "findings": [
-            {"target": f.target, "model": f.model, "message": f.message}
-            for f in (result.findings if result else ())
-        ],
-        "models": models,
-    }
+    def status(self) -> StatusDoc:
+        with self._lock:
+            return status_document(
+                self.state,
+                repo=self.settings.repo,
+                branch=self.settings.branch,
+                targets=[t.name for t in self.settings.targets],
+            )
 
 
 def target_client(address: TargetAddress, settings: ControllerSettings) -> TargetClient:
@@ -392,16 +463,3 @@ def scrape_url(given: str) -> str:
     if urlsplit(with_scheme).path.strip("/"):
         return with_scheme
     return metrics_url(with_scheme)
-
-
-def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
-    """No reachable target still splits traffic to, or labels, the canary version."""
-    for target in observed:
-        if not target.reachable:
-            continue
-        seen = target.models.get(model)
-        if seen is None:
-            continue
-        if seen.split is not None or seen.labels.get("canary") == version:
-            return False
-    return True

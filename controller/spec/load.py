@@ -24,7 +24,7 @@ import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -38,6 +38,7 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 # Alias expansion can grow a small file exponentially ("billion laughs"); no
 # real spec comes close to this many nodes.
 MAX_NODES = 100_000
+SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
 
 ProblemKind = Literal["spec", "io"]
 
@@ -149,6 +150,35 @@ def discover(paths: Iterable[str | Path]) -> tuple[list[str], list[Problem]]:
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     """The one stable order of problems: by path, then position, then text."""
     return sorted(problems, key=lambda p: (p.path, p.line, p.col, p.message))
+
+
+def load_settings_file(
+    path: str, text: str, model: type[SettingsModel]
+) -> tuple[SettingsModel | None, list[Problem]]:
+    """One YAML mapping validated against `model`, with the same file:line:col
+    problems and "did you mean" hints as a spec (a controller config file)."""
+    try:
+        nodes = [n for n in yaml.compose_all(text, Loader=_Loader) if n is not None]
+    except yaml.MarkedYAMLError as exc:
+        return None, [_yaml_problem(path, text, exc)]
+    except yaml.YAMLError as exc:
+        return None, [Problem(path, 1, 1, f"YAML error: {exc}")]
+    if len(nodes) > 1:
+        return None, [Problem(path, *_pos(nodes[1]), "expected one document, found several")]
+    if not nodes or (isinstance(nodes[0], yaml.ScalarNode) and not nodes[0].value):
+        nodes = []
+    tree = _Tree()
+    data = tree.convert(nodes[0], ()) if nodes else {}
+    problems = [Problem(path, line, col, message) for (line, col), message in tree.problems]
+    if not isinstance(data, dict):
+        problems.append(Problem(path, *_pos(nodes[0]), "expected a mapping of settings"))
+    if problems:
+        return None, problems
+    try:
+        return model.model_validate(data, by_alias=True, by_name=False), []
+    except ValidationError as exc:
+        return None, sort_problems(_pydantic_problem(path, tree.places, error, model)
+                                   for error in exc.errors(include_url=False))
 
 
 # --- per-document work ---------------------------------------------------------------
@@ -366,7 +396,9 @@ _EXPECTED = {
 }
 
 
-def _pydantic_problem(path: str, places: Mapping[Loc, Place], error: Any) -> Problem:
+def _pydantic_problem(
+    path: str, places: Mapping[Loc, Place], error: Any, root: type[BaseModel] = RolloutSpec
+) -> Problem:
     loc: Loc = tuple(error["loc"])
     kind: str = error["type"]
     if loc and loc[-1] == "[key]":  # a bad dict key: point at the key itself
@@ -374,7 +406,7 @@ def _pydantic_problem(path: str, places: Mapping[Loc, Place], error: Any) -> Pro
         return Problem(path, line, col, f"{format_loc(loc[:-2])}: {error['msg']}")
     if kind == "extra_forbidden":
         line, col = _locate(places, loc, key=True)
-        return Problem(path, line, col, _unknown_field(loc))
+        return Problem(path, line, col, _unknown_field(loc, root))
     if kind == "missing":
         parent = loc[:-1]
         line, col = _locate(places, parent, key=True)
@@ -414,9 +446,9 @@ def _describe(value: Any) -> str:
     return "a list" if isinstance(value, list) else "a mapping"
 
 
-def _unknown_field(loc: Loc) -> str:
+def _unknown_field(loc: Loc, root: type[BaseModel] = RolloutSpec) -> str:
     name = str(loc[-1])
-    known = _known_keys(loc[:-1])
+    known = _known_keys(loc[:-1], root)
     camel = to_camel(name)
     hint = f"; did you mean {camel!r}?" if camel != name and camel in known else ""
     return f"unknown field {name!r}" + (hint or _suggest(name, known))
@@ -427,9 +459,9 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _known_keys(loc: Loc) -> list[str]:
+def _known_keys(loc: Loc, root: type[BaseModel] = RolloutSpec) -> list[str]:
     """The keys the model accepts at `loc`, in declaration order."""
-    current: Any = RolloutSpec
+    current: Any = root
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):

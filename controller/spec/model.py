@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -51,11 +51,11 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -78,19 +78,19 @@ def _at_least(minimum: float) -> Callable[[Duration], Duration]:
 
 
 def _version(value: object) -> object:
-    if _is_int(value) and value < 1:  # type: ignore[operator]
+    if _is_int(value) and value < 1:
         raise _fail("version", f"versions are positive integers, got {value}")
     return value
 
 
 def _weight(value: object) -> object:
-    if _is_int(value) and not 1 <= value <= 100:  # type: ignore[operator]
+    if _is_int(value) and not 1 <= value <= 100:
         raise _fail("weight", f"step weights are percentages from 1 to 100, got {value}")
     return value
 
 
 def _fraction(value: object) -> object:
-    if _is_number(value) and not 0 <= value <= 1:  # type: ignore[operator]
+    if _is_number(value) and not 0 <= value <= 1:
         raise _fail(
             "fraction",
             f"error-rate thresholds are fractions from 0 to 1 (0.01 means 1%), got {value}",
@@ -99,7 +99,7 @@ def _fraction(value: object) -> object:
 
 
 def _ratio(value: object) -> object:
-    if _is_number(value) and value < 1:  # type: ignore[operator]
+    if _is_number(value) and value < 1:
         raise _fail(
             "ratio",
             "maxRatio is canary p99 / stable p99 and must be >= 1 "
@@ -110,7 +110,7 @@ def _ratio(value: object) -> object:
 
 def _minimum(minimum: int) -> Callable[[object], object]:
     def check(value: object) -> object:
-        if _is_int(value) and value < minimum:  # type: ignore[operator]
+        if _is_int(value) and value < minimum:
             raise _fail("minimum", f"must be >= {minimum}, got {value}")
         return value
 
@@ -280,6 +280,20 @@ class Step(_Strict):
     )
 
 
+# gRPC's canonical status names other than OK (REST answers map onto them).
+StatusCode = Literal[
+    "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+]
+# What counts as a canary error by default: the server failing, never a client's
+# own bad request (one client sending malformed input must not revert a canary).
+SERVER_ERROR_CODES: tuple[StatusCode, ...] = (
+    "INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS", "RESOURCE_EXHAUSTED",
+)
+
+
 class ErrorRateCheck(_Strict):
     max: Fraction | None = Field(
         default=None, description="Highest canary error rate allowed, a fraction 0..1."
@@ -287,6 +301,13 @@ class ErrorRateCheck(_Strict):
     max_increase: Fraction | None = Field(
         default=None,
         description="Highest canary error rate minus stable error rate, a fraction 0..1.",
+    )
+    codes: list[StatusCode] = Field(
+        default_factory=lambda: list(SERVER_ERROR_CODES),
+        min_length=1,
+        description="The status codes that count as errors (gRPC names; REST answers map "
+        "onto them). Default: the server-side failures " + ", ".join(SERVER_ERROR_CODES)
+        + "; a client's INVALID_ARGUMENT or NOT_FOUND does not count.",
     )
 
 
@@ -336,6 +357,12 @@ class Canary(_Strict):
     retry: bool = Field(
         default=False,
         description="Propose again a version that was automatically reverted before.",
+    )
+    paused: bool = Field(
+        default=False,
+        description="Hold the canary at its current step and weight: intervals are still "
+        "judged and journaled, no step advances and no verdict is written; false again "
+        "resumes the hold where it stopped.",
     )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
     steps: list[Step] = Field(

@@ -24,11 +24,13 @@ from google.protobuf import (
 )
 from google.protobuf.message import Message
 
+from serving.config.errors import StartupError
+
 # server.cc names the pool this way when --enable_batching has no file.
 DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"
 
 
-class BatchingConfigError(Exception):
+class BatchingConfigError(StartupError):
     """A batching parameters file that cannot be read, parsed or used."""
 
 

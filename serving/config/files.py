@@ -16,8 +16,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.config.errors import StartupError
 
-class ConfigFileError(Exception):
+
+class ConfigFileError(StartupError):
     """A config file that cannot be read or parsed; the message names file and line."""
 
 
@@ -48,6 +50,12 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError as exc:
         raise ConfigFileError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+
+
+def read_text_proto(path: str, message: Message) -> Message:
+    """Fill `message` from the text-format file at `path`; errors name file:line:col."""
+    _parse_text(path, _read(path), message)
+    return message
 
 
 def parse_model_server_config(path: str, text: str) -> model_server_config_pb2.ModelServerConfig:

@@ -9,6 +9,7 @@ AVAILABLE version); and our split's rules.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -141,6 +142,19 @@ def check_split(split: Split, labels: Mapping[str, int], known_model: bool) -> N
         raise ServingError(
             Code.INVALID_ARGUMENT,
             f"canary_weight_bp must be at most {MAX_WEIGHT_BP}, got {split.canary_weight_bp}",
+        )
+    shadow = split.shadow
+    if not 0.0 <= shadow.sample <= 1.0:  # also refuses NaN
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Split of model {split.model_name}: shadow.sample must be in [0, 1], "
+            f"got {shadow.sample}",
+        )
+    if not 0.0 <= shadow.tolerance < math.inf:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"Split of model {split.model_name}: shadow.tolerance must be a finite "
+            f"number >= 0, got {shadow.tolerance}",
         )
     for label in (split.stable_label or STABLE, split.canary_label or CANARY):
         if label not in labels:

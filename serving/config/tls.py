@@ -20,10 +20,12 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf.message import Message
 
+from serving.config.errors import StartupError
+
 _PEM_START = "-----BEGIN"
 
 
-class TLSConfigError(Exception):
+class TLSConfigError(StartupError):
     """An unreadable or invalid SSL config; the message names the file and field."""
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rollouts_serving.proto\x12\x13rollouts.serving.v1\"g\n\x1aSetTransitionPolicyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x35\n\x06policy\x18\x02 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy\"\x1d\n\x1bSetTransitionPolicyResponse\"\x12\n\x10GetConfigRequest\"\x9b\x02\n\x11GetConfigResponse\x12\x1b\n\x13model_server_config\x18\x01 \x01(\t\x12[\n\x13transition_policies\x18\x02 \x03(\x0b\x32>.rollouts.serving.v1.GetConfigResponse.TransitionPoliciesEntry\x12*\n\x06splits\x18\x03 \x03(\x0b\x32\x1a.rollouts.serving.v1.Split\x1a`\n\x17TransitionPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy:\x02\x38\x01\",\n\x0bHeaderMatch\x12\x0e\n\x06header\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xb2\x01\n\x05Split\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0cstable_label\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61nary_label\x18\x03 \x01(\t\x12\x18\n\x10\x63\x61nary_weight_bp\x18\x04 \x01(\r\x12\x10\n\x08hash_key\x18\x05 \x01(\t\x12\x0c\n\x04salt\x18\x06 \x01(\t\x12/\n\x05match\x18\x07 \x03(\x0b\x32 .rollouts.serving.v1.HeaderMatch\"<\n\x0fSetSplitRequest\x12)\n\x05split\x18\x01 \x01(\x0b\x32\x1a.rollouts.serving.v1.Split\"\x12\n\x10SetSplitResponse\"\'\n\x11\x43learSplitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\x14\n\x12\x43learSplitResponse\"\x13\n\x11ListModelsRequest\"X\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xdd\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12@\n\x11transition_policy\x18\x04 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy\x12\x32\n\x08versions\x18\x05 \x03(\x0b\x32 .rollouts.serving.v1.VersionInfo\x12:\n\x06labels\x18\x06 \x03(\x0b\x32*.rollouts.serving.v1.ModelInfo.LabelsEntry\x12)\n\x05split\x18\x07 \x01(\x0b\x32\x1a.rollouts.serving.v1.Split\x12\x11\n\thas_split\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"D\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x1e.rollouts.serving.v1.ModelInfo*k\n\x10TransitionPolicy\x12!\n\x1dTRANSITION_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41VAILABILITY_PRESERVING\x10\x01\x12\x17\n\x13RESOURCE_PRESERVING\x10\x02\x32\xfd\x03\n\x0eRolloutService\x12x\n\x13SetTransitionPolicy\x12/.rollouts.serving.v1.SetTransitionPolicyRequest\x1a\x30.rollouts.serving.v1.SetTransitionPolicyResponse\x12Z\n\tGetConfig\x12%.rollouts.serving.v1.GetConfigRequest\x1a&.rollouts.serving.v1.GetConfigResponse\x12]\n\nListModels\x12&.rollouts.serving.v1.ListModelsRequest\x1a\'.rollouts.serving.v1.ListModelsResponse\x12W\n\x08SetSplit\x12$.rollouts.serving.v1.SetSplitRequest\x1a%.rollouts.serving.v1.SetSplitResponse\x12]\n\nClearSplit\x12&.rollouts.serving.v1.ClearSplitRequest\x1a\'.rollouts.serving.v1.ClearSplitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rollouts_serving.proto\x12\x13rollouts.serving.v1\"g\n\x1aSetTransitionPolicyRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x35\n\x06policy\x18\x02 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy\"\x1d\n\x1bSetTransitionPolicyResponse\"\x12\n\x10GetConfigRequest\"\x9b\x02\n\x11GetConfigResponse\x12\x1b\n\x13model_server_config\x18\x01 \x01(\t\x12[\n\x13transition_policies\x18\x02 \x03(\x0b\x32>.rollouts.serving.v1.GetConfigResponse.TransitionPoliciesEntry\x12*\n\x06splits\x18\x03 \x03(\x0b\x32\x1a.rollouts.serving.v1.Split\x1a`\n\x17TransitionPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy:\x02\x38\x01\",\n\x0bHeaderMatch\x12\x0e\n\x06header\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xdf\x01\n\x05Split\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0cstable_label\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61nary_label\x18\x03 \x01(\t\x12\x18\n\x10\x63\x61nary_weight_bp\x18\x04 \x01(\r\x12\x10\n\x08hash_key\x18\x05 \x01(\t\x12\x0c\n\x04salt\x18\x06 \x01(\t\x12/\n\x05match\x18\x07 \x03(\x0b\x32 .rollouts.serving.v1.HeaderMatch\x12+\n\x06shadow\x18\x08 \x01(\x0b\x32\x1b.rollouts.serving.v1.Shadow\"<\n\x06Shadow\x12\x0e\n\x06sample\x18\x01 \x01(\x01\x12\x11\n\ttolerance\x18\x02 \x01(\x01\x12\x0f\n\x07outputs\x18\x03 \x03(\t\"<\n\x0fSetSplitRequest\x12)\n\x05split\x18\x01 \x01(\x0b\x32\x1a.rollouts.serving.v1.Split\"\x12\n\x10SetSplitResponse\"\'\n\x11\x43learSplitRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\x14\n\x12\x43learSplitResponse\"\x13\n\x11ListModelsRequest\"X\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xdd\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12@\n\x11transition_policy\x18\x04 \x01(\x0e\x32%.rollouts.serving.v1.TransitionPolicy\x12\x32\n\x08versions\x18\x05 \x03(\x0b\x32 .rollouts.serving.v1.VersionInfo\x12:\n\x06labels\x18\x06 \x03(\x0b\x32*.rollouts.serving.v1.ModelInfo.LabelsEntry\x12)\n\x05split\x18\x07 \x01(\x0b\x32\x1a.rollouts.serving.v1.Split\x12\x11\n\thas_split\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"D\n\x12ListModelsResponse\x12.\n\x06models\x18\x01 \x03(\x0b\x32\x1e.rollouts.serving.v1.ModelInfo*k\n\x10TransitionPolicy\x12!\n\x1dTRANSITION_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41VAILABILITY_PRESERVING\x10\x01\x12\x17\n\x13RESOURCE_PRESERVING\x10\x02\x32\xfd\x03\n\x0eRolloutService\x12x\n\x13SetTransitionPolicy\x12/.rollouts.serving.v1.SetTransitionPolicyRequest\x1a\x30.rollouts.serving.v1.SetTransitionPolicyResponse\x12Z\n\tGetConfig\x12%.rollouts.serving.v1.GetConfigRequest\x1a&.rollouts.serving.v1.GetConfigResponse\x12]\n\nListModels\x12&.rollouts.serving.v1.ListModelsRequest\x1a\'.rollouts.serving.v1.ListModelsResponse\x12W\n\x08SetSplit\x12$.rollouts.serving.v1.SetSplitRequest\x1a%.rollouts.serving.v1.SetSplitResponse\x12]\n\nClearSplit\x12&.rollouts.serving.v1.ClearSplitRequest\x1a\'.rollouts.serving.v1.ClearSplitResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONFIGRESPONSE_TRANSITIONPOLICIESENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFO_LABELSENTRY']._loaded_options = None
   _globals['_MODELINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TRANSITIONPOLICY']._serialized_start=1394
-  _globals['_TRANSITIONPOLICY']._serialized_end=1501
+  _globals['_TRANSITIONPOLICY']._serialized_start=1501
+  _globals['_TRANSITIONPOLICY']._serialized_end=1608
   _globals['_SETTRANSITIONPOLICYREQUEST']._serialized_start=47
   _globals['_SETTRANSITIONPOLICYREQUEST']._serialized_end=150
   _globals['_SETTRANSITIONPOLICYRESPONSE']._serialized_start=152
@@ -50,25 +50,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEADERMATCH']._serialized_start=489
   _globals['_HEADERMATCH']._serialized_end=533
   _globals['_SPLIT']._serialized_start=536
-  _globals['_SPLIT']._serialized_end=714
-  _globals['_SETSPLITREQUEST']._serialized_start=716
-  _globals['_SETSPLITREQUEST']._serialized_end=776
-  _globals['_SETSPLITRESPONSE']._serialized_start=778
-  _globals['_SETSPLITRESPONSE']._serialized_end=796
-  _globals['_CLEARSPLITREQUEST']._serialized_start=798
-  _globals['_CLEARSPLITREQUEST']._serialized_end=837
-  _globals['_CLEARSPLITRESPONSE']._serialized_start=839
-  _globals['_CLEARSPLITRESPONSE']._serialized_end=859
-  _globals['_LISTMODELSREQUEST']._serialized_start=861
-  _globals['_LISTMODELSREQUEST']._serialized_end=880
-  _globals['_VERSIONINFO']._serialized_start=882
-  _globals['_VERSIONINFO']._serialized_end=970
-  _globals['_MODELINFO']._serialized_start=973
-  _globals['_MODELINFO']._serialized_end=1322
-  _globals['_MODELINFO_LABELSENTRY']._serialized_start=1277
-  _globals['_MODELINFO_LABELSENTRY']._serialized_end=1322
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1324
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1392
-  _globals['_ROLLOUTSERVICE']._serialized_start=1504
-  _globals['_ROLLOUTSERVICE']._serialized_end=2013
+  _globals['_SPLIT']._serialized_end=759
+  _globals['_SHADOW']._serialized_start=761
+  _globals['_SHADOW']._serialized_end=821
+  _globals['_SETSPLITREQUEST']._serialized_start=823
+  _globals['_SETSPLITREQUEST']._serialized_end=883
+  _globals['_SETSPLITRESPONSE']._serialized_start=885
+  _globals['_SETSPLITRESPONSE']._serialized_end=903
+  _globals['_CLEARSPLITREQUEST']._serialized_start=905
+  _globals['_CLEARSPLITREQUEST']._serialized_end=944
+  _globals['_CLEARSPLITRESPONSE']._serialized_start=946
+  _globals['_CLEARSPLITRESPONSE']._serialized_end=966
+  _globals['_LISTMODELSREQUEST']._serialized_start=968
+  _globals['_LISTMODELSREQUEST']._serialized_end=987
+  _globals['_VERSIONINFO']._serialized_start=989
+  _globals['_VERSIONINFO']._serialized_end=1077
+  _globals['_MODELINFO']._serialized_start=1080
+  _globals['_MODELINFO']._serialized_end=1429
+  _globals['_MODELINFO_LABELSENTRY']._serialized_start=1384
+  _globals['_MODELINFO_LABELSENTRY']._serialized_end=1429
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1431
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1499
+  _globals['_ROLLOUTSERVICE']._serialized_start=1611
+  _globals['_ROLLOUTSERVICE']._serialized_end=2120
 # @@protoc_insertion_point(module_scope)

@@ -58,7 +58,7 @@ class HeaderMatch(_message.Message):
     def __init__(self, header: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Split(_message.Message):
-    __slots__ = ("model_name", "stable_label", "canary_label", "canary_weight_bp", "hash_key", "salt", "match")
+    __slots__ = ("model_name", "stable_label", "canary_label", "canary_weight_bp", "hash_key", "salt", "match", "shadow")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     STABLE_LABEL_FIELD_NUMBER: _ClassVar[int]
     CANARY_LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class Split(_message.Message):
     HASH_KEY_FIELD_NUMBER: _ClassVar[int]
     SALT_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     stable_label: str
     canary_label: str
@@ -73,7 +74,18 @@ class Split(_message.Message):
     hash_key: str
     salt: str
     match: _containers.RepeatedCompositeFieldContainer[HeaderMatch]
-    def __init__(self, model_name: _Optional[str] = ..., stable_label: _Optional[str] = ..., canary_label: _Optional[str] = ..., canary_weight_bp: _Optional[int] = ..., hash_key: _Optional[str] = ..., salt: _Optional[str] = ..., match: _Optional[_Iterable[_Union[HeaderMatch, _Mapping]]] = ...) -> None: ...
+    shadow: Shadow
+    def __init__(self, model_name: _Optional[str] = ..., stable_label: _Optional[str] = ..., canary_label: _Optional[str] = ..., canary_weight_bp: _Optional[int] = ..., hash_key: _Optional[str] = ..., salt: _Optional[str] = ..., match: _Optional[_Iterable[_Union[HeaderMatch, _Mapping]]] = ..., shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
+
+class Shadow(_message.Message):
+    __slots__ = ("sample", "tolerance", "outputs")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    sample: float
+    tolerance: float
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sample: _Optional[float] = ..., tolerance: _Optional[float] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetSplitRequest(_message.Message):
     __slots__ = ("split",)

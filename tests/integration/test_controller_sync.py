@@ -17,8 +17,9 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, git, spec
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,15 +92,15 @@ def test_specs_reach_every_target_and_follow_git(fleet: dict[str, Any], tmp_path
             assert info is not None and info.has_split
             assert info.split.canary_weight_bp == 5000 and info.split.hash_key == "x-user-id"
         status = controller.status()
-        assert status["in_sync"] and status["commit_applied"] == person.remote_head()
+        assert status["inSync"] and status["commitApplied"] == person.remote_head()
         assert status["models"]["hp2"]["canary"] == 2
-        assert status["models"]["hp2"]["commit_applied"] == person.remote_head()
+        assert status["models"]["hp2"]["commitApplied"] == person.remote_head()
 
         # An invalid spec changes nothing and is reported with file:line and commit.
         bad = spec(stable=1, canary=2).replace("stable: 1", "stabel: 1")
         bad_commit = person.write("rollouts/hp2.yaml", bad, "typo")
         assert not controller.run_once()
-        errors = controller.status()["spec_errors"]
+        errors = controller.status()["specErrors"]
         assert f"commit {bad_commit[:12]}: rollouts/hp2.yaml:7:3: error: unknown field " \
             "'stabel'; did you mean 'stable'?" in errors
         for server in servers:
@@ -108,7 +109,7 @@ def test_specs_reach_every_target_and_follow_git(fleet: dict[str, Any], tmp_path
         # Removing the spec removes the model from the servers.
         fixed = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "fix typo")
         assert controller.run_once()
-        assert controller.status()["models"]["hp2"]["commit_applied"] == fixed
+        assert controller.status()["models"]["hp2"]["commitApplied"] == fixed
         person.write("rollouts/other.yaml", spec(name="other", stable=1).replace(
             "model: {name: other}", "model: {name: other, basePath: hp2}"), "add other")
         person.remove("rollouts/hp2.yaml", "drop hp2")
@@ -160,7 +161,7 @@ def test_drift_and_restarts_converge(
         restarted = start_server(
             f"--model_config_file={fleet['config']}", port=port, rest_port=rest_port
         )
-        assert wait_for(lambda: converged(restarted) and controller.status()["in_sync"], 60, 0.2), (
+        assert wait_for(lambda: converged(restarted) and controller.status()["inSync"], 60, 0.2), (
             controller.status())
     finally:
         controller.stop()
@@ -218,7 +219,7 @@ def test_webhook_triggers_fetch_and_refuses_forgeries(
     fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     person: Person = fleet["person"]
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     first = person.write("rollouts/hp2.yaml", spec(stable=1), "hp2")
     listen = f"127.0.0.1:{free_port()}"
@@ -231,7 +232,7 @@ def test_webhook_triggers_fetch_and_refuses_forgeries(
     thread.start()
     url = f"http://{listen}"
     try:
-        assert wait_for(lambda: _get_status(url).get("commit_seen") == first, 60, 0.2)
+        assert wait_for(lambda: _get_status(url).get("commitSeen") == first, 60, 0.2)
         second = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary")
         body = b'{"ref": "refs/heads/main"}'
         forged = httpx.post(f"{url}/webhook", content=body,
@@ -239,14 +240,14 @@ def test_webhook_triggers_fetch_and_refuses_forgeries(
         assert forged.status_code == 401
         missing = httpx.post(f"{url}/webhook", content=body)
         assert missing.status_code == 401
-        assert _get_status(url)["commit_seen"] == first
+        assert _get_status(url)["commitSeen"] == first
         good = httpx.post(f"{url}/webhook", content=body,
                           headers={"X-Hub-Signature-256": signature(b"s3cret", body)})
         assert good.status_code == 202
-        assert wait_for(lambda: _get_status(url).get("commit_seen") == second, 30, 0.1)
+        assert wait_for(lambda: _get_status(url).get("commitSeen") == second, 30, 0.1)
         capsys.readouterr()
         assert cli_main(["status", "--controller", url, "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["commit_seen"] == second
+        assert json.loads(capsys.readouterr().out)["commitSeen"] == second
         assert cli_main(["status", "--controller", url]) == 0
         table = capsys.readouterr().out
         assert "hp2" in table and second[:12] in table

@@ -20,8 +20,9 @@ import pytest
 from controller.cli.validate import validate
 from controller.demo.view import DemoState, merge_intervals, plain_lines
 from controller.demo.workspace import FAST, NORMAL, Timings, spec_text
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO
 from tests.gitops import git
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +200,7 @@ def test_every_spec_the_demo_pushes_is_valid(tmp_path: Path, timings: Timings) -
 def test_intervals_accumulate_across_status_documents_without_repeats() -> None:
     def status(version: int, *ats: float) -> dict[str, object]:
         intervals = [
-            {"at": at, "outcome": "fail" if version == 3 else "pass", "weight_bp": 2000,
+            {"at": at, "outcome": "fail" if version == 3 else "pass", "weightBp": 2000,
              "reasons": ["error rate 30.00% > max 2.00%"],
              "canary": {"requests": 40.0, "errorRate": 0.3, "latencyP99Seconds": 0.25},
              "stable": {"requests": 90.0, "errorRate": 0.0, "latencyP99Seconds": None}}

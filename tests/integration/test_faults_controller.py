@@ -52,7 +52,8 @@ def block() -> str:
         "    split: {hashKey: x-user-id}\n"
         "    steps: [{weight: 50, hold: 1s}]\n"
         "    analysis: {interval: 1s, minRequests: 4, failureLimit: 1,\n"
-        "               checks: {errorRate: {max: 0.05}}}\n"
+        # The faulty v3 answers INVALID_ARGUMENT (an in-graph assertion): count it.
+        "               checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT]}}}\n"
     )
 
 
@@ -128,7 +129,8 @@ class SimulatedCrash(BaseException):
     """Not an Exception: nothing in the controller may catch it, as with SIGKILL."""
 
 
-CRASHABLE_GIT = ("add_note", "push_notes", "push", "commit_file_edit", "revert_or_remove_canary")
+CRASHABLE_NOTES = ("add_note", "push_notes")
+CRASHABLE_GIT = ("push", "commit_file_edit", "revert_or_remove_canary")
 
 
 def arm_crash(controller: Controller, crash_at: int | None) -> list[str]:
@@ -146,6 +148,8 @@ def arm_crash(controller: Controller, crash_at: int | None) -> list[str]:
 
         return crashing
 
+    for name in CRASHABLE_NOTES:
+        setattr(controller.notes, name, wrap(name, getattr(controller.notes, name)))
     for name in CRASHABLE_GIT:
         setattr(controller.git, name, wrap(name, getattr(controller.git, name)))
     for target in controller.reconciler.targets:

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import wait_for
 from tests.integration.test_controller_canary import (
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
     label_version,
@@ -40,15 +41,15 @@ def test_unreachable_remote_keeps_serving_backs_off_and_recovers(
     controller = running(fleet, tmp_path)  # polls git every 0.5 s
     away = person.remote.with_name("remote.git.away")
     try:
-        assert wait_for(lambda: controller.status()["in_sync"], 60, 0.2), controller.status()
+        assert wait_for(lambda: controller.status()["inSync"], 60, 0.2), controller.status()
         caplog.set_level(logging.WARNING, logger="controller.runtime.runner")
         person.remote.rename(away)
-        assert wait_for(lambda: bool(controller.status()["git_error"]), 10, 0.1)
+        assert wait_for(lambda: bool(controller.status()["gitError"]), 10, 0.1)
         outage_started = time.monotonic()
         caplog.clear()
         # Six seconds of outage: twelve polls; backoff (0.5 s doubling, capped at
         # 4 s) makes it four or five fetch attempts.
-        assert not wait_for(lambda: not controller.status()["git_error"], 6, 0.2)
+        assert not wait_for(lambda: not controller.status()["gitError"], 6, 0.2)
         attempts = sum("git sync failed" in r.getMessage() for r in caplog.records)
         elapsed = time.monotonic() - outage_started
         assert 1 <= attempts < elapsed / 0.5 - 2, (attempts, elapsed)
@@ -58,7 +59,7 @@ def test_unreachable_remote_keeps_serving_backs_off_and_recovers(
         away.rename(person.remote)
         person.write("rollouts/hp2.yaml", spec(stable=2), "hp2 to v2")
         assert wait_for(
-            lambda: not controller.status()["git_error"]
+            lambda: not controller.status()["gitError"]
             and all(label_version(s, "stable") == 2 for s in servers),
             30,
             0.2,

@@ -26,8 +26,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import ServerProcess, serving, wait_for
+from tests.conftest import ServerProcess, serving
 from tests.gitops import Person, git, spec
+from tests.helpers import wait_for
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
@@ -160,7 +161,7 @@ def test_controller_reverts_a_canary_that_cannot_load(
     person, controller = start_controller(env, "git", "state", deadline_s=30)
     traffic = Traffic([server.rest_url])
     try:
-        assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
+        assert wait_for(lambda: controller.status()["inSync"], WAIT_S, 0.2), controller.status()
         traffic.start()  # once hp2 serves, so every request has a model to reach
         started = person.write(
             "rollouts/hp2.yaml",
@@ -205,7 +206,7 @@ def test_controller_reverts_a_canary_that_never_becomes_ready(
     corrupt_version(env["models"] / "hp2", 23, make_model, empty_dir)
     person, controller = start_controller(env, "git-deadline", "state-deadline", deadline_s=5)
     try:
-        assert wait_for(lambda: controller.status()["in_sync"], WAIT_S, 0.2), controller.status()
+        assert wait_for(lambda: controller.status()["inSync"], WAIT_S, 0.2), controller.status()
         started = person.write(
             "rollouts/hp2.yaml",
             spec(

@@ -19,10 +19,12 @@ import httpx
 import pytest
 
 from controller.adapters.gitrepo import GitRepo
+from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import PrometheusProvider
 from controller.runtime.runner import Controller
-from tests.conftest import ServerProcess, free_port, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import free_port, wait_for
 from tests.integration.test_controller_canary import (
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
     label_version,
@@ -91,10 +93,11 @@ def test_canary_is_never_reverted_without_data(
     start = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2, canary_block=HARSH),
                          "canary hp2 v2")
     reader = GitRepo(person.url, tmp_path / "reader")
+    reader_notes = GitNotes(reader)
 
     def outcomes() -> list[str]:
         reader.sync()
-        return [line for line in reader.notes(start) if '"kind":"interval"' in line]
+        return [line for line in reader_notes.notes(start) if '"kind":"interval"' in line]
 
     for phase, url in (("down", f"http://127.0.0.1:{free_port()}"), ("empty", empty_prometheus)):
         before = len(outcomes())
@@ -113,4 +116,4 @@ def test_canary_is_never_reverted_without_data(
     assert lines and all('"outcome":"skipped"' in line for line in lines), lines
     assert all(subject != "" and not subject.startswith("rollouts:")
                for subject in person.remote_log())
-    assert not any("verdict" in n for n in reader.notes(start))
+    assert not any("verdict" in n for n in reader_notes.notes(start))

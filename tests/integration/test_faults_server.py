@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from controller.adapters.gitrepo import GitRepo
-from tests.conftest import ServerProcess, wait_for
+from controller.adapters.journal import GitNotes
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import wait_for
 from tests.integration.test_controller_canary import (
     canary_block,
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
@@ -47,10 +49,11 @@ def test_killed_server_gets_config_again_and_the_gap_is_skipped(
             "canary hp2 v2",
         )
         reader = GitRepo(person.url, tmp_path / "reader")
+        reader_notes = GitNotes(reader)
 
         def journal() -> list[str]:
             reader.sync()
-            return reader.notes(start)
+            return reader_notes.notes(start)
 
         assert wait_for(lambda: any(" interval: pass" in n for n in journal()), 60, 0.3), (
             controller.status()

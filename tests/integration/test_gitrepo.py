@@ -187,13 +187,6 @@ def test_promotion_commit_keeps_formatting_and_lands_on_remote(
     assert promoted == SPEC.replace("stable: 1 ", "stable: 2 ")
     message = git(remote, "log", "-1", "--format=%B", "main")
     assert trailers.RolloutTrailers.from_message(message) == summary
-    # A restarted controller finds its own promotion instead of writing a second one.
-    repo.sync()
-    found = repo.find_commit_with_trailer(
-        repo.head(), trailers.CANARY_COMMIT, canary_commit, since=canary_commit
-    )
-    assert found is not None and found.sha == outcome.sha
-    assert repo.find_commit_with_trailer(repo.head(), trailers.CANARY_COMMIT, "nope") is None
     assert git(remote, "log", "-1", "--format=%an <%ae>", "main") == (
         "rollouts-controller <rollouts@localhost>"
     )
@@ -337,32 +330,6 @@ def test_every_attempt_losing_the_race_is_exhausted_not_forced(
     outcome = repo.write_with_retry(make_change, attempts=2)
     assert outcome.status is WriteStatus.EXHAUSTED and outcome.attempts == 2
     assert remote_log(remote)[0] == person.head()
-
-
-def test_notes_from_two_writers_both_survive(
-    repo: GitRepo, remote: Path, tmp_path: Path, person: Person
-) -> None:
-    other = GitRepo(str(remote), tmp_path / "controller-2")
-    commit = repo.sync()
-    other.sync()
-    repo.add_note(commit, "2024-01-01T00:00:00Z half_plus_two interval 1: pass")
-    other.add_note(commit, "2024-01-01T00:00:30Z half_plus_two interval 2: fail")
-    assert repo.push_notes().ok
-    assert other.push_notes().ok  # rejected once, merged, pushed
-
-    reader = GitRepo(str(remote), tmp_path / "reader")
-    reader.sync()
-    assert reader.notes(commit) == [
-        "2024-01-01T00:00:00Z half_plus_two interval 1: pass",
-        "2024-01-01T00:00:30Z half_plus_two interval 2: fail",
-    ]
-    repo.sync()  # the first writer merges the second's entry on its next fetch
-    repo.add_note(commit, "2024-01-01T00:01:00Z half_plus_two promoted")
-    assert repo.push_notes().ok
-    assert len(git(remote, "notes", "--ref=rollouts", "show", commit).split("\n")) >= 3
-    assert repo.notes(person.head()) == repo.notes(commit)
-    with pytest.raises(ValueError):
-        repo.add_note(commit, "two\nlines")
 
 
 def test_refuses_a_directory_it_did_not_create(

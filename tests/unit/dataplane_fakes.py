@@ -15,7 +15,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.core.status import invalid_argument, not_found
 from serving.generated import rollouts_serving_pb2
-from serving.routing import route
+from serving.routing import route, shadow_peer
+from serving.server_core import ShadowPeer
 
 DT_FLOAT, DT_STRING = 1, 7
 
@@ -142,6 +143,14 @@ class FakeCore:
                                headers: Mapping[str, str] | None = None,
                                wait_s: float | None = None) -> None:
         """Nothing here is ever loading."""
+
+    def shadow_peer(self, model: str, served_label: str | None) -> ShadowPeer | None:
+        split = self.splits.get(model)
+        peer = shadow_peer(split, served_label) if split is not None else None
+        version = self.labels.get(model, {}).get(peer) if peer is not None else None
+        if split is None or version is None:
+            return None
+        return ShadowPeer(version, split.shadow.tolerance, tuple(split.shadow.outputs))
 
     def list_models(self) -> list[rollouts_serving_pb2.ModelInfo]:
         return [

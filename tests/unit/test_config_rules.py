@@ -17,6 +17,7 @@ from serving.config.rules import (
 )
 from serving.core.status import Code, ServingError
 from serving.core.versions import VersionPolicy
+from serving.generated.rollouts_serving_pb2 import Shadow
 from serving.loaders.registry import PlatformRegistry
 
 
@@ -125,6 +126,14 @@ def test_labels_point_only_at_available_versions(
          "canary_weight_bp must be at most 10000, got 10001"),
         (Split(model_name="m", canary_label="beta"), True, Code.INVALID_ARGUMENT,
          "names label beta, which is not assigned"),
+        (Split(model_name="m", shadow=Shadow(sample=1.5)), True, Code.INVALID_ARGUMENT,
+         "Split of model m: shadow.sample must be in [0, 1], got 1.5"),
+        (Split(model_name="m", shadow=Shadow(sample=float("nan"))), True,
+         Code.INVALID_ARGUMENT, "shadow.sample must be in [0, 1], got nan"),
+        (Split(model_name="m", shadow=Shadow(sample=0.1, tolerance=-1)), True,
+         Code.INVALID_ARGUMENT, "shadow.tolerance must be a finite number >= 0, got -1.0"),
+        (Split(model_name="m", shadow=Shadow(sample=0.1, tolerance=float("inf"))), True,
+         Code.INVALID_ARGUMENT, "shadow.tolerance must be a finite number >= 0, got inf"),
     ],
 )
 def test_bad_splits_are_refused(split: Split, known: bool, code: Code, fragment: str) -> None:

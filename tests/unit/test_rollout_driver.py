@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import RevertResult, WriteOutcome, WriteResult, WriteStatus
+from controller.adapters.gitrepo import (
+    PushResult,
+    PushStatus,
+    RevertResult,
+    WriteOutcome,
+    WriteResult,
+    WriteStatus,
+)
+from controller.adapters.journal import journal_line, parse_journal
 from controller.adapters.metrics import Reading
 from controller.decide.analysis import VersionWindow
 from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
-from controller.runtime.rollout import (
-    Pending,
-    RolloutDriver,
-    canary_load_error,
-    canary_ready,
-    parse_journal,
-)
+from controller.decide.gates import canary_load_error, canary_ready
+from controller.decide.progress import Event
+from controller.runtime.rollout import Pending, RolloutDriver
+from controller.runtime.status import rollout_doc
+from tests.unit.fakes import FakeClock
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -46,10 +53,14 @@ class Info:
 
 @dataclass
 class FakeGit:
+    """A `rollout.RolloutGit` and a `journal.NoteStore` in memory."""
+
     notes_by_commit: dict[str, list[str]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     commit_messages: dict[str, str] = field(default_factory=dict)
     pushes: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+    commits: list[tuple[str, str, str, list[tuple[str, str]]]] = field(default_factory=list)
 
     def notes(self, commit: str) -> list[str]:
         return list(self.notes_by_commit.get(commit, []))
@@ -58,9 +69,9 @@ class FakeGit:
         assert "\n" not in text
         self.notes_by_commit.setdefault(commit, []).append(text)
 
-    def push_notes(self) -> object:
+    def push_notes(self) -> PushResult:
         self.pushes += 1
-        return type("R", (), {"ok": True, "detail": ""})()
+        return PushResult(PushStatus.OK)
 
     def find_commit_that_set(
         self, head: str, path: str, predicate: Callable[[str | None], bool]
@@ -71,6 +82,25 @@ class FakeGit:
         if head in self.commit_messages:
             return [Info(self.commit_messages[head])]
         return [Info(m) for m in self.messages]
+
+    def read_file(self, head: str, path: str) -> str | None:
+        return self.files.get(path)
+
+    def commit_file_edit(self, head: str, path: str, text: str, message: str,
+                         trailers: Sequence[tuple[str, str]] = ()) -> str:
+        self.commits.append((path, text, message, list(trailers)))
+        return f"sha{len(self.commits)}"
+
+    def revert_or_remove_canary(self, head: str, canary_commit: str, path: str, model: str,
+                                message: str, trailers: Sequence[tuple[str, str]] = ()
+                                ) -> RevertResult:
+        return RevertResult(self.commit_file_edit(head, path, "", message, trailers), "revert")
+
+    def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
+        change = make("head2")
+        if change is None:
+            return WriteOutcome(WriteStatus.REPLAN, None, "head2", 1)
+        return WriteOutcome(WriteStatus.WRITTEN, change.sha, "head2", 1)
 
 
 class FakeProvider:
@@ -104,18 +134,10 @@ def target(weight_bp: int | None, canary_state: str = "AVAILABLE") -> ObservedTa
     return ObservedTarget("t1", True, {"hp2": model})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, Clock]:
-    git, provider, clock = FakeGit(), FakeProvider(), Clock()
-    return RolloutDriver(git, provider, clock=clock), git, provider, clock  # type: ignore[arg-type]
+def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, FakeClock]:
+    git, provider, clock = FakeGit(), FakeProvider(), FakeClock()
+    return RolloutDriver(git, git, provider, clock=clock), git, provider, clock
 
 
 def kinds(git: FakeGit) -> list[str]:
@@ -145,7 +167,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     snap = snapshot()
 
     def tick(weight: int, advance_s: float) -> str:
-        clock.now += advance_s
+        clock.advance(advance_s)
         return driver.drive(snap, [target(weight)]).statuses["hp2"].phase
 
     assert tick(1000, 0) == "start" and provider.marks == [1000.0]
@@ -158,7 +180,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     assert tick(5000, 30) == "analyse"
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "wait"  # step 2 hold not over yet
-    clock.now += 30
+    clock.advance(30)
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "promote"
     assert [p.kind for p in result.pending] == ["promote"]
@@ -179,7 +201,7 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     phases = []
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30), (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         phases.append(driver.drive(snap, [target(weight)]).statuses["hp2"].phase)
     result = driver.drive(snap, [target(5000)])
     status = result.statuses["hp2"]
@@ -193,13 +215,16 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     assert len([line for line in git.notes("start-commit") if " verdict: " in line]) == 1
 
 
-def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
+def test_failing_canary_is_taken_out_and_pending_revert(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="controller")
     driver, git, provider, clock = rig
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         driver.drive(snap, [target(1000)])
     result = driver.drive(snap, [target(1000)])
     assert result.statuses["hp2"].phase == "fail"
@@ -210,8 +235,13 @@ def test_failing_canary_is_taken_out_and_pending_revert(rig) -> None:
     analysis = dict(result.pending[0].analysis)
     assert analysis["Rollouts-Intervals"] == "0 passed, 2 failed, 0 not judged"
     assert "40.00% err" in analysis["Rollouts-Last-Interval"]
+    # Failed intervals and the failed verdict are warnings; the start is progress.
+    levels = {(r.event, r.levelname) for r in caplog.records}  # type: ignore[attr-defined]
+    assert ("interval", "WARNING") in levels and ("verdict", "WARNING") in levels
+    assert ("started", "INFO") in levels
+    assert all(r.model == "hp2" and r.commit == "start-commit" for r in caplog.records)  # type: ignore[attr-defined]
     # A restarted driver (same journal) reaches the same verdict without re-recording it.
-    again = RolloutDriver(git, provider, clock=clock).drive(snap, [target(None)])
+    again = RolloutDriver(git, git, provider, clock=clock).drive(snap, [target(None)])
     assert [p.kind for p in again.pending] == ["fail"]
     assert kinds(git).count("verdict:fail") == 1
 
@@ -221,7 +251,7 @@ def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(4):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     assert result.pending == []
     assert kinds(git) == ["started"] + ["interval:skipped"] * 4
@@ -233,19 +263,26 @@ def test_counter_reset_interval_is_skipped(rig) -> None:
     provider.reset = True
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     driver.drive(snap, [target(1000)])
     assert kinds(git) == ["started", "interval:skipped"]
 
 
-def test_auto_reverted_version_is_not_proposed_again(rig) -> None:
+def test_auto_reverted_version_is_not_proposed_again(
+    rig, caplog: pytest.LogCaptureFixture
+) -> None:
     driver, git, _, _ = rig
     git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\nRollouts-Reverted-Version: 2\n"]
     result = driver.drive(snapshot(), [target(None)])
     assert result.statuses["hp2"].phase == "blocked"
+    # Said once, at WARNING, with the fix; not again on the next tick.
+    driver.drive(snapshot(), [target(None)])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "canary.retry: true" in warnings[0].getMessage()
+    assert warnings[0].event == "blocked"  # type: ignore[attr-defined]
     assert "canary" not in result.desired.models["hp2"].labels
     retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
-    driver2 = RolloutDriver(git, FakeProvider())
+    driver2 = RolloutDriver(git, git, FakeProvider())
     assert driver2.drive(snapshot(retry), [target(None)]).statuses["hp2"].phase == "wait_ready"
 
 
@@ -291,11 +328,11 @@ def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> N
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     first = driver.drive(snap, [target(1000)])
     assert first.statuses["hp2"].phase == "analyse" and first.pending == []
-    assert first.next_due == clock.now + 30  # the next interval, not a fixed tick
-    clock.now += 30
+    assert first.next_due == clock() + 30  # the next interval, not a fixed tick
+    clock.advance(30)
     second = driver.drive(snap, [target(1000)])
     assert second.statuses["hp2"].phase == "fail"
     assert [p.kind for p in second.pending] == ["fail"]
@@ -321,40 +358,18 @@ def test_canary_restored_by_reverting_its_promotion_is_held(rig) -> None:
     assert driver.drive(snapshot(retry), [target(1000)]).statuses["hp2"].phase == "start"
 
 
-@dataclass
-class WritingGit(FakeGit):
-    """FakeGit plus the write path: files at the remote head and the commits made."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    commits: list[tuple[str, str, str, list[tuple[str, str]]]] = field(default_factory=list)
-
-    def read_file(self, head: str, path: str) -> str | None:
-        return self.files.get(path)
-
-    def commit_file_edit(self, head: str, path: str, text: str, message: str,
-                         trailers: list[tuple[str, str]]) -> str:
-        self.commits.append((path, text, message, trailers))
-        return f"sha{len(self.commits)}"
-
-    def revert_or_remove_canary(self, head: str, canary_commit: str, path: str, model: str,
-                                message: str, trailers: list[tuple[str, str]]) -> RevertResult:
-        return RevertResult(self.commit_file_edit(head, path, "", message, trailers), "revert")
-
-    def write_with_retry(self, make: Callable[[str], WriteResult | None]) -> WriteOutcome:
-        change = make("head2")
-        if change is None:
-            return WriteOutcome(WriteStatus.REPLAN, None, "head2", 1)
-        return WriteOutcome(WriteStatus.WRITTEN, change.sha, "head2", 1)
+# FakeGit has the write path too: files at the remote head and the commits made.
+WritingGit = FakeGit
 
 
 def _pending_promotion(git: WritingGit) -> Pending:
-    provider, clock = FakeProvider(), Clock()
+    provider, clock = FakeProvider(), FakeClock()
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
-    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         result = driver.drive(snap, [target(weight)])
     [pending] = result.pending
     return pending
@@ -363,7 +378,7 @@ def _pending_promotion(git: WritingGit) -> Pending:
 def test_promotion_commit_edits_the_spec_with_trailers() -> None:
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
     pending = _pending_promotion(git)
-    assert RolloutDriver(git, FakeProvider()).finish(pending) == "sha1"  # type: ignore[arg-type]
+    assert RolloutDriver(git, git, FakeProvider()).finish(pending) == "sha1"
     [(path, text, message, pairs)] = git.commits
     assert path == "rollouts/hp2.yaml" and "stable: 2" in text and "canary:" not in text
     assert message.startswith("rollouts: promote hp2 to 2\n\nAnalysis passed: 2 interval(s)")
@@ -380,7 +395,7 @@ def test_a_verdict_is_not_written_over_a_persons_edit_of_the_canary(edit: str | 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
     pending = _pending_promotion(git)
     git.files = {} if edit is None else {"rollouts/hp2.yaml": edit}
-    assert RolloutDriver(git, FakeProvider()).finish(pending) is None  # type: ignore[arg-type]
+    assert RolloutDriver(git, git, FakeProvider()).finish(pending) is None
     assert git.commits == []
 
 
@@ -394,21 +409,105 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
             return super().read(model, versions, start, end)
 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
-    provider, clock = LeakyProvider(), Clock()
-    driver = RolloutDriver(git, provider, clock=clock)  # type: ignore[arg-type]
+    provider, clock = LeakyProvider(), FakeClock()
+    driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     status = driver.drive(snap, [target(1000)]).statuses["hp2"]
     assert "not measured: http://***@127.0.0.1:9/metrics" in str(status.intervals)
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     [pending] = result.pending
     pending = Pending(pending.kind, pending.model, pending.version, pending.path,
                       pending.canary_commit, pending.summary + "\n" + leaky,
                       pending.analysis + (("Rollouts-Note", leaky),))
     assert driver.finish(pending) == "sha1"
-    written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(status.to_dict())
+    written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(rollout_doc(status))
     assert "s3cr3t" not in written and "scraper:" not in written
+
+
+# --- drive_preview: what `rollouts plan` shows -----------------------------------------
+
+def _journal(git: FakeGit, *events: Event) -> None:
+    git.notes_by_commit["start-commit"] = [journal_line(e, e.kind) for e in events]
+
+
+def _untouched(git: FakeGit, before: dict[str, list[str]]) -> None:
+    """The preview wrote nothing: no note, no notes push, no commit."""
+    assert git.notes_by_commit == before and git.pushes == 0 and git.commits == []
+
+
+def test_preview_of_a_spec_without_canary_is_its_desired_state(rig) -> None:
+    driver, git, _, _ = rig
+    stable_only = SPEC[: SPEC.index("  canary:")]
+    snap = snapshot(stable_only)
+    preview = driver.drive_preview(snap, [target(None)])
+    assert preview.desired == snap.desired and preview.held == {}
+    _untouched(git, {})
+
+
+def test_preview_of_a_new_canary_is_its_first_step_and_records_nothing(rig) -> None:
+    driver, git, _, _ = rig
+    preview = driver.drive_preview(snapshot(), [target(None, canary_state="LOADING")])
+    model = preview.desired.models["hp2"]
+    assert model.labels == {"stable": 1, "canary": 2} and model.versions == {1, 2}
+    assert model.split is not None and model.split.canary_weight_bp == 1000
+    assert preview.held == {}
+    _untouched(git, {})  # drive would journal "proposed"; the preview does not
+
+
+def test_preview_follows_the_journal_to_the_current_step(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2), Event("step", 200.0, "hp2", 2, 1))
+    before = dict(git.notes_by_commit)
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    split = preview.desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 5000
+    _untouched(git, before)
+
+
+def test_preview_of_a_recorded_failure_takes_the_canary_out(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2),
+             Event("verdict", 200.0, "hp2", 2, 0, "fail"))
+    before = dict(git.notes_by_commit)
+    model = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None and model.versions == {1}
+    _untouched(git, before)
+
+
+def test_preview_of_another_versions_journal_ignores_it(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 3), Event("verdict", 200.0, "hp2", 3, 0, "fail"))
+    split = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 1000
+
+
+@pytest.mark.parametrize("gate", ["blocked", "held"])
+def test_preview_holds_back_what_drive_holds_back(rig, gate: str) -> None:
+    driver, git, _, _ = rig
+    if gate == "blocked":
+        git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\n"
+                        "Rollouts-Reverted-Version: 2\n"]
+    else:
+        promotion = "b" * 40
+        git.commit_messages = {
+            "start-commit": f'Revert "rollouts: promote hp2 to 2"\n\nThis reverts commit '
+                            f"{promotion}.",
+            promotion: "rollouts: promote hp2 to 2\n\nRollouts-Model: hp2\n"
+                       "Rollouts-Promoted-Version: 2\n",
+        }
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    assert preview.held["hp2"].phase == gate
+    assert "canary.retry: true" in preview.held["hp2"].message
+    model = preview.desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None
+    # The same answer as the tick itself, which writes nothing for it either.
+    result = driver.drive(snapshot(), [target(1000)])
+    assert result.statuses["hp2"].phase == gate and result.desired == preview.desired
+    _untouched(git, {})
+    retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
+    assert driver.drive_preview(snapshot(retry), [target(1000)]).held == {}

@@ -18,6 +18,7 @@ from serving.core.status import Code, ServingError
 from serving.generated import rollouts_serving_pb2
 from serving.loaders.registry import PlatformRegistry
 from serving.server_core import CoreOptions, ServerCore
+from tests.helpers import wait_for
 
 # Loads of version directories containing this file block until released.
 BLOCK = "block"
@@ -41,15 +42,6 @@ class FakeLoader:
 
     def unload(self) -> None:
         self.unloaded.set()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def add_version(base: Path, version: int, *markers: str) -> Path:
@@ -270,6 +262,18 @@ def test_split_validation_and_router(make_core, tmp_path: Path) -> None:
     # kept model with both labels: split kept
     core.reload_config(config(("m", tmp_path / "m"), stable=1, canary=2), timeout_s=5)
     assert core.get_split("m") is not None
+    # the shadow rate is set with the split; a peer is the other label's version
+    assert core.shadow_peer("m", "stable") is None
+    shadowed = rollouts_serving_pb2.Split(
+        model_name="m", shadow=rollouts_serving_pb2.Shadow(sample=1.0, tolerance=0.5,
+                                                           outputs=["y"]))
+    core.set_split(shadowed)
+    assert core.get_split("m") == shadowed
+    peer = core.shadow_peer("m", "stable")
+    assert peer is not None and (peer.version, peer.tolerance, peer.outputs) == (2, 0.5, ("y",))
+    back = core.shadow_peer("m", "canary")
+    assert back is not None and back.version == 1
+    assert core.shadow_peer("m", None) is None
     core.clear_split("m")
     assert core.get_split("m") is None
     core.set_split(split)

@@ -4,33 +4,34 @@ and a bounded body; only a valid push triggers a fetch."""
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from controller.runtime import status_server, webhook
+from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import MAX_WEBHOOK_BODY, build_app
 
 SECRET = b"s3cret"
 
 
 @dataclass
-class Settings:
-    webhook_secret: bytes = SECRET
-
-
-@dataclass
 class FakeController:
-    settings: Settings = field(default_factory=Settings)
+    """A `status_server.StatusSource`."""
+
+    webhook_secret: bytes = SECRET
     triggered: int = 0
 
     def trigger(self) -> None:
         self.triggered += 1
 
-    def status(self) -> dict[str, Any]:
-        return {}
+    def status(self) -> StatusDoc:
+        return status_document(ControllerState(), repo="/srv/r.git", branch="main", targets=[])
+
+    def metrics_text(self) -> bytes:
+        return b"# no series\n"
 
 
 def post(client: TestClient, body: bytes, signature: str | None) -> Any:
@@ -55,7 +56,7 @@ def test_signed_push_triggers_and_forgeries_do_not() -> None:
 
 
 def test_no_secret_configured_refuses_everything() -> None:
-    controller = FakeController(Settings(b""))
+    controller = FakeController(b"")
     client = TestClient(build_app(controller))
     assert post(client, b"{}", webhook.signature(b"", b"{}")).status_code == 401
     assert controller.triggered == 0
