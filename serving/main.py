@@ -66,6 +66,7 @@ from serving.config.flags import (  # noqa: E402
     parse_flags,
     saved_model_tags,
 )
+from serving.config.platform import read_platform_config  # noqa: E402
 from serving.config.session import session_config  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import Code, ServingError  # noqa: E402
@@ -125,6 +126,21 @@ def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOp
         enable_warmup=flags.enable_model_warmup,
         warmup_iterations=max(1, flags.num_request_iterations_for_warmup),
     )
+
+
+def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None]:
+    """--platform_config_file: the session ConfigProto, the loading options and
+    the batching options of its tensorflow platform."""
+    from tensorflow.core.protobuf import config_pb2
+
+    settings = read_platform_config(path, config_pb2.DESCRIPTOR)
+    session = (config_pb2.ConfigProto.FromString(settings.session_config)
+               if settings.session_config is not None else None)
+    loading = SavedModelOptions(
+        tags=settings.saved_model_tags, session_config=session,
+        enable_warmup=settings.enable_model_warmup,
+        warmup_iterations=settings.warmup_iterations)
+    return session, loading, settings.batching
 
 
 def startup_config(flags: ServerFlags) -> ModelServerConfig:
@@ -352,6 +368,10 @@ def run(flags: ServerFlags) -> int:
         token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
         ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
         session = tensorflow_session_config(flags)
+        loading = saved_model_options(flags, session)
+        if flags.platform_config_file:
+            # The file replaces the session, batching, tag and warmup flags (server.cc).
+            session, loading, batching = platform_options(flags.platform_config_file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -371,7 +391,7 @@ def run(flags: ServerFlags) -> int:
 
     apply_session_threads(session)
     core = ServerCore(core_options(flags),
-                      registry=default_registry(saved_model_options(flags, session)))
+                      registry=default_registry(loading))
     wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
     freeze_startup_heap()
     try:

@@ -26,6 +26,7 @@ FORMATS = ("json", "slack")
 _TITLES: dict[str, str] = {
     "canary_started": "canary started",
     "step_advanced": "step advanced",
+    "paused": "paused",
     "ready_to_promote": "ready to promote",
     "promoted": "promoted",
     "reverted": "reverted",

@@ -117,6 +117,7 @@ class RolloutStatus:
 # Promotions and reverts are told when their commit is written (`_tell`).
 _NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
     ("started", ""): "canary_started",
+    ("paused", ""): "paused",
     ("step", ""): "step_advanced",
     ("verdict", "ready"): "ready_to_promote",
 }
@@ -237,13 +238,15 @@ class RolloutDriver:
                 notes_dirty = True
                 events = parse_journal(self.journal.notes(start))
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
-                if follow.kind in ("wait", "analyse", "wait_ready"):
+                if follow.kind in ("wait", "analyse", "wait_ready", "hold"):
                     status.due_at = follow.due_at
+                    if follow.kind == "hold":
+                        status.phase, status.message = "paused", follow.reason
                     break
                 decision = follow
                 recorded, status = self._act(snapshot, plan, decision, events, start, now)
             notes_dirty |= recorded
-            if decision.kind == "wait":
+            if decision.kind in ("wait", "hold"):
                 status.due_at = decision.due_at
             if status.due_at is not None:
                 next_due = status.due_at if next_due is None else min(next_due, status.due_at)
@@ -388,6 +391,23 @@ class RolloutDriver:
             self._note(start, event, event.detail.get("summary", event.outcome))
             status.intervals.append(event.detail | {"outcome": event.outcome, "at": event.at})
             return True, status
+        if kind in ("pause", "resume"):
+            state = fold(plan, events)
+            held = now - (state.hold_started_at or now)
+            self._note(
+                start,
+                Event("paused" if kind == "pause" else "resumed", now, plan.model,
+                      plan.version, decision.step),
+                (f"paused at step {decision.step + 1}/{len(plan.steps)}, weight "
+                 f"{decision.weight_bp / 100:g}%, {held:.0f}s of the hold done"
+                 if kind == "pause" else
+                 f"resumed at step {decision.step + 1}/{len(plan.steps)}: the hold goes on"),
+            )
+            return True, status
+        if kind == "hold":
+            status.phase = "paused"
+            status.message = decision.reason
+            return False, status
         if kind == "advance":
             if self.provider is not None:
                 self.provider.mark(now)

@@ -50,7 +50,7 @@ class GitAuthor(_Strict):
 
 
 NoticeEvent = Literal[
-    "canary_started", "step_advanced", "ready_to_promote", "promoted", "reverted",
+    "canary_started", "step_advanced", "paused", "ready_to_promote", "promoted", "reverted",
     "failed_to_apply", "write_back_failed",
 ]
 

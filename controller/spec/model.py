@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -51,11 +51,11 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -78,19 +78,19 @@ def _at_least(minimum: float) -> Callable[[Duration], Duration]:
 
 
 def _version(value: object) -> object:
-    if _is_int(value) and value < 1:  # type: ignore[operator]
+    if _is_int(value) and value < 1:
         raise _fail("version", f"versions are positive integers, got {value}")
     return value
 
 
 def _weight(value: object) -> object:
-    if _is_int(value) and not 1 <= value <= 100:  # type: ignore[operator]
+    if _is_int(value) and not 1 <= value <= 100:
         raise _fail("weight", f"step weights are percentages from 1 to 100, got {value}")
     return value
 
 
 def _fraction(value: object) -> object:
-    if _is_number(value) and not 0 <= value <= 1:  # type: ignore[operator]
+    if _is_number(value) and not 0 <= value <= 1:
         raise _fail(
             "fraction",
             f"error-rate thresholds are fractions from 0 to 1 (0.01 means 1%), got {value}",
@@ -99,7 +99,7 @@ def _fraction(value: object) -> object:
 
 
 def _ratio(value: object) -> object:
-    if _is_number(value) and value < 1:  # type: ignore[operator]
+    if _is_number(value) and value < 1:
         raise _fail(
             "ratio",
             "maxRatio is canary p99 / stable p99 and must be >= 1 "
@@ -110,7 +110,7 @@ def _ratio(value: object) -> object:
 
 def _minimum(minimum: int) -> Callable[[object], object]:
     def check(value: object) -> object:
-        if _is_int(value) and value < minimum:  # type: ignore[operator]
+        if _is_int(value) and value < minimum:
             raise _fail("minimum", f"must be >= {minimum}, got {value}")
         return value
 
@@ -357,6 +357,12 @@ class Canary(_Strict):
     retry: bool = Field(
         default=False,
         description="Propose again a version that was automatically reverted before.",
+    )
+    paused: bool = Field(
+        default=False,
+        description="Hold the canary at its current step and weight: intervals are still "
+        "judged and journaled, no step advances and no verdict is written; false again "
+        "resumes the hold where it stopped.",
     )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
     steps: list[Step] = Field(
