@@ -112,6 +112,7 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+        max_wait_for_version_s=flags.max_wait_for_version_ms / 1000,
     )
 
 
@@ -164,8 +165,19 @@ class DataPlaneCore:
         version: int | None = None,
         label: str | None = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
     ) -> AbstractContextManager[ServableHandle]:
-        return self.core.handle(model, version, label, headers)
+        return self.core.handle(model, version, label, headers, wait_s)
+
+    async def wait_for_version(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+    ) -> None:
+        await self.core.wait_for_version(model, version, label, headers, wait_s)
 
     def list_models(self) -> Sequence[rollouts_serving_pb2.ModelInfo]:
         return [model_info(self.core, name) for name in self.core.list_models()]
