@@ -109,3 +109,16 @@ def test_trace_path_is_where_tensorboard_reads_it() -> None:
     assert profiler_service.trace_path("/l/plugins/profile", "2026_12_02", "127.0.0.1:8500") \
         == "/l/plugins/profile/2026_12_02/127.0.0.1_8500.xplane.pb"
     assert profiler_service.trace_path("/r", "s", "") == "/r/s/localhost.xplane.pb"
+
+
+def test_enable_profiler_false_leaves_the_service_out(start_server: Any, make_model: Any,
+                                                      tmp_path: Path) -> None:
+    make_model(tmp_path / "hp", 1)
+    server = start_server(f"--model_base_path={tmp_path / 'hp'}", "--model_name=hp",
+                          "--enable_profiler=false")
+    profile: grpc.UnaryUnaryMultiCallable[bytes, bytes] = server.channel().unary_unary(
+        profiler_service.PROFILE)
+    with pytest.raises(grpc.RpcError) as err:
+        profile(_profile_request(str(tmp_path / "logs")), timeout=TIMEOUT_S)
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert not (tmp_path / "logs").exists()
