@@ -19,6 +19,7 @@ from controller.decide.fleet import (
     DesiredModel,
     ObservedModel,
     ObservedTarget,
+    ShadowRule,
     SplitRule,
     TargetAddress,
 )
@@ -30,6 +31,7 @@ from controller.decide.plan import (
     SetSplit,
     SetTransition,
 )
+from controller.decide.render import shadow_to_proto
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
 
@@ -86,6 +88,7 @@ def split_to_proto(model: str, split: SplitRule) -> ext.Split:
         hash_key=split.hash_key,
         salt=split.salt,
         match=[ext.HeaderMatch(header=h, value=v) for h, v in split.match],
+        shadow=shadow_to_proto(split.shadow),
     )
 
 
@@ -97,6 +100,9 @@ def split_from_proto(split: ext.Split) -> SplitRule:
         hash_key=split.hash_key,
         salt=split.salt,
         match=tuple((m.header, m.value) for m in split.match),
+        # An unset or zero-rate shadow is no shadow, as the server treats it.
+        shadow=ShadowRule(split.shadow.sample, split.shadow.tolerance,
+                          tuple(split.shadow.outputs)) if split.shadow.sample > 0 else None,
     )
 
 

@@ -63,6 +63,7 @@ def desired_model(doc: RolloutSpec, model_root: str, step: int = 0) -> DesiredMo
             hash_key=rendered.hash_key,
             salt=rendered.salt,
             match=tuple((m.header, m.value) for m in rendered.match),
+            shadow=rendered.shadow,
         )
     return DesiredModel(
         name=body.model.name,
@@ -105,6 +106,7 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
     analysis = canary.analysis
     error_rate = analysis.checks.error_rate
     latency = analysis.checks.latency_p99
+    diff = analysis.checks.prediction_diff
     return Criteria(
         min_requests=analysis.min_requests,
         on_no_data=analysis.on_no_data,
@@ -113,6 +115,10 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
         error_rate_max_increase=error_rate.max_increase if error_rate else None,
         latency_p99_max_s=float(latency.max) if latency and latency.max is not None else None,
         latency_p99_max_ratio=latency.max_ratio if latency else None,
+        prediction_max_differing_rate=diff.max_differing_rate if diff else None,
+        prediction_max_mean_abs=diff.max_mean_abs if diff else None,
+        judge=analysis.judge,
+        confidence=analysis.confidence,
     )
 
 
@@ -127,6 +133,7 @@ def with_weight(model: DesiredModel, weight_bp: int) -> DesiredModel:
         model.split.hash_key,
         model.split.salt,
         model.split.match,
+        model.split.shadow,
     )
     return DesiredModel(
         model.name,

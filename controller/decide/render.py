@@ -16,6 +16,7 @@ from typing import Any
 
 from google.protobuf import json_format, text_format
 
+from controller.decide.fleet import ShadowRule
 from controller.spec.model import CANARY_LABEL, STABLE_LABEL, RolloutSpec
 from serving.generated import rollouts_serving_pb2
 from serving.generated.tensorflow_serving.config import model_server_config_pb2
@@ -50,6 +51,28 @@ class SplitRule:
     match: tuple[HeaderMatchRule, ...] = field(default=())
     stable_label: str = STABLE_LABEL
     canary_label: str = CANARY_LABEL
+    shadow: ShadowRule | None = None
+
+
+def shadow_rule(doc: RolloutSpec) -> ShadowRule | None:
+    """The canary's shadow scoring, with predictionDiff's tolerance and outputs
+    (the server needs the tolerance to tell "differs" from "same")."""
+    canary = doc.spec.canary
+    if canary is None or canary.shadow is None:
+        return None
+    diff = canary.analysis.checks.prediction_diff
+    return ShadowRule(
+        sample=canary.shadow.sample,
+        tolerance=diff.tolerance if diff is not None else 0.0,
+        outputs=tuple(diff.outputs) if diff is not None else (),
+    )
+
+
+def shadow_to_proto(rule: ShadowRule | None) -> rollouts_serving_pb2.Shadow | None:
+    if rule is None:
+        return None
+    return rollouts_serving_pb2.Shadow(
+        sample=rule.sample, tolerance=rule.tolerance, outputs=list(rule.outputs))
 
 
 def _sorted(specs: Iterable[RolloutSpec]) -> list[RolloutSpec]:
@@ -108,6 +131,7 @@ def render_split(doc: RolloutSpec, step: int = 0) -> SplitRule:
         hash_key=canary.split.hash_key or "",
         salt=canary.split.salt,
         match=tuple(HeaderMatchRule(m.header, m.value) for m in canary.split.match),
+        shadow=shadow_rule(doc),
     )
 
 
@@ -127,6 +151,7 @@ def split_to_proto(rule: SplitRule) -> rollouts_serving_pb2.Split:
         match=[
             rollouts_serving_pb2.HeaderMatch(header=m.header, value=m.value) for m in rule.match
         ],
+        shadow=shadow_to_proto(rule.shadow),
     )
 
 
