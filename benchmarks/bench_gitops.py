@@ -49,10 +49,13 @@ import httpx  # noqa: E402
 from tensorflow_serving.apis import get_model_status_pb2  # noqa: E402
 
 from benchmarks.common import Result, Table, summarize  # noqa: E402
-from benchmarks.harness import wait_until  # noqa: E402
 from controller.runtime.webhook import signature  # noqa: E402
-from tests.conftest import ServerProcess, free_port  # noqa: E402
+from tests.conftest import ServerProcess  # noqa: E402
 from tests.gitops import Person, git, spec  # noqa: E402
+from tests.helpers import (
+    free_port,  # noqa: E402
+    wait_for,  # noqa: E402
+)
 from tests.traffic import Traffic  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,7 +229,7 @@ class ControllerProcess:
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                      env=env)
         log.close()  # the child holds its own descriptor
-        if not wait_until(lambda: self.proc is not None and self.proc.poll() is None
+        if not wait_for(lambda: self.proc is not None and self.proc.poll() is None
                           and bool(self.status()), 120, 0.2):
             raise SystemExit(f"controller {self.name} did not start; see {self.log_path}")
         return self
@@ -278,7 +281,7 @@ def controller(fleet_: Fleet, work: Path, name: str, poll: str, reconcile: str,
 def measure_sync(ctl: ControllerProcess, samples: int, webhook: bool, seed: int) -> list[float]:
     person, servers = ctl.fleet.person, ctl.fleet.servers
     head = person.remote_head()
-    if not wait_until(lambda: ctl.applied(head), 120, 0.1):
+    if not wait_for(lambda: ctl.applied(head), 120, 0.1):
         raise SystemExit(f"{ctl.name}: initial state never applied: {ctl.status()}")
     stable = label_version(servers[0], "stable") or 1
     rng = random.Random(seed)
@@ -290,7 +293,7 @@ def measure_sync(ctl: ControllerProcess, samples: int, webhook: bool, seed: int)
         t0 = time.monotonic()
         if webhook:
             ctl.webhook()
-        if not wait_until(moved(servers, stable), 30, 0.01):
+        if not wait_for(moved(servers, stable), 30, 0.01):
             raise SystemExit(f"{ctl.name}: sample {i} not applied in 30 s: {ctl.status()}")
         latencies.append(time.monotonic() - t0)
         print(f"  {ctl.name} sample {i + 1}/{samples}: {latencies[-1]:.3f} s", flush=True)
@@ -325,7 +328,7 @@ def measure_canary(ctl: ControllerProcess, version: int, interval_s: float,
     remote = person.remote
     person.pull()  # the controller's previous revert
     head = person.remote_head()
-    if not wait_until(lambda: ctl.applied(head), 60, 0.1):
+    if not wait_for(lambda: ctl.applied(head), 60, 0.1):
         raise SystemExit(f"canary: previous state never applied: {ctl.status()}")
     block = canary_block(interval_s, failure_limit)
     canary = person.write(f"rollouts/{MODEL}.yaml", spec(stable=1, canary=version,
@@ -333,7 +336,7 @@ def measure_canary(ctl: ControllerProcess, version: int, interval_s: float,
                           f"canary hp2 v{version}")
     pushed = time.time()
     budget = 60 + 3 * interval_s * failure_limit
-    if not wait_until(lambda: remote_ref(remote, "refs/heads/main") != canary, budget, 0.02):
+    if not wait_for(lambda: remote_ref(remote, "refs/heads/main") != canary, budget, 0.02):
         raise SystemExit(f"canary v{version}: no revert within {budget:g} s: {ctl.status()}")
     reverted = time.time()
     subject = git(remote, "log", "-1", "--format=%s", "main")

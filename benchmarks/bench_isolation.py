@@ -46,12 +46,12 @@ def cycle_b(server: Any, a: Any, b: Any, until: float) -> list[float]:
     while time.perf_counter() < until:
         start = time.perf_counter()
         harness.reload(server, [a, b], timeout=WAIT_S)
-        if not harness.wait_until(lambda: harness.version_states(server, B).get(1) == "AVAILABLE",
+        if not harness.wait_for(lambda: harness.version_states(server, B).get(1) == "AVAILABLE",
                                   WAIT_S, 0.02):
             raise RuntimeError("model B never became AVAILABLE")
         loads.append(time.perf_counter() - start)
         harness.reload(server, [a], timeout=WAIT_S)
-        if not harness.wait_until(lambda: harness.version_states(server, B).get(1) != "AVAILABLE",
+        if not harness.wait_for(lambda: harness.version_states(server, B).get(1) != "AVAILABLE",
                                   WAIT_S, 0.02):
             raise RuntimeError("model B was never unloaded")
     return loads

@@ -45,7 +45,7 @@ def measure(work: Path, base: Path, policy: str) -> dict[str, Any]:
         pid = server.proc.pid
         idle = settle(pid)
         harness.reload(server, [harness.model_config(MODEL, base, [1])], timeout=WAIT_S)
-        if not harness.wait_until(
+        if not harness.wait_for(
                 lambda: harness.only_available(harness.version_states(server, MODEL), 1),
                 WAIT_S, 0.05):
             raise RuntimeError("version 1 never became AVAILABLE")
@@ -53,7 +53,7 @@ def measure(work: Path, base: Path, policy: str) -> dict[str, Any]:
         start = time.perf_counter()
         with harness.RssSampler(pid) as sampler:
             harness.reload(server, [harness.model_config(MODEL, base, [2])], timeout=WAIT_S)
-            if not harness.wait_until(
+            if not harness.wait_for(
                     lambda: harness.only_available(harness.version_states(server, MODEL), 2),
                     WAIT_S, 0.02):
                 raise RuntimeError("the swap to version 2 did not finish")

@@ -74,7 +74,7 @@ def serve_many(result: Result, work: Path, count: int) -> bool:
         # The server answers once its config is applied (every model loaded).
         startup_s = time.perf_counter() - start
         last = model_name(count - 1)
-        if not harness.wait_until(lambda: harness.only_available(
+        if not harness.wait_for(lambda: harness.only_available(
                 harness.version_states(server, last), 1), WAIT_S, 0.1):
             raise RuntimeError("the last model never became AVAILABLE")
         rss = harness.rss_mb(server.proc.pid)
@@ -83,7 +83,7 @@ def serve_many(result: Result, work: Path, count: int) -> bool:
         harness.reload(server, configs(work, count, changed_version=2), timeout=WAIT_S)
         rpc_s = time.perf_counter() - t0
         changed = model_name(CHANGED)
-        if not harness.wait_until(lambda: harness.only_available(
+        if not harness.wait_for(lambda: harness.only_available(
                 harness.version_states(server, changed), 2), WAIT_S, 0.002):
             raise RuntimeError("the changed model never swapped to version 2")
         swap_s = time.perf_counter() - t0

@@ -55,12 +55,12 @@ def swap(server: Any, base: Path, old: int, new: int, two_steps: bool) -> float:
     start = time.perf_counter()
     if two_steps:
         harness.reload(server, [harness.model_config(MODEL, base, [old, new])])
-        if not harness.wait_until(
+        if not harness.wait_for(
                 lambda: harness.version_states(server, MODEL).get(new) == "AVAILABLE",
                 SWAP_WAIT_S, 0.01):
             raise RuntimeError(f"version {new} never became AVAILABLE")
     harness.reload(server, [harness.model_config(MODEL, base, [new])])
-    if not harness.wait_until(
+    if not harness.wait_for(
             lambda: harness.only_available(harness.version_states(server, MODEL), new),
             SWAP_WAIT_S, 0.01):
         raise RuntimeError(f"swap {old} -> {new} did not finish")

@@ -5,7 +5,8 @@ temp dir (half_plus_two from tests.models; an MLP of any width, which doubles
 as the "large model" when it is wide), the real server process on loopback
 ports, KServe's ModelServer peer from its own venv, the request bodies each
 protocol sends, RSS sampling from /proc, and bounded polling. Pure helpers
-(bodies, /proc parsing, ratios) are tested without servers.
+(bodies, /proc parsing, ratios) are tested without servers; bounded waits
+and free ports are tests/helpers.py's.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = REPO.parent / "shared" / "peers" / "kserve_model_server.py"
@@ -37,23 +40,6 @@ KSERVE_HOWTO = (
     "python3 -m venv /work/kserve-venv && /work/kserve-venv/bin/pip install kserve tensorflow-cpu"
     " (or set KSERVE_VENV)"
 )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` every `interval` s until it holds or `timeout` s pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -196,7 +182,7 @@ def kserve_peer(model: str, saved_model: Path, log_path: Path,
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
-        if not wait_until(lambda: proc.poll() is not None or _http_ok(f"{url}/v1/models/{model}"),
+        if not wait_for(lambda: proc.poll() is not None or _http_ok(f"{url}/v1/models/{model}"),
                           timeout, 0.25) or proc.poll() is not None:
             raise RuntimeError(f"KServe peer did not start: {log_path.read_text()[-2000:]}")
         yield Peer(url, f"127.0.0.1:{grpc_port}", proc.pid)
@@ -227,7 +213,7 @@ def floor_servers(log_dir: Path, timeout: float = 60.0) -> Iterator[Floor]:
                 start_new_session=True))
             log.close()
         url = f"http://127.0.0.1:{rest_port}"
-        if not wait_until(lambda: _http_ok(f"{url}/") and _port_open(grpc_port), timeout, 0.1):
+        if not wait_for(lambda: _http_ok(f"{url}/") and _port_open(grpc_port), timeout, 0.1):
             raise RuntimeError(f"floor servers did not start (logs in {log_dir})")
         yield Floor(url, f"127.0.0.1:{grpc_port}", procs[0].pid, procs[1].pid)
     finally:

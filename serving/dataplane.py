@@ -47,6 +47,7 @@ DEFAULT_SIGNATURE = "serving_default"
 Result = TypeVar("Result")
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+PREDICT_METHOD = "tensorflow/serving/predict"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,24 @@ def check_input_dtypes(signature: SignatureLike, tensors: Mapping[str, Any]) -> 
             )
 
 
+def check_method_name(signature: Any, api: str) -> None:
+    """--enable_signature_method_name_check: the signature's method_name must fit
+    the call (predict_util.cc, classifier.cc, regressor.cc and their texts)."""
+    method = getattr(signature, "method_name", "")
+    if api == "Predict":
+        if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(
+                Code.INTERNAL,
+                f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
+                f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {method}")
+        return
+    kind, wanted = (("classification", CLASSIFY_METHOD) if api == "Classify"
+                    else ("regression", REGRESS_METHOD))
+    if method != wanted:
+        raise invalid_argument(
+            f"Expected {kind} signature method_name to be {wanted}. Was: {method}")
+
+
 def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) -> None:
     seen: set[str] = set()
     for alias in output_filter:
@@ -234,12 +253,15 @@ def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) 
 
 
 def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[str],
-                    missing_signature: Callable[[str], ServingError]) -> dict[str, Any]:
+                    missing_signature: Callable[[str], ServingError],
+                    method_name_check: bool = False) -> dict[str, Any]:
     """Predict's checked inputs for the handle's servable: its signature `key`
     must exist, and the inputs and output filter must name its tensors."""
     signature = h.servable.signatures.get(key)
     if signature is None:
         raise missing_signature(key)
+    if method_name_check:
+        check_method_name(signature, "Predict")
     tensors = inputs(signature) if callable(inputs) else inputs
     check_input_names(signature, list(tensors))
     check_input_dtypes(signature, tensors)
@@ -273,11 +295,12 @@ class DataPlane:
     def __init__(self, core: CoreLike, metrics: MetricsLike | None = None,
                  clock: Callable[[], float] = time.perf_counter,
                  batcher: BatcherLike | None = None,
-                 shadow: ShadowScorer | None = None) -> None:
+                 shadow: ShadowScorer | None = None, method_name_check: bool = False) -> None:
         self.core = core
         self.metrics = metrics
         self._clock = clock
         self.batcher = batcher
+        self.method_name_check = method_name_check
         self.shadow = shadow
 
     def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
@@ -350,7 +373,8 @@ class DataPlane:
         def body(served: list[Served]) -> PredictResult:
             with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
                 served.append(self._served(h, key))
-                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature)
+                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature,
+                                          self.method_name_check)
                 outputs = self._runner(h).run(key, tensors, list(output_filter) or None)
                 self._shadow(h, _predict_replay(key, tensors, output_filter, missing_signature),
                              outputs)
@@ -380,7 +404,8 @@ class DataPlane:
                 self.core.handle(ref.name, ref.version, ref.label, ref.headers))
             try:
                 served.append(self._served(handle, key))
-                tensors = _predict_inputs(handle, key, inputs, (), missing_signature)
+                tensors = _predict_inputs(handle, key, inputs, (), missing_signature,
+                                          self.method_name_check)
                 future = self._runner(handle).submit(key, tensors, None)
             except BaseException:
                 held.close()
@@ -399,6 +424,8 @@ class DataPlane:
             with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
                 served.append(self._served(h, key))
                 signature = _examples_signature(h, key)
+                if self.method_name_check:
+                    check_method_name(signature, api)
                 result, outputs, replay = make(self._runner(h), key, signature, inp, served[0])
                 self._shadow(h, replay, outputs)
                 return result
@@ -443,8 +470,7 @@ class DataPlane:
 
         return self._call(ref, "MultiInference", entrypoint, body)
 
-    @staticmethod
-    def _plan_tasks(servable: Any, tasks: Sequence[tuple[str, str]]
+    def _plan_tasks(self, servable: Any, tasks: Sequence[tuple[str, str]]
                     ) -> list[tuple[str, str, list[str]]]:
         """multi_inference.cc's per-task checks, before anything runs."""
         seen: set[str] = set()
@@ -457,6 +483,8 @@ class DataPlane:
             sig = servable.signatures.get(key)
             if sig is None:
                 raise invalid_argument(f"Requested signature not found in model graph: {key}")
+            if method in (CLASSIFY_METHOD, REGRESS_METHOD) and self.method_name_check:
+                check_method_name(sig, "Classify" if method == CLASSIFY_METHOD else "Regress")
             if method == CLASSIFY_METHOD:
                 fetch = classification_outputs(servable, key, sig)
             elif method == REGRESS_METHOD:

@@ -37,7 +37,7 @@ import uvicorn  # noqa: E402
 from starlette.types import ASGIApp  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
-from serving import limits, routing  # noqa: E402
+from serving import limits, profiler, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
@@ -48,6 +48,7 @@ from serving.config.batching import (  # noqa: E402
     BatchingOptions,
     options_from_flags,
 )
+from serving.config.compat import unsupported_notes  # noqa: E402
 from serving.config.errors import StartupError  # noqa: E402
 from serving.config.files import (  # noqa: E402
     ConfigFileError,
@@ -57,17 +58,33 @@ from serving.config.files import (  # noqa: E402
     read_monitoring_config,
     single_model_config,
 )
-from serving.config.flags import USAGE, FlagError, ServerFlags, parse_flags  # noqa: E402
+from serving.config.flags import (  # noqa: E402
+    USAGE_HINT,
+    FlagError,
+    ServerFlags,
+    channel_arguments,
+    parse_flags,
+    saved_model_tags,
+)
+from serving.config.session import session_config  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
-from serving.core.status import ServingError  # noqa: E402
+from serving.core.status import Code, ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
+from serving.grpc import health  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
-from serving.grpc.server import build_grpc_server, server_credentials  # noqa: E402
+from serving.grpc.server import (  # noqa: E402
+    alts_credentials,
+    build_grpc_server,
+    server_credentials,
+)
 from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
+from serving.loaders.options import SavedModelOptions  # noqa: E402
+from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
+from serving.rest.cors import Cors  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
 from serving.shadow import ShadowScorer  # noqa: E402
@@ -94,6 +111,19 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+    )
+
+
+def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOptions:
+    """How the tensorflow platform loads versions: --saved_model_tags,
+    --enable_model_warmup, --num_request_iterations_for_warmup (TF Serving
+    uses it only if > 0: each record once otherwise), and the session config
+    built from the session flags (`tensorflow_session_config`)."""
+    return SavedModelOptions(
+        tags=saved_model_tags(flags.saved_model_tags),
+        session_config=session,
+        enable_warmup=flags.enable_model_warmup,
+        warmup_iterations=max(1, flags.num_request_iterations_for_warmup),
     )
 
 
@@ -135,7 +165,8 @@ class Wiring:
     shadow: ShadowScorer | None = None
 
 
-def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -> Wiring:
+def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
+                    method_name_check: bool = False) -> Wiring:
     """One Metrics object fed by requests, loads and version states; the
     hash-split router; the data plane over the core. Call before the first
     reload so the startup loads are measured too."""
@@ -149,8 +180,9 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None) -
     batcher = Batcher(batching, metrics) if batching is not None else None
     # Shadow scoring is idle until a split sets a shadow rate.
     shadow = ShadowScorer(core, metrics)
-    return Wiring(metrics, DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow),
-                  batcher, shadow)
+    dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow,
+                          method_name_check=method_name_check)
+    return Wiring(metrics, dataplane, batcher, shadow)
 
 
 def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
@@ -172,17 +204,19 @@ def _rest_app(core: ServerCore, wiring: Wiring, flags: ServerFlags,
 def build_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
                monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
     """The main REST app; with `token` its admin paths are behind a bearer-token
-    guard, and with --admin_rest_port they are refused (served there instead)."""
+    guard, and with --admin_rest_port they are refused (served there instead).
+    Outermost, CORS: preflights, and the headers with --rest_api_enable_cors_support."""
     app = _rest_app(core, wiring, flags, monitoring)
     if token or flags.admin_rest_port:
-        return AdminRestGuard(app, token, serve_admin=not flags.admin_rest_port)
-    return app
+        app = AdminRestGuard(app, token, serve_admin=not flags.admin_rest_port)
+    return Cors(app, flags.rest_api_enable_cors_support)
 
 
 def build_admin_rest(core: ServerCore, wiring: Wiring, flags: ServerFlags,
                      monitoring: MonitoringSettings, token: str = "") -> ASGIApp:
     """--admin_rest_port's app: the admin REST paths only, behind the token."""
-    return AdminRestGuard(_rest_app(core, wiring, flags, monitoring), token, admin_only=True)
+    return Cors(AdminRestGuard(_rest_app(core, wiring, flags, monitoring), token,
+                               admin_only=True), flags.rest_api_enable_cors_support)
 
 
 class ConfigFilePoller:
@@ -293,9 +327,21 @@ def _host(address: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _setup_logging()
+    """Parse argv and run; `serving.cli.main` answers --help and --version first."""
     try:
         flags = parse_flags(sys.argv[1:] if argv is None else argv)
+    except FlagError as exc:
+        print(f"{exc}\n{USAGE_HINT}", file=sys.stderr)
+        return 2
+    return run(flags)
+
+
+def run(flags: ServerFlags) -> int:
+    """The server process for parsed flags: exit code 0 after a clean shutdown."""
+    _setup_logging()
+    for note in unsupported_notes(flags):
+        log.warning("%s", note)
+    try:
         config = startup_config(flags)
         monitoring = (
             read_monitoring_config(flags.monitoring_config_file)
@@ -305,31 +351,65 @@ def main(argv: list[str] | None = None) -> int:
         batching = options_from_flags(flags.enable_batching, flags.batching_parameters_file)
         token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
         ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
+        session = tensorflow_session_config(flags)
     except FlagError as exc:
-        print(f"{exc}\n{USAGE}", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
         return 2
     except StartupError as exc:
         print(str(exc), file=sys.stderr)
         return 1
 
     stop = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    core = ServerCore(core_options(flags))
-    wiring = wire_data_plane(core, batching)
+    apply_session_threads(session)
+    core = ServerCore(core_options(flags),
+                      registry=default_registry(saved_model_options(flags, session)))
+    wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
     freeze_startup_heap()
     try:
-        core.reload_config(config)
+        # A signal while the start-up models load stops the wait at once.
+        log.info("Loading the start-up models: %d (a signal stops the wait)",
+                 len(config.model_config_list.config))
+        core.reload_config(config, cancelled=stop.is_set)
     except ServingError as exc:
-        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         core.stop(timeout=10)
+        if exc.code is Code.CANCELLED:
+            name = signal.Signals(received[0]).name if received else "a signal"
+            print(f"Start-up stopped by {name}: {exc.message}", file=sys.stderr)
+            return 128 + (received[0] if received else signal.SIGINT)
+        print(f"Failed to start server. Error: {exc.code.name}: {exc.message}", file=sys.stderr)
         return 1
     return serve(core, wiring, flags, monitoring, stop, token=token, ssl=ssl)
+
+
+def tensorflow_session_config(flags: ServerFlags) -> Any:
+    """The session flags as a tensorflow ConfigProto (None: TensorFlow's defaults);
+    the loaders' Session path takes it whole."""
+    from tensorflow.core.protobuf import config_pb2
+
+    return session_config(flags, config_pb2.ConfigProto())
+
+
+def apply_session_threads(config: Any) -> None:
+    """TF2 functions run on the process's own inter- and intra-op pools, so the
+    session config's thread counts are set there, once, before the first op
+    creates them (TensorFlow refuses a change afterwards)."""
+    if config is None:
+        return
+    import tensorflow as tf
+
+    if config.intra_op_parallelism_threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_parallelism_threads)
+    if config.inter_op_parallelism_threads > 0:
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_parallelism_threads)
 
 
 def freeze_startup_heap() -> None:
@@ -378,32 +458,53 @@ def serve(
 ) -> int:
     host = _host(flags.bind_address)
     credentials = server_credentials(ssl) if ssl is not None else None
+    if flags.use_alts_credentials:
+        credentials = alts_credentials()
     interceptors: list[grpc.ServerInterceptor] = [
         AdminInterceptor(token, serve_admin=not flags.admin_port)
     ]
     if flags.max_tensor_elements:
         interceptors.append(TensorLimitInterceptor(flags.max_tensor_elements))
 
+    health_service: health.HealthService | None = None
+
     def add_prediction_service(server: grpc.Server) -> None:
-        grpc_prediction_service.add_to_server(wiring.dataplane, server)
+        grpc_prediction_service.add_to_server(
+            wiring.dataplane, server, flags.enable_serialization_as_tensor_content)
+
+    def add_health_service(server: grpc.Server) -> None:
+        nonlocal health_service
+        health_service = health.add_to_server(server)
+
+    def add_profiler_service(server: grpc.Server) -> None:
+        profiler.add_to_server(server)
+
+    extra = [add_prediction_service]
+    if flags.enable_grpc_healthcheck_service:
+        extra.append(add_health_service)
+    if flags.enable_profiler:
+        extra.append(add_profiler_service)
 
     try:
         grpc_server = build_grpc_server(
             core,
             address=f"{host}:{flags.port}",
-            extra_servicers=[add_prediction_service],
+            extra_servicers=extra,
             max_workers=flags.grpc_max_threads,
             interceptors=interceptors,
             credentials=credentials,
             max_receive_bytes=flags.max_request_bytes,
             maximum_concurrent_rpcs=limits.max_concurrent_rpcs(
                 flags.grpc_max_threads, flags.max_pending_requests),
+            channel_arguments=channel_arguments(flags.grpc_channel_arguments),
         )
         if flags.grpc_socket_path:
             grpc_server.add_insecure_port(f"unix:{flags.grpc_socket_path}")
         admin_server = build_admin_server(core, flags, token, credentials)
     except RuntimeError as exc:
-        print(f"Failed to start server. Error: {exc}", file=sys.stderr)
+        why = (" (--use_alts_credentials: grpc creates ALTS credentials only on Google Cloud)"
+               if flags.use_alts_credentials else "")
+        print(f"Failed to start server. Error: {exc}{why}", file=sys.stderr)
         core.stop(timeout=10)
         return 1
     grpc_server.start()
@@ -453,6 +554,8 @@ def serve(
 
     stop.wait()
     log.info("Shutting down: draining in-flight requests")
+    if health_service is not None:
+        health_service.drain()
     if poller is not None:
         poller.stop()
     # Both stop accepting at once, then wait for what is in flight.

@@ -155,12 +155,18 @@ class ServerCore:
 
     # ----- config -----
 
-    def reload_config(self, config: ModelServerConfig, timeout_s: float | None = None) -> None:
+    def reload_config(
+        self,
+        config: ModelServerConfig,
+        timeout_s: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Validate and apply `config`; wait (bounded) for new models; apply labels.
 
         Raises ServingError with TF Serving's code and message on invalid
         input, and naming the model and version when a new model fails to
-        load or does not become available within the deadline.
+        load or does not become available within the deadline; CANCELLED as
+        soon as `cancelled()` holds while waiting (a signal during start-up).
         """
         timeout = self.options.reload_config_timeout_s if timeout_s is None else timeout_s
         with self._reload_lock:
@@ -179,7 +185,7 @@ class ServerCore:
             for name in (m.name for m in models if m.name in old.platforms):
                 self._check_model_labels(name, wanted.get(name, {}), old.labels.get(name, {}))
             self._apply_models(models, platforms, old)
-            self._wait_for_models(new_names, timeout)
+            self._wait_for_models(new_names, timeout, cancelled)
             for name in new_names:
                 self._check_model_labels(name, wanted.get(name, {}), {})
             with self._lock:
@@ -242,7 +248,9 @@ class ServerCore:
             self.source.start()
             self._started = True
 
-    def _wait_for_models(self, names: list[str], timeout: float) -> None:
+    def _wait_for_models(
+        self, names: list[str], timeout: float, cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
         """Wait until each model has an AVAILABLE version, a failure, or the deadline."""
         if not names:
             return
@@ -258,6 +266,12 @@ class ServerCore:
                 )
             if not pending:
                 return
+            if cancelled():
+                raise ServingError(
+                    Code.CANCELLED,
+                    f"interrupted while waiting for {len(pending)} model(s) to become "
+                    f"available: {', '.join(pending)}",
+                )
             remaining = deadline - self._clock.now()
             if remaining <= 0:
                 raise ServingError(Code.DEADLINE_EXCEEDED, self._timeout_message(pending, timeout))

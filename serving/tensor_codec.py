@@ -5,7 +5,11 @@ exactly the shape's bytes; typed value fields may be shorter than the shape (an
 empty field means zeros, a short one is padded with its last value); a bad
 dtype or shape is a parse failure, reported as TF Serving does:
 "tensor parsing error: <alias>". Encoding writes typed value fields (TF
-Serving's default `AsProtoField`). DT_STRING is a numpy object array of bytes.
+Serving's default `AsProtoField`), or with `as_content` the raw little-endian
+bytes in `tensor_content` (`--enable_serialization_as_tensor_content`, TF
+Serving's `AsProtoTensorContent`); strings stay in `string_val` either way,
+the one form every client (tf.make_ndarray included) decodes. DT_STRING is a
+numpy object array of bytes.
 """
 
 from __future__ import annotations
@@ -151,8 +155,8 @@ def _as_bytes(value: object) -> bytes:
     return str(value).encode()
 
 
-def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """A TensorProto with typed value fields holding `array`."""
+def from_ndarray(array: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:
+    """A TensorProto holding `array`: typed value fields, or `tensor_content`."""
     array = np.asarray(array)
     try:
         dtype = tf_dtype(array)
@@ -165,7 +169,11 @@ def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
     if dtype == DT_STRING:
         proto.string_val.extend(_as_bytes(v) for v in flat)
         return proto
-    _, field = _NUMERIC[dtype]
+    np_dtype, field = _NUMERIC[dtype]
+    if as_content:
+        proto.tensor_content = np.ascontiguousarray(flat, dtype=np_dtype.newbyteorder("<")
+                                                    ).tobytes()
+        return proto
     if dtype == DT_HALF:
         values: list[Any] = flat.view(np.uint16).tolist()
     elif dtype in (DT_COMPLEX64, DT_COMPLEX128):

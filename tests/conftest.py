@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests.helpers import free_port, wait_for
+
 # No hypothesis test may depend on the machine's speed (no deadline), and a run is
 # reproducible (derandomized): a busy CI machine must not turn a property red.
 settings.register_profile("suite", deadline=None, derandomize=True, print_blob=True)
@@ -24,22 +24,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until it holds or `timeout` seconds pass; returns the last result."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 ModelFactory = Callable[..., Path]

@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow.python.data.experimental.ops import testing as data_testing  # noqa: E402
 
@@ -164,3 +165,123 @@ def make_half_plus_two(
     if warmup:
         _write_warmup(export_dir, Path(base).name)
     return export_dir
+
+
+# ------------------------------------------------------------ TF1 SavedModels
+
+TF1_LABELS = ("low", "high")  # the asset file's lines: class label by index
+
+
+def make_tf1_half_plus_two(
+    base: Path,
+    version: int,
+    *,
+    offset: float = 2.0,
+    warmup: bool = False,
+    legacy: bool = False,
+) -> Path:
+    """A TF1 SavedModel (SavedModelBuilder, graph mode, no object graph) at
+    base/<version>, computing y = 0.5 * x + offset like make_half_plus_two.
+
+    Placeholders `x` (float, [None]) and `tf_example` (serialized tf.Examples,
+    parsed with tf.io.parse_example), variables a and b, and an asset file
+    of class labels read by a table that the model's init op initializes:
+    `classify_x_to_y` answers scores y and classes "high" when y > 3 else
+    "low", so a wrong asset path or a skipped init op fails every classify.
+
+    `legacy` writes the model as TF Serving's saved_model_half_plus_three
+    was written by an old exporter: the init op under `legacy_init_op`; a
+    GraphDef of producer version 21 whose tf.Example placeholder has an
+    empty shape attr (then "any shape", now "a scalar"); the v1 ParseExample
+    op; and Predict's input `x` the parsed feature (shape [None, 1], fed [N]
+    by TF Serving's test) rather than a placeholder. TF2's loader prunes each
+    signature into a function, re-creates that placeholder as a scalar and
+    rejects the parse op ("Shape must be rank 1 but is rank 0"); a Session
+    feeding by tensor name runs it. Its signatures also declare the
+    tf.Example input without a shape and as DT_FLOAT, as half_plus_three's
+    do.
+    """
+    export_dir = Path(base) / str(version)
+    staging = Path(base) / f".tf1-assets-{version}"
+    staging.mkdir(parents=True, exist_ok=True)
+    labels_file = staging / "labels.txt"
+    labels_file.write_text("".join(f"{label}\n" for label in TF1_LABELS))
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as session:
+        serialized = v1.placeholder(tf.string, None, name="tf_example")
+        a = v1.Variable(0.5, name="a")
+        b = v1.Variable(offset, name="b")
+        if legacy:
+            # The v1 op old exporters wrote (its shape function wants a vector),
+            # and x is the parsed feature, not a placeholder: Predict feeds x
+            # and cuts the graph there, as Estimator exports are served.
+            parsed = tf.raw_ops.ParseExample(
+                serialized=serialized, names=tf.constant([], tf.string), sparse_keys=[],
+                dense_keys=[tf.constant("x")], dense_defaults=[tf.constant([], tf.float32)],
+                dense_shapes=[[1]], sparse_types=[]).dense_values[0]
+            x = tf.identity(parsed, name="x")
+            y = y_examples = tf.add(tf.multiply(a, x), b, name="y")
+        else:
+            x = v1.placeholder(tf.float32, [None], name="x")
+            y = tf.add(tf.multiply(a, x), b, name="y")
+            parsed = tf.io.parse_example(
+                serialized, {"x": tf.io.FixedLenFeature([1], tf.float32)})["x"]
+            y_examples = tf.add(tf.multiply(a, parsed), b, name="y_examples")
+        asset = tf.constant(str(labels_file), name="labels_path")
+        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, asset)
+        labels = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                asset, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value="unknown")
+        classes = labels.lookup(tf.cast(y_examples > 3.0, tf.int64), name="classes")
+        session.run(v1.global_variables_initializer())
+
+        info = v1.saved_model.utils.build_tensor_info
+        signatures = {
+            "serving_default": v1.saved_model.signature_def_utils.build_signature_def(
+                {"x": info(x)}, {"y": info(y)}, PREDICT),
+            "classify_x_to_y": v1.saved_model.signature_def_utils.build_signature_def(
+                {"inputs": info(serialized)},
+                {"scores": info(y_examples), "classes": info(classes)}, CLASSIFY),
+            "regress_x_to_y": v1.saved_model.signature_def_utils.build_signature_def(
+                {"inputs": info(serialized)}, {"outputs": info(y_examples)}, REGRESS),
+        }
+        builder = v1.saved_model.Builder(str(export_dir))
+        builder.add_meta_graph_and_variables(
+            session, [tf.saved_model.SERVING], signature_def_map=signatures,
+            assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
+            main_op=v1.tables_initializer(), strip_default_attrs=True)
+        builder.save()
+    labels_file.unlink()
+    staging.rmdir()
+    if legacy:
+        _as_legacy_export(export_dir)
+    if warmup:
+        _write_warmup(export_dir, Path(base).name)
+    return export_dir
+
+
+def _as_legacy_export(export_dir: Path) -> None:
+    pb_path = export_dir / "saved_model.pb"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(pb_path.read_bytes())
+    for meta_graph in saved.meta_graphs:
+        collections = meta_graph.collection_def
+        collections["legacy_init_op"].CopyFrom(collections["saved_model_main_op"])
+        del collections["saved_model_main_op"]
+        # A graph from before GraphDef version 22, where a Placeholder's empty
+        # shape attr meant "unknown" (now: a scalar). The graph importer reads
+        # it by the producer version; TF2's function wrapping does not.
+        meta_graph.graph_def.versions.producer = 21
+        for node in meta_graph.graph_def.node:
+            if node.name == "tf_example":
+                node.attr["shape"].shape.Clear()
+        # Its SignatureDefs recorded no shape (read today as a scalar, which
+        # TF2's loader feeds into the parse op) and, as half_plus_three's do,
+        # DT_FLOAT for the serialized-Example input: a Session feeds by name.
+        for signature in meta_graph.signature_def.values():
+            if "inputs" in signature.inputs:
+                signature.inputs["inputs"].tensor_shape.Clear()
+                signature.inputs["inputs"].dtype = types_pb2.DT_FLOAT
+    pb_path.write_bytes(saved.SerializeToString())

@@ -187,8 +187,8 @@ class PrometheusProvider:
         selector = f'{model_only},version=~"{"|".join(str(int(v)) for v in versions)}"'
         return {
             "requests": f"sum by (version) (increase({REQUESTS}{{{selector}}}[{seconds}s]))",
-            "errors": (f"sum by (version) (increase({REQUESTS}{{{selector},status!=\"OK\"}}"
-                       f"[{seconds}s]))"),
+            "errors": (f"sum by (version, status) (increase({REQUESTS}"
+                       f"{{{selector},status!=\"OK\"}}[{seconds}s]))"),
             "buckets": (f"sum by (version, le) (increase({LATENCY_BUCKET}{{{selector}}}"
                         f"[{seconds}s]))"),
             # Shadow series: either version may be the baseline, so only the
@@ -210,7 +210,15 @@ class PrometheusProvider:
         except PrometheusQueryError as exc:
             return Reading(problems=(str(exc),))
         requests = _by_version(answers["requests"])
-        errors = _by_version(answers["errors"])
+        errors: dict[int, float] = {}
+        by_code: dict[int, dict[str, float]] = {}
+        for metric, value in answers["errors"]:
+            version = _version(metric)
+            if version is not None:
+                errors[version] = errors.get(version, 0.0) + value
+                codes = by_code.setdefault(version, {})
+                status = metric.get("status", "")
+                codes[status] = codes.get(status, 0.0) + value
         buckets: dict[int, list[tuple[float, float]]] = {}
         for metric, value in answers["buckets"]:
             version, le = _version(metric), _parse_float(metric.get("le", ""))
@@ -230,8 +238,10 @@ class PrometheusProvider:
                 # (A dark-launched canary has shadow series and no requests.)
                 problems.append(f"Prometheus has no requests series for {model} v{version}")
                 continue
-            windows[version] = VersionWindow(requests.get(version, 0.0), errors.get(version, 0.0),
-                                             tuple(sorted(buckets.get(version, []))), **fields)
+            windows[version] = VersionWindow(
+                requests.get(version, 0.0), errors.get(version, 0.0),
+                tuple(sorted(buckets.get(version, []))),
+                tuple(sorted(by_code.get(version, {}).items())), **fields)
         return Reading(windows, tuple(problems))
 
     def _query(self, promql: str, at: float) -> list[tuple[dict[str, str], float]]:

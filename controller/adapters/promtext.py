@@ -4,7 +4,8 @@ Pure: parses the text a serving target exposes at /monitoring/prometheus/metrics
 (with `prometheus_client.parser`) and subtracts snapshots. The series read:
 
 - `rollouts_requests_total{model, version, label, status}`: counter; every status
-  other than "OK" (a canonical gRPC code name) is an error.
+  other than "OK" (a canonical gRPC code name) is an error, counted per code
+  (the spec's `errorRate.codes` decides which count against the canary).
 - `rollouts_request_latency_seconds_bucket{model, version, label, le}`: histogram.
 - `rollouts_loaded_versions{model}`: gauge (kept for status display).
 - `rollouts_shadow_comparisons_total{model, version, baseline_version, outcome}`
@@ -149,6 +150,7 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
     """Sum raw series values into one window per (model, version)."""
     requests: dict[VersionKey, float] = {}
     errors: dict[VersionKey, float] = {}
+    by_code: dict[VersionKey, dict[str, float]] = {}
     buckets: dict[VersionKey, dict[float, float]] = {}
     shadow: dict[VersionKey, dict[str, float]] = {}
     for (name, pairs), value in values.items():
@@ -160,8 +162,11 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
             _shadow_fields(name, labels, key, value, shadow)
         elif name == REQUESTS:
             requests[key] = requests.get(key, 0.0) + value
-            if labels.get("status") != "OK":
+            status = labels.get("status", "")
+            if status != "OK":
                 errors[key] = errors.get(key, 0.0) + value
+                codes = by_code.setdefault(key, {})
+                codes[status] = codes.get(status, 0.0) + value
         elif name == LATENCY_BUCKET:
             le = _le(labels.get("le", ""))
             if le is not None:
@@ -170,6 +175,7 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
     keys = set(requests) | set(buckets) | set(shadow)
     return {key: VersionWindow(requests=requests.get(key, 0.0), errors=errors.get(key, 0.0),
                                latency_buckets=tuple(sorted(buckets.get(key, {}).items())),
+                               errors_by_code=tuple(sorted(by_code.get(key, {}).items())),
                                **shadow.get(key, {}))
             for key in keys}
 
@@ -202,8 +208,11 @@ def _add(a: VersionWindow, b: VersionWindow) -> VersionWindow:
     merged: dict[float, float] = dict(a.latency_buckets)
     for le, count in b.latency_buckets:
         merged[le] = merged.get(le, 0.0) + count
+    codes: dict[str, float] = dict(a.errors_by_code)
+    for code, count in b.errors_by_code:
+        codes[code] = codes.get(code, 0.0) + count
     return VersionWindow(a.requests + b.requests, a.errors + b.errors,
-                         tuple(sorted(merged.items())),
+                         tuple(sorted(merged.items())), tuple(sorted(codes.items())),
                          **{name: getattr(a, name) + getattr(b, name) for name in SHADOW_FIELDS})
 
 

@@ -15,23 +15,21 @@ import grpc
 from google.protobuf import text_format
 
 from controller.adapters.channel import client_channel
-from controller.decide.fleet import (
-    DesiredModel,
-    ObservedModel,
-    ObservedTarget,
-    ShadowRule,
-    SplitRule,
-    TargetAddress,
-)
+from controller.decide.fleet import DesiredModel, ObservedModel, ObservedTarget, TargetAddress
 from controller.decide.plan import (
     Action,
     ClearSplit,
-    ModelEntry,
     ReloadConfig,
     SetSplit,
     SetTransition,
 )
-from controller.decide.render import shadow_to_proto
+from controller.decide.render import (
+    model_server_config,
+    policy_from_proto,
+    policy_proto,
+    split_from_proto,
+    split_to_proto,
+)
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
 
@@ -55,55 +53,8 @@ RECONNECT_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
-_POLICY_TO_PROTO = {
-    "availability_preserving": ext.AVAILABILITY_PRESERVING,
-    "resource_preserving": ext.RESOURCE_PRESERVING,
-}
-_POLICY_FROM_PROTO = {v: k for k, v in _POLICY_TO_PROTO.items()}
-
-
 class TargetError(Exception):
     """An action or observation failed on one target; the message names it."""
-
-
-def config_proto(entries: tuple[ModelEntry, ...]) -> model_server_config_pb2.ModelServerConfig:
-    config = model_server_config_pb2.ModelServerConfig()
-    for entry in sorted(entries, key=lambda e: e.name):
-        model = config.model_config_list.config.add()
-        model.name = entry.name
-        model.base_path = entry.base_path
-        model.model_platform = entry.platform
-        model.model_version_policy.specific.versions.extend(sorted(entry.versions))
-        for label in sorted(entry.labels):
-            model.version_labels[label] = entry.labels[label]
-    return config
-
-
-def split_to_proto(model: str, split: SplitRule) -> ext.Split:
-    return ext.Split(
-        model_name=model,
-        stable_label=split.stable_label,
-        canary_label=split.canary_label,
-        canary_weight_bp=split.canary_weight_bp,
-        hash_key=split.hash_key,
-        salt=split.salt,
-        match=[ext.HeaderMatch(header=h, value=v) for h, v in split.match],
-        shadow=shadow_to_proto(split.shadow),
-    )
-
-
-def split_from_proto(split: ext.Split) -> SplitRule:
-    return SplitRule(
-        stable_label=split.stable_label or "stable",
-        canary_label=split.canary_label or "canary",
-        canary_weight_bp=split.canary_weight_bp,
-        hash_key=split.hash_key,
-        salt=split.salt,
-        match=tuple((m.header, m.value) for m in split.match),
-        # An unset or zero-rate shadow is no shadow, as the server treats it.
-        shadow=ShadowRule(split.shadow.sample, split.shadow.tolerance,
-                          tuple(split.shadow.outputs)) if split.shadow.sample > 0 else None,
-    )
 
 
 class TargetClient:
@@ -178,7 +129,7 @@ class TargetClient:
                 platform=info.platform or (conf.model_platform if conf else None),
                 config_versions=config_versions,
                 split=split_from_proto(info.split) if info.has_split else None,
-                transition=_POLICY_FROM_PROTO.get(info.transition_policy),
+                transition=policy_from_proto(info.transition_policy),
             )
         return ObservedTarget(self.name, True, models, extension=True)
 
@@ -234,7 +185,7 @@ class TargetClient:
     def _apply(self, action: Action) -> None:
         if isinstance(action, ReloadConfig):
             request = model_management_pb2.ReloadConfigRequest()
-            request.config.CopyFrom(config_proto(action.models))
+            request.config.CopyFrom(model_server_config(action.models))
             reply = self._models.HandleReloadConfigRequest(request, timeout=self.timeout_s * 6)
             if reply.status.error_code != 0:
                 raise TargetError(f"{self.name}: reload rejected: {reply.status.error_message}")
@@ -250,7 +201,7 @@ class TargetClient:
         elif isinstance(action, SetTransition):
             self._ext.SetTransitionPolicy(
                 ext.SetTransitionPolicyRequest(
-                    model_name=action.model, policy=_POLICY_TO_PROTO[action.policy]
+                    model_name=action.model, policy=policy_proto(action.policy)
                 ),
                 timeout=self.timeout_s,
             )

@@ -44,6 +44,16 @@ def add_parsers(subparsers: Any) -> None:
         "--webhook-secret-file", default=None, help="file with the webhook HMAC secret"
     )
     run.add_argument(
+        "--dashboard-token-file",
+        default=None,
+        help="file with the dashboard's token (required when --listen is not loopback)",
+    )
+    run.add_argument(
+        "--commit-url",
+        default=None,
+        help="link commits on the dashboard: a URL template with {sha}",
+    )
+    run.add_argument(
         "--prometheus-url",
         default=None,
         help="judge canaries with PromQL against this Prometheus server "
@@ -146,6 +156,8 @@ def parse_target(text: str) -> TargetAddress:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    from controller.runtime.dashboard.auth import check_listen
+    from controller.runtime.dashboard.routes import command_names
     from controller.runtime.runner import ControllerSettings
     from controller.spec.controller_config import ControllerConfig, read_controller_config
 
@@ -181,6 +193,10 @@ def load_settings(args: argparse.Namespace) -> Any:
         path = pick(flag, key)
         return Path(path).read_bytes() if path else b""
 
+    dashboard_token = read("dashboard_token_file", "dashboardTokenFile").strip().decode(
+        "utf-8", errors="replace")
+    if listen != "off":
+        check_listen(listen, dashboard_token)
     token_bytes = read("target_token_file", "targetTokenFile").strip()
     cert, key = read("target_cert_file", "targetCertFile"), read("target_key_file", "targetKeyFile")
     if bool(cert) != bool(key):
@@ -206,8 +222,21 @@ def load_settings(args: argparse.Namespace) -> Any:
         target_root_ca=read("target_ca_file", "targetCaFile"),
         target_client_cert=cert,
         target_client_key=key,
+        dashboard_token=dashboard_token,
+        commit_url=pick("commit_url", "commitUrl", "") or "",
+        acting_commands=command_names(_subcommands()),
         **git_write_settings(pick),
     )
+
+
+def _subcommands() -> list[str]:
+    """The `rollouts` subcommands this build has (the dashboard offers the acting ones)."""
+    from controller.cli.main import build_parser
+
+    for action in build_parser()._actions:  # argparse keeps subcommands as one action
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 _AUTHOR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+)>\s*$")

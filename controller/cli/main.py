@@ -14,6 +14,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -23,7 +24,7 @@ from controller.spec.load import Problem
 DEFAULT_SPEC_DIR = "rollouts/"
 # Modules that contribute subcommands; a missing one is skipped so the CLI
 # keeps working while a module is being written.
-_EXTENSIONS = ("controller.cli.controller", "controller.cli.demo")
+_EXTENSIONS = ("controller.cli.controller", "controller.cli.actions", "controller.cli.demo")
 _BUILTIN = ("validate", "render", "schema")
 DISTRIBUTION = "model-rollouts"
 COMPLETION_SHELLS = ("bash", "zsh")
@@ -139,7 +140,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        code = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return closed_stdout()
+    return code
+
+
+def closed_stdout() -> int:
+    """The reader went away (`rollouts status --json | head`): stop quietly.
+
+    What is still buffered for stdout can never be written; pointing stdout at
+    /dev/null keeps the interpreter's final flush from raising again. 141 is
+    what a shell reports for a command killed by SIGPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 # --- validate ------------------------------------------------------------------
@@ -263,8 +282,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 def cmd_serve(argv: list[str]) -> int:
     try:
-        from serving.main import main as serve_main
+        from serving.cli import main as serve_main
     except ImportError as exc:
         print(f"rollouts serve: the model server is not available: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while TensorFlow imports: an ordinary stop
+        print("Start-up stopped by SIGINT while loading the server", file=sys.stderr)
+        return 128 + signal.SIGINT
     return serve_main(argv)

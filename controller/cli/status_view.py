@@ -7,12 +7,19 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from controller.decide.gates import HELD_PHASES
+
 
 def render_status(document: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     applied = (document.get("commitApplied") or "-")[:12]
     seen = (document.get("commitSeen") or "-")[:12]
-    sync = "in sync" if document.get("inSync") else "converging"
+    held = document.get("held") or []
+    if held:
+        sync = "blocked: " + ", ".join(f"{h['model']} canary {h['version']} {h['phase']}"
+                                       for h in held)
+    else:
+        sync = "in sync" if document.get("inSync") else "converging"
     console.print(
         f"[bold]{document.get('repo')}[/] {document.get('branch')}  "
         f"seen {seen}  applied {applied}  ({sync})"
@@ -24,9 +31,8 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
     table = Table("model", "applied", "stable", "canary", "weight", "step", "target", "health",
                   "labels")
     for name, model in document.get("models", {}).items():
-        weight = model.get("splitWeightBp")
         rollout = model.get("rollout") or {}
-        step = rollout.get("stepText", "")
+        step = _step_text(rollout)
         first = True
         for target, info in model.get("targets", {}).items():
             health = "up" if info.get("reachable") else f"down: {info.get('error', '')}"
@@ -35,7 +41,7 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
                 (model.get("commitApplied") or "-")[:12] if first else "",
                 str(model.get("stable") or "-") if first else "",
                 str(model.get("canary") or "-") if first else "",
-                (f"{weight / 100:g}%" if weight is not None else "-") if first else "",
+                _served_weight(info),
                 step if first else "",
                 target,
                 health,
@@ -47,14 +53,32 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
         rollout = model.get("rollout")
         if not rollout:
             continue
-        weight = rollout.get("weightBp", 0) / 100
-        console.print(
-            f"[bold]{name}[/] canary v{rollout['version']}: {rollout['phase']}, "
-            f"step {rollout.get('stepText', '')} at {weight:g}%"
-        )
+        serving = model.get("servingWeightBp")
+        served = f"{serving / 100:g}%" if serving is not None else "mixed or unknown"
+        if rollout["phase"] in HELD_PHASES:
+            line = f"{rollout['phase']}, out of traffic (targets serve {served})"
+        else:
+            line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
+        console.print(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
         for interval in rollout.get("intervals", []):
             console.print(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):
             console.print(f"  {rollout['message']}")
     for finding in document.get("findings", []):
         console.print(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
+
+
+def _served_weight(info: dict[str, Any]) -> str:
+    """The canary weight this target serves: its split, 0% without one."""
+    if not info.get("reachable"):
+        return "?"
+    weight = info.get("splitWeightBp")
+    return f"{(weight or 0) / 100:g}%"
+
+
+def _step_text(rollout: dict[str, Any]) -> str:
+    if not rollout:
+        return ""
+    if rollout.get("phase") in HELD_PHASES:
+        return str(rollout["phase"])
+    return str(rollout.get("stepText", ""))

@@ -1,4 +1,4 @@
-"""Canary analysis: judge one interval's metrics, and roll intervals up into a run verdict.
+"""Canary analysis: judge one interval's metrics.
 
 Pure functions of their inputs (no clock, no I/O). The data comes from a metrics
 provider (`controller.adapters.metrics`) as one `VersionWindow` per version: the counter
@@ -7,8 +7,9 @@ not labels, are judged, because labels move at promotion.
 
 - `judge_interval(criteria, canary, stable)` -> `IntervalVerdict` (pass, fail or
   inconclusive, with human-readable reasons carrying the numbers).
-- `judge_run(criteria, history)` -> "continue" | "fail" | "pass" | "paused": the
-  rollup over consecutive intervals (failureLimit, onNoData).
+
+Rolling intervals up into the run's outcome (failureLimit, onNoData, holds) is
+`controller.decide.progress.fold`, over the journal.
 
 docs/analysis.md describes the semantics for users.
 """
@@ -17,14 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from controller.decide import stats
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 OnNoData = Literal["pause", "fail", "pass"]
-RunOutcome = Literal["continue", "fail", "pass", "paused"]
 Judge = Literal["threshold", "statistical"]
 
 _P99 = 0.99
@@ -40,8 +40,10 @@ class VersionWindow:
     """
 
     requests: float
+    # Every answer that was not OK, and the same split by status code name.
     errors: float
     latency_buckets: tuple[tuple[float, float], ...] = ()
+    errors_by_code: tuple[tuple[str, float], ...] = ()
     # Shadow scoring (rollouts_shadow_*): runs of requests on this version that
     # another version answered, and their errors; comparisons of this
     # version's answers with the other version's (either side served), the
@@ -66,7 +68,7 @@ class VersionWindow:
 
     @property
     def error_rate(self) -> float:
-        """Errors per request run, shadow runs included; 0.0 when none ran."""
+        """Non-OK answers per request run, shadow runs included; 0.0 when none ran."""
         if self.served <= 0:
             return 0.0
         return self.failed / self.served
@@ -80,6 +82,24 @@ class VersionWindow:
     def mean_abs_diff(self) -> float | None:
         return self.abs_diff_sum / self.abs_diff_count if self.abs_diff_count > 0 else None
 
+    def counted_errors(self, codes: frozenset[str] | None) -> float:
+        """The errors whose code is in `codes` (None: every non-OK answer).
+
+        A window without a per-code split counts every error: never fewer
+        failures than happened.
+        """
+        if codes is None or not self.errors_by_code:
+            return self.errors
+        return sum(count for code, count in self.errors_by_code if code in codes)
+
+    def counted_failed(self, codes: frozenset[str] | None) -> float:
+        """Counted errors of user requests plus every shadow-run error (a shadow
+        run's failure has no code on the wire: it always counts)."""
+        return self.counted_errors(codes) + self.shadow_errors
+
+    def counted_rate(self, codes: frozenset[str] | None) -> float:
+        return self.counted_failed(codes) / self.served if self.served > 0 else 0.0
+
     def p99(self) -> float | None:
         """The 99th-percentile latency in seconds, or None without histogram data."""
         return bucket_quantile(_P99, self.latency_buckets)
@@ -89,6 +109,7 @@ class VersionWindow:
         data: dict[str, Any] = {
             "requests": self.requests,
             "errors": self.errors,
+            "errorsByCode": dict(self.errors_by_code),
             "errorRate": self.error_rate,
             "latencyP99Seconds": p99,
             # "+Inf" as a string: JSON has no infinity.
@@ -164,6 +185,8 @@ class Criteria:
     prediction_max_mean_abs: float | None = None
     judge: Judge = "threshold"
     confidence: float = 0.95
+    # The status codes that count as errors (None: every non-OK answer).
+    error_codes: frozenset[str] | None = None
 
     @property
     def checks_latency(self) -> bool:
@@ -183,6 +206,8 @@ class IntervalVerdict:
     reasons: tuple[str, ...]
     canary: VersionWindow
     stable: VersionWindow
+    # The codes the error rate counted (None: every non-OK answer).
+    error_codes: frozenset[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data for git notes and `rollouts status`."""
@@ -191,7 +216,12 @@ class IntervalVerdict:
             "reasons": list(self.reasons),
             "canary": self.canary.to_dict(),
             "stable": self.stable.to_dict(),
+            "errorCodes": sorted(self.error_codes) if self.error_codes is not None else None,
         }
+
+    def error_rate(self, window: VersionWindow) -> float:
+        """`window`'s error rate as this verdict counted it."""
+        return window.counted_rate(self.error_codes)
 
 
 def no_data(reason: str) -> IntervalVerdict:
@@ -221,7 +251,8 @@ class _Check:
 def _error_checks(c: Criteria, canary: VersionWindow, stable: VersionWindow,
                   has_baseline: bool) -> list[_Check]:
     checks: list[_Check] = []
-    rate = canary.error_rate
+    rate = canary.counted_rate(c.error_codes)
+    stable_rate = stable.counted_rate(c.error_codes)
     if c.error_rate_max is not None:
         failed = rate > c.error_rate_max
         op = ">" if failed else "<="
@@ -229,12 +260,13 @@ def _error_checks(c: Criteria, canary: VersionWindow, stable: VersionWindow,
     if c.error_rate_max_increase is not None and has_baseline:
         # A difference, not a ratio: a stable with zero errors stays a usable
         # baseline (any ratio against 0 would be infinite).
-        increase = rate - stable.error_rate
+        increase = rate - stable_rate
         text = (f"error rate {_pct(rate)} is {_pct(increase)} above stable's "
-                f"{_pct(stable.error_rate)}")
+                f"{_pct(stable_rate)}")
         if c.judge == "statistical":
-            p = stats.increase_p_value(canary.failed, canary.served, stable.failed,
-                                       stable.served, c.error_rate_max_increase)
+            p = stats.increase_p_value(canary.counted_failed(c.error_codes), canary.served,
+                                       stable.counted_failed(c.error_codes), stable.served,
+                                       c.error_rate_max_increase)
             checks.append(_significance(p, c.confidence, text,
                                         f"maxIncrease {_pct(c.error_rate_max_increase)}"))
         else:
@@ -320,6 +352,12 @@ def _prediction_checks(c: Criteria, canary: VersionWindow, needed: int,
 
 def judge_interval(criteria: Criteria, canary: VersionWindow | None,
                    stable: VersionWindow | None) -> IntervalVerdict:
+    """`_judge`, with the verdict remembering which codes counted as errors."""
+    return replace(_judge(criteria, canary, stable), error_codes=criteria.error_codes)
+
+
+def _judge(criteria: Criteria, canary: VersionWindow | None,
+           stable: VersionWindow | None) -> IntervalVerdict:
     """Judge one interval of the canary against absolute limits and against stable.
 
     - canary None (no metrics) or fewer than minRequests canary requests (at
@@ -377,70 +415,3 @@ def judge_interval(criteria: Criteria, canary: VersionWindow | None,
         return IntervalVerdict("inconclusive", tuple(unknown), canary, stable_w)
     return IntervalVerdict("pass", tuple(c.sentence for c in checks) + tuple(notes),
                            canary, stable_w)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The rollup of an analysis run's intervals, for plan and `rollouts status`."""
-
-    outcome: RunOutcome
-    consecutive_failures: int
-    passes_since_failure: int
-    passed: int
-    failed: int
-    inconclusive: int
-
-
-def _effective(outcome: Outcome, on_no_data: OnNoData) -> Outcome:
-    """What an interval counts as once onNoData is applied to inconclusive ones."""
-    if outcome != "inconclusive" or on_no_data == "pause":
-        return outcome
-    return on_no_data
-
-
-def summarize_run(criteria: Criteria, history: Sequence[IntervalVerdict],
-                  required_passes: int = 1) -> RunSummary:
-    """Roll a run's interval verdicts (oldest first) up into one outcome.
-
-    - fail: failureLimit consecutive failed intervals anywhere in the history
-      (sticky: a later pass does not undo a revert decision).
-    - paused: the latest interval is inconclusive and onNoData is pause; such
-      intervals neither count as failures nor as passes, and do not break a
-      streak of failures (they are transparent).
-    - pass: at least `required_passes` passed intervals since the last failed
-      one, and the latest counted interval passed. The caller (plan) owns the
-      clock: it advances a step when the hold has elapsed and this says pass.
-    - continue: otherwise (including an empty history).
-    """
-    limit = max(criteria.failure_limit, 1)
-    streak = passes = passed = failed = inconclusive = 0
-    tripped = False
-    for verdict in history:
-        if verdict.outcome == "inconclusive":
-            inconclusive += 1
-        counted = _effective(verdict.outcome, criteria.on_no_data)
-        if counted == "fail":
-            failed += 1
-            streak += 1
-            passes = 0
-            tripped = tripped or streak >= limit
-        elif counted == "pass":
-            passed += 1
-            streak = 0
-            passes += 1
-    outcome: RunOutcome
-    if tripped:
-        outcome = "fail"
-    elif history and _effective(history[-1].outcome, criteria.on_no_data) == "inconclusive":
-        outcome = "paused"
-    elif passes >= max(required_passes, 1):
-        outcome = "pass"
-    else:
-        outcome = "continue"
-    return RunSummary(outcome, streak, passes, passed, failed, inconclusive)
-
-
-def judge_run(criteria: Criteria, history: Sequence[IntervalVerdict],
-              required_passes: int = 1) -> RunOutcome:
-    """The outcome of `summarize_run`: "continue" | "fail" | "pass" | "paused"."""
-    return summarize_run(criteria, history, required_passes).outcome

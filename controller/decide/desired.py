@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from controller.decide.analysis import Criteria
 from controller.decide.fleet import DesiredModel, DesiredState, SplitRule
 from controller.decide.progress import CanaryPlan, Step
-from controller.decide.render import base_path, render_split
+from controller.decide.render import policy_name, render_split, spec_entry
 from controller.spec.load import LoadedSpec, load_texts
-from controller.spec.model import RolloutSpec
-
-TRANSITIONS = {"availability": "availability_preserving", "resource": "resource_preserving"}
+from controller.spec.model import SERVER_ERROR_CODES, RolloutSpec
 
 
 @dataclass(frozen=True)
@@ -51,28 +49,18 @@ def desired_from_tree(
 
 def desired_model(doc: RolloutSpec, model_root: str, step: int = 0) -> DesiredModel:
     body = doc.spec
-    labels = {"stable": body.stable, **body.labels}
+    entry = spec_entry(doc, model_root)
     split: SplitRule | None = None
     if body.canary is not None:
-        labels["canary"] = body.canary.version
-        rendered = render_split(doc, min(step, max(len(body.canary.steps) - 1, 0)))
-        split = SplitRule(
-            stable_label=rendered.stable_label,
-            canary_label=rendered.canary_label,
-            canary_weight_bp=rendered.canary_weight_bp,
-            hash_key=rendered.hash_key,
-            salt=rendered.salt,
-            match=tuple((m.header, m.value) for m in rendered.match),
-            shadow=rendered.shadow,
-        )
+        split = render_split(doc, min(step, max(len(body.canary.steps) - 1, 0)))
     return DesiredModel(
-        name=body.model.name,
-        base_path=base_path(model_root, body.model.path),
-        platform=body.model.platform,
-        versions=frozenset(body.versions()),
-        labels=labels,
+        name=entry.name,
+        base_path=entry.base_path,
+        platform=entry.platform,
+        versions=entry.versions,
+        labels=dict(entry.labels),
         split=split,
-        transition=TRANSITIONS[body.transition],
+        transition=policy_name(body.transition),
     )
 
 
@@ -115,6 +103,7 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
         error_rate_max_increase=error_rate.max_increase if error_rate else None,
         latency_p99_max_s=float(latency.max) if latency and latency.max is not None else None,
         latency_p99_max_ratio=latency.max_ratio if latency else None,
+        error_codes=frozenset(error_rate.codes) if error_rate else frozenset(SERVER_ERROR_CODES),
         prediction_max_differing_rate=diff.max_differing_rate if diff else None,
         prediction_max_mean_abs=diff.max_mean_abs if diff else None,
         judge=analysis.judge,

@@ -37,11 +37,16 @@ __all__ = [
 _REVERTS = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 
 
+GatePhase = Literal["blocked", "held"]
+# The rollout phases of a canary kept out of traffic by a gate.
+HELD_PHASES: tuple[GatePhase, ...] = ("blocked", "held")
+
+
 @dataclass(frozen=True)
 class Gate:
     """Why a canary is kept out of traffic before any analysis."""
 
-    phase: Literal["blocked", "held"]
+    phase: GatePhase
     message: str
 
 

@@ -114,6 +114,9 @@ class Plan:
 def action_text(action: Action) -> str:
     """One action in words, for `rollouts plan` and the controller's log."""
     if isinstance(action, ReloadConfig):
+        if not action.models:
+            # Git has no spec left: the target is told to serve nothing at all.
+            return f"reload config [no models: unload {', '.join(sorted(action.changed))}]"
         models = ", ".join(
             f"{e.name} versions {sorted(e.versions)} labels {dict(sorted(e.labels.items()))}"
             for e in action.models

@@ -19,10 +19,11 @@ def interval_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
     p99 = canary.p99()
     summary = (
         f"{verdict.outcome} at {weight_bp / 100:g}%: canary {canary.requests:.0f} req "
-        f"{canary.error_rate:.2%} err"
+        f"{verdict.error_rate(canary):.2%} err" + code_counts(canary, verdict.error_codes)
         + (f" p99 {p99 * 1000:.1f}ms" if p99 is not None else "")
         + _shadow_text(canary)
-        + f"; stable {stable.requests:.0f} req {stable.error_rate:.2%} err"
+        + f"; stable {stable.requests:.0f} req {verdict.error_rate(stable):.2%} err"
+        + code_counts(stable, verdict.error_codes)
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
     return {"summary": summary, "weightBp": weight_bp, **numbers}
@@ -36,6 +37,18 @@ def _shadow_text(canary: VersionWindow) -> str:
     return (f", shadow {canary.compared:.0f} compared"
             + (f" {rate:.2%} differ" if rate is not None else "")
             + (f" mean|diff| {mean:.4g}" if mean is not None else ""))
+
+
+def code_counts(window: VersionWindow, counted: frozenset[str] | None) -> str:
+    """" (UNAVAILABLE 3, INVALID_ARGUMENT 5 not counted)", or "" with no errors."""
+    if not window.errors_by_code:
+        return ""
+    parts = [
+        f"{code} {count:.0f}" + ("" if counted is None or code in counted else " not counted")
+        for code, count in sorted(window.errors_by_code, key=lambda pair: (-pair[1], pair[0]))
+        if count > 0
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,6 @@ class Demo:
     def _start_controller(self) -> None:
         from controller.decide.fleet import TargetAddress
         from controller.runtime.runner import Controller, ControllerSettings
-        from controller.runtime.status_server import StatusServer
 
         assert self.workspace is not None and self.server is not None
         listen = f"127.0.0.1:{free_port()}"
@@ -204,7 +203,10 @@ class Demo:
                 listen=listen,
             )
         )
-        self.status_server = StatusServer(self.controller, listen)
+        # The controller's own HTTP surface: status, webhook and the dashboard.
+        status_server = self.controller.http_server()
+        assert status_server is not None
+        self.status_server = status_server
         self.status_server.start()
         self.status_url = f"http://{listen}"
         self.controller.start()
@@ -360,6 +362,7 @@ class Demo:
         if self.server is not None and self.server.alive():
             lines += [
                 f"  rollouts status --controller {self.status_url}",
+                f"  open {self.status_url}/ (the dashboard)",
                 f"  curl {self.server.rest_url}/v1/models/{MODEL}",
                 f"  curl -d '{{\"instances\": [1.0]}}' -H 'x-user-id: me' "
                 f"{self.server.rest_url}/v1/models/{MODEL}:predict",

@@ -106,6 +106,8 @@ class RolloutStatus:
     message: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     due_at: float | None = None  # wall-clock time of this canary's next decision
+    # The journal's other events (proposed, started, step, verdict), for the dashboard.
+    events: list[dict[str, Any]] = field(default_factory=list)
     awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
@@ -172,6 +174,8 @@ class RolloutDriver:
         # Verdict commits that could not be written (push error, lost races, a taken
         # branch), counted by kind, for the controller's own metrics.
         self.write_failures: dict[str, int] = {}
+        # Verdict commits written (or proposed on their branch), by kind.
+        self.verdicts: dict[str, int] = {}
         self._start_commits: dict[tuple[str, str, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
@@ -336,6 +340,11 @@ class RolloutDriver:
                 for e in events
                 if e.kind == "interval"
             ],
+            events=[
+                {"kind": e.kind, "at": e.at, "step": e.step, "outcome": e.outcome}
+                for e in events
+                if e.kind != "interval"
+            ],
         )
         kind = decision.kind
         if kind == "wait_ready" and not any(
@@ -447,6 +456,7 @@ class RolloutDriver:
                 "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
                 sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
+            self._count(self.verdicts, pending)
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
             log.warning(
@@ -457,7 +467,11 @@ class RolloutDriver:
         return None
 
     def _write_failed(self, pending: Pending) -> None:
-        self.write_failures[pending.kind] = self.write_failures.get(pending.kind, 0) + 1
+        self._count(self.write_failures, pending)
+
+    @staticmethod
+    def _count(counts: dict[str, int], pending: Pending) -> None:
+        counts[pending.kind] = counts.get(pending.kind, 0) + 1
 
     def _finish_on_branch(
         self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]
@@ -465,6 +479,7 @@ class RolloutDriver:
         branch = verdict_branch(pending.model, pending.kind, pending.version)
         outcome = write_to_branch(writer, branch, pending.canary_commit, make)
         if outcome.status is BranchStatus.PUSHED:
+            self._count(self.verdicts, pending)
             log.info(
                 "%s: %s commit %s pushed to branch %s; the canary is held until it reaches %s",
                 pending.model, pending.kind, outcome.sha[:12], branch, writer.branch,

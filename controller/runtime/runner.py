@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.adapters.gitrepo import GitError, GitRepo, Signing
+from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,
@@ -33,11 +33,14 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.runtime.dashboard.routes import DashboardSettings
+from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.logfields import fields
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import StatusServer
+from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView, TimedTarget
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,11 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
+    # The dashboard on `listen`: its token (empty: open, loopback only), the link
+    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
+    dashboard_token: str = field(default="", repr=False)
+    commit_url: str = ""
+    acting_commands: tuple[str, ...] = ()
     # Who the verdict commits are by (author and committer), and git's own signing:
     # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
     git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
@@ -108,15 +116,18 @@ class Controller:
         # A down target is retried at least once per git poll, so a restarted
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
-        self.reconciler = reconciler or Reconciler([target_client(t, settings)
-                                                    for t in settings.targets],
-                                                   backoff=Backoff(min(1.0, poll), poll))
+        self.metrics = ControllerMetrics(self._metrics_view)
+        self.reconciler = reconciler or Reconciler(
+            [TimedTarget(target_client(t, settings), self.metrics) for t in settings.targets],
+            backoff=Backoff(min(1.0, poll), poll),
+        )
         self.notes = GitNotes(self.git)
         self.driver = RolloutDriver(
             self.git, self.notes, provider or default_provider(settings), clock=clock,
             branch_writer=self.git if settings.write_back == "branch" else None,
         )
         self.state = ControllerState()
+        self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
         self._reconciling = threading.Lock()
         self._git_requested = threading.Event()
@@ -147,8 +158,9 @@ class Controller:
             if head == self.state.commit_seen:
                 return False
             self.state.commit_seen = head
+        self._record_fetch_lag(head)
         try:
-            items = self.git.read_tree(head, self.settings.specs_dir)
+            items = self.read_specs(head)
         except GitError as err:
             items, problems = [], [redact(str(err))]
             snapshot = None
@@ -169,6 +181,21 @@ class Controller:
             extra=fields("specs", commit=head),
         )
         return True
+
+    def read_specs(self, head: str) -> list[tuple[str, str]]:
+        """The spec files at `head`; none when git history shows the folder was deleted.
+
+        Removing every spec removes the folder from git's tree: that means "serve
+        nothing". A folder that never existed is a configuration error (a mistyped
+        --specs-dir), and PathNotFound fails closed.
+        """
+        folder = self.settings.specs_dir
+        try:
+            return self.git.read_tree(head, folder)
+        except PathNotFound:
+            if folder.strip("/") and self.git.log(head, paths=[folder], max_count=1):
+                return []
+            raise
 
     def reconcile(self, wait_s: float = 0.0) -> ReconcileResult | None:
         """Drive the canaries one tick, then converge the fleet on the result.
@@ -196,12 +223,14 @@ class Controller:
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
         self._schedule_tick(drive.next_due)
         desired = drive.desired
+        started = time.monotonic()
         result = self.reconciler.run(
             desired,
             deadline_s=self.settings.reconcile_deadline_s,
             # A person's commit (or a stop) must not wait behind a slow load.
             superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
         )
+        self.metrics.reconciled(result, time.monotonic() - started)
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
@@ -228,6 +257,29 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _record_fetch_lag(self, head: str) -> None:
+        """Commit time of a new head -> now: how long a push takes to be seen."""
+        try:
+            infos = self.git.log(head, max_count=1)
+        except GitError:
+            return
+        if infos:
+            self.metrics.git_seen(infos[0].committed_at, time.time())
+
+    def _metrics_view(self) -> StateView:
+        with self._lock:
+            return StateView(
+                model_commits=dict(self.state.model_commits),
+                canaries={name: CanaryView(s.phase, s.weight_bp)
+                          for name, s in self.state.rollouts.items()},
+                verdicts=dict(self.driver.verdicts),
+                write_failures=dict(self.driver.write_failures),
+            )
+
+    def metrics_text(self) -> bytes:
+        """The body of GET /metrics: the controller's own series, Prometheus text."""
+        return self.metrics.render()
 
     def _log_new_findings(self, result: ReconcileResult, commit: str) -> None:
         """A finding is logged when it appears, not again on every tick it persists."""
@@ -318,7 +370,7 @@ class Controller:
         self.reconciler.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
-        server = StatusServer(self, self.settings.listen) if self.settings.listen else None
+        server = self.http_server()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
@@ -334,6 +386,30 @@ class Controller:
             self.stop()
 
     # -- status ----------------------------------------------------------
+    def http_server(self) -> StatusServer | None:
+        """The status, webhook and dashboard server on `listen`, or None without one."""
+        if not self.settings.listen:
+            return None
+        dashboard = DashboardSettings(
+            token=self.settings.dashboard_token,
+            commit_url=self.settings.commit_url,
+            available_commands=self.settings.acting_commands,
+        )
+        return StatusServer(self, self.settings.listen, (self, dashboard))
+
+    def rollout_history(self, model: str) -> RolloutHistory | None:
+        """The model's canary journal for the dashboard: the running one, else the last
+        one this process saw (a restarted controller rebuilds running ones from notes)."""
+        with self._lock:
+            status = self.state.rollouts.get(model)
+            snapshot = self.state.snapshot
+            plan = snapshot.canary_plan(model) if snapshot else None
+            if status is None or plan is None or snapshot is None:
+                return self._histories.get(model)
+            history = history_of(status, plan, snapshot.criteria(model))
+            self._histories[model] = history
+            return history
+
     @property
     def webhook_secret(self) -> bytes:
         return self.settings.webhook_secret

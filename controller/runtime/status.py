@@ -7,13 +7,14 @@ the notes and the targets can rebuild after a restart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast
 
 from controller.adapters.redact import redact
 from controller.decide.desired import Snapshot
 from controller.decide.fleet import ObservedTarget
+from controller.decide.gates import HELD_PHASES
 from controller.runtime.reconcile import ReconcileResult
 from controller.runtime.rollout import RolloutStatus
 
@@ -74,6 +75,9 @@ class ModelDoc(TypedDict):
     versions: list[int]
     labels: dict[str, int]
     splitWeightBp: int | None
+    # What the reachable targets actually serve the canary (None: they disagree or
+    # none answers); splitWeightBp above is the spec's.
+    servingWeightBp: int | None
     targets: dict[str, TargetDoc]
     rollout: RolloutDoc | None
     errors: list[str]
@@ -82,6 +86,13 @@ class ModelDoc(TypedDict):
 class FindingDoc(TypedDict):
     target: str
     model: str
+    message: str
+
+
+class HeldDoc(TypedDict):
+    model: str
+    version: int
+    phase: str
     message: str
 
 
@@ -96,6 +107,8 @@ class StatusDoc(TypedDict):
     lastReconcileAt: str
     reconcileErrors: list[str]
     findings: list[FindingDoc]
+    # Canaries the spec proposes and the controller keeps out of traffic.
+    held: list[HeldDoc]
     models: dict[str, ModelDoc]
 
 
@@ -133,6 +146,17 @@ def rollout_doc(status: RolloutStatus) -> RolloutDoc:
     }
 
 
+def serving_weight(model: str, observed: Iterable[ObservedTarget]) -> int | None:
+    """The canary weight every reachable target serves `model` at (0 without a
+    split), or None when they disagree or none is reachable."""
+    weights = {
+        (seen.split.canary_weight_bp if seen.split else 0)
+        for target in observed if target.reachable
+        for seen in [target.models.get(model)] if seen is not None
+    }
+    return weights.pop() if len(weights) == 1 else None
+
+
 def _target_doc(name: str, seen: ObservedTarget | None) -> TargetDoc:
     obs = seen.models.get(name) if seen and seen.reachable else None
     return {
@@ -162,21 +186,29 @@ def status_document(
             "versions": sorted(model.versions),
             "labels": dict(model.labels),
             "splitWeightBp": model.split.canary_weight_bp if model.split else None,
+            "servingWeightBp": serving_weight(name, observed.values()),
             "targets": {t: _target_doc(name, observed.get(t)) for t in targets},
             "rollout": rollout_doc(rollout) if rollout is not None else None,
             "errors": [f.message for f in findings if f.model == name],
         }
+    held: list[HeldDoc] = [
+        {"model": r.model, "version": r.version, "phase": r.phase, "message": r.message}
+        for _, r in sorted(state.rollouts.items()) if r.phase in HELD_PHASES
+    ]
     return {
         "repo": redact(repo),
         "branch": branch,
         "commitSeen": state.commit_seen,
         "commitApplied": state.commit_applied,
-        "inSync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen,
+        # A held canary is git asking for something the fleet does not do: not in sync.
+        "inSync": bool(result and result.in_sync) and state.commit_applied == state.commit_seen
+        and not held,
         "specErrors": list(state.spec_errors),
         "gitError": state.git_error,
         "lastReconcileAt": state.last_reconcile_at,
         "reconcileErrors": list(result.errors) if result else [],
         "findings": [{"target": f.target, "model": f.model, "message": f.message}
                      for f in findings],
+        "held": held,
         "models": models,
     }

@@ -1,4 +1,5 @@
-"""The controller's small HTTP surface: GET /status (JSON), POST /webhook, GET /healthz.
+"""The controller's HTTP surface: GET /status (JSON), GET /metrics (Prometheus text),
+POST /webhook, GET /healthz, and the read-only dashboard (`controller.runtime.dashboard`).
 
 Runs uvicorn on its own thread and event loop so the scheduler and the HTTP
 server never block each other.
@@ -17,9 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from controller.runtime.dashboard.auth import check_listen
+from controller.runtime.dashboard.routes import DashboardSettings, DashboardSource, dashboard_routes
 from controller.runtime.status import StatusDoc
 from controller.runtime.webhook import verify
 
+# Prometheus' text exposition format, as prometheus-client writes it.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_WEBHOOK_BODY = 1 << 20  # GitHub caps payloads at 25 MB; a push event is far smaller.
 
 
@@ -31,12 +36,20 @@ class StatusSource(Protocol):
 
     def status(self) -> StatusDoc: ...
 
+    def metrics_text(self) -> bytes: ...
+
     def trigger(self) -> None: ...
 
 
-def build_app(controller: StatusSource) -> Starlette:
+def build_app(
+    controller: StatusSource,
+    dashboard: tuple[DashboardSource, DashboardSettings] | None = None,
+) -> Starlette:
     async def status(_: Request) -> Response:
         return JSONResponse(dict(controller.status()))
+
+    async def metrics(_: Request) -> Response:
+        return Response(controller.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -59,18 +72,28 @@ def build_app(controller: StatusSource) -> Starlette:
     return Starlette(
         routes=[
             Route("/status", status, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/webhook", webhook, methods=["POST"]),
+            *(dashboard_routes(*dashboard) if dashboard is not None else []),
         ]
     )
 
 
 class StatusServer:
-    def __init__(self, controller: StatusSource, listen: str) -> None:
+    def __init__(
+        self,
+        controller: StatusSource,
+        listen: str,
+        dashboard: tuple[DashboardSource, DashboardSettings] | None = None,
+    ) -> None:
         host, _, port = listen.rpartition(":")
+        host = host or "127.0.0.1"
+        if dashboard is not None:
+            check_listen(listen, dashboard[1].token)
         config = uvicorn.Config(
-            build_app(controller),
-            host=host or "127.0.0.1",
+            build_app(controller, dashboard),
+            host=host,
             port=int(port),
             log_level="warning",
             lifespan="off",

@@ -62,6 +62,8 @@ class ControllerConfig(_Strict):
     listen: str | None = None
     webhook_secret_file: str | None = None
     prometheus_url: str | None = None
+    dashboard_token_file: str | None = None
+    commit_url: str | None = None
     target_token_file: str | None = None
     target_ca_file: str | None = None
     target_cert_file: str | None = None

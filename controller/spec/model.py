@@ -310,6 +310,20 @@ class Step(_Strict):
     )
 
 
+# gRPC's canonical status names other than OK (REST answers map onto them).
+StatusCode = Literal[
+    "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+]
+# What counts as a canary error by default: the server failing, never a client's
+# own bad request (one client sending malformed input must not revert a canary).
+SERVER_ERROR_CODES: tuple[StatusCode, ...] = (
+    "INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS", "RESOURCE_EXHAUSTED",
+)
+
+
 class ErrorRateCheck(_Strict):
     max: Fraction | None = Field(
         default=None, description="Highest canary error rate allowed, a fraction 0..1."
@@ -317,6 +331,13 @@ class ErrorRateCheck(_Strict):
     max_increase: Fraction | None = Field(
         default=None,
         description="Highest canary error rate minus stable error rate, a fraction 0..1.",
+    )
+    codes: list[StatusCode] = Field(
+        default_factory=lambda: list(SERVER_ERROR_CODES),
+        min_length=1,
+        description="The status codes that count as errors (gRPC names; REST answers map "
+        "onto them). Default: the server-side failures " + ", ".join(SERVER_ERROR_CODES)
+        + "; a client's INVALID_ARGUMENT or NOT_FOUND does not count.",
     )
 
 

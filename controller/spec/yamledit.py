@@ -32,6 +32,7 @@ __all__ = [
     "promote",
     "remove_canary",
     "set_canary",
+    "set_canary_flag",
     "stable_version",
 ]
 
@@ -297,6 +298,42 @@ def set_canary(text: str, model_name: str, version: int) -> str:
             keys = list(spec.keys())
             position = keys.index("stable") + 1 if "stable" in spec else len(keys)
             spec.insert(position, "canary", CommentedMap([("version", version)]))
+
+    return _edit(text, model_name, text_edit, data_edit)
+
+
+def set_canary_flag(text: str, model_name: str, key: str, value: bool) -> str:
+    """Set a boolean of the canary block (`retry`), added after `version` if absent.
+
+    Raises YamlEditError when the model's document has no canary block.
+    """
+    _, found = _spec_of(_load_docs(text), model_name)
+    if not isinstance(found.get("canary"), CommentedMap):
+        raise YamlEditError(f"{model_name!r} has no canary block")
+    literal = "true" if value else "false"
+
+    def text_edit(spec: CommentedMap, lines: list[str]) -> None:
+        canary = spec["canary"]
+        if canary.fa.flow_style():
+            return  # `canary: {...}`: left to the round-trip fallback
+        if key in canary and not isinstance(canary[key], CommentedMap | CommentedSeq):
+            line, col = canary.lc.value(key)
+            lines[line] = _replace_scalar(lines[line], col, literal)
+            return
+        anchor = "version" if "version" in canary else list(canary.keys())[0]
+        line, col = canary.lc.key(anchor)
+        at = _block_end(lines, line, col)
+        _ensure_newline(lines, at - 1)
+        lines.insert(at, " " * col + f"{key}: {literal}\n")
+
+    def data_edit(spec: CommentedMap) -> None:
+        canary = spec["canary"]
+        if key in canary:
+            canary[key] = value
+        else:
+            keys = list(canary.keys())
+            position = keys.index("version") + 1 if "version" in canary else len(keys)
+            canary.insert(position, key, value)
 
     return _edit(text, model_name, text_edit, data_edit)
 

@@ -52,6 +52,12 @@ def _read(path: str) -> str:
         raise ConfigFileError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
 
 
+def read_text_proto(path: str, message: Message) -> Message:
+    """Fill `message` from the text-format file at `path`; errors name file:line:col."""
+    _parse_text(path, _read(path), message)
+    return message
+
+
 def parse_model_server_config(path: str, text: str) -> model_server_config_pb2.ModelServerConfig:
     """Parse text already read from `path` (so pollers can compare contents first)."""
     config = model_server_config_pb2.ModelServerConfig()

@@ -54,8 +54,10 @@ def _echo(served: Served, target: model_pb2.ModelSpec, with_signature: bool = Tr
 
 # tensorflow-serving-api ships no type information: its servicer bases are Any.
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, tensor_content: bool = False) -> None:
         self.dataplane = dataplane
+        # --enable_serialization_as_tensor_content: Predict outputs as raw bytes.
+        self.tensor_content = tensor_content
 
     @answers_errors
     def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
@@ -75,7 +77,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _echo(result.served, response.model_spec)
         for alias, array in result.outputs.items():
-            response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array))
+            response.outputs[alias].CopyFrom(tensor_codec.from_ndarray(array, self.tensor_content))
         return response
 
     @answers_errors
@@ -131,7 +133,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-def add_to_server(dataplane: DataPlane, server: grpc.Server) -> PredictionServicer:
-    servicer = PredictionServicer(dataplane)
+def add_to_server(dataplane: DataPlane, server: grpc.Server,
+                  tensor_content: bool = False) -> PredictionServicer:
+    servicer = PredictionServicer(dataplane, tensor_content)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     return servicer

@@ -33,23 +33,28 @@ def build_grpc_server(
     credentials: grpc.ServerCredentials | None = None,
     max_receive_bytes: int = 0,
     maximum_concurrent_rpcs: int | None = None,
+    channel_arguments: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.Server:
     """A server with every service registered and `address` bound (not started).
 
     `credentials`: TLS (serving/config/tls.py); None: plaintext. `max_receive_bytes`
     0 keeps TF Serving's INT_MAX. `maximum_concurrent_rpcs`: beyond it grpc
     answers RESOURCE_EXHAUSTED at once rather than queueing.
+    `channel_arguments` (--grpc_channel_arguments) come last and win over ours:
+    a key given twice keeps its last value.
     Raises RuntimeError if the address cannot be bound. The bound port is
     available as `server.bound_port` (useful when `address` ends in :0).
     """
+    options: dict[str, int | str] = {
+        "grpc.max_send_message_length": _MAX_MESSAGE,
+        "grpc.max_receive_message_length": max_receive_bytes or _MAX_MESSAGE,
+        "grpc.so_reuseport": 0,  # a busy port must fail, not be shared
+    }
+    options.update(channel_arguments)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=list(interceptors),
-        options=[
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-            ("grpc.max_receive_message_length", max_receive_bytes or _MAX_MESSAGE),
-            ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared
-        ],
+        options=list(options.items()),
         maximum_concurrent_rpcs=maximum_concurrent_rpcs,
     )
     add_model_service(core, server)
@@ -64,6 +69,12 @@ def build_grpc_server(
         raise RuntimeError(f"Failed to bind gRPC server to {address}")
     server.bound_port = port  # type: ignore[attr-defined]
     return server
+
+
+def alts_credentials() -> grpc.ServerCredentials:
+    """--use_alts_credentials. grpc creates ALTS credentials only on Google
+    Cloud; elsewhere binding with them fails, and serve() says why."""
+    return grpc.alts_server_credentials()
 
 
 def server_credentials(settings: SSLSettings) -> grpc.ServerCredentials:

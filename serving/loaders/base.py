@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy
 
+from serving.core.status import Code, ServingError
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -50,3 +52,18 @@ class Servable(Protocol):
     def signature_def_map(self) -> Any:
         """A tensorflow.serving.SignatureDefMap proto, for GetModelMetadata."""
         ...
+
+
+def check_input_names(signature: Signature, inputs: Mapping[str, object]) -> None:
+    """Every input of the signature and nothing else, or INVALID_ARGUMENT naming both."""
+    missing = sorted(set(signature.inputs) - set(inputs))
+    extra = sorted(set(inputs) - set(signature.inputs))
+    if missing or extra:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
+            f"len({{{', '.join(sorted(inputs))}}}) != "
+            f"len({{{', '.join(sorted(signature.inputs))}}}). "
+            f"Sent extra: {{{', '.join(extra)}}}. Missing but required: "
+            f"{{{', '.join(missing)}}}.",
+        )

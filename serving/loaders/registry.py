@@ -1,7 +1,8 @@
 """Platform name -> loader factory (TF Serving's platform_config_map).
 
 A factory turns a version directory into a `Loader`. Only `tensorflow` is
-built in; other platforms (or test fakes) plug in with `register`. Importing
+built in (loading with the server's SavedModelOptions: tags, session config,
+warmup); other platforms (or test fakes) plug in with `register`. Importing
 this module does not import TensorFlow: the TF loader is imported on first use.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from serving.core.loader import Loader
 from serving.core.status import Code, ServingError
+from serving.loaders.options import DEFAULT_OPTIONS, SavedModelOptions
 
 # A version directory path -> a loader for it.
 LoaderFactory = Callable[[str], Loader]
@@ -19,10 +21,13 @@ LoaderFactory = Callable[[str], Loader]
 TENSORFLOW = "tensorflow"
 
 
-def _tensorflow_factory(path: str) -> Loader:
-    from serving.loaders.tensorflow_loader import TensorFlowLoader
+def tensorflow_factory(options: SavedModelOptions = DEFAULT_OPTIONS) -> LoaderFactory:
+    def factory(path: str) -> Loader:
+        from serving.loaders.tensorflow_loader import TensorFlowLoader
 
-    return TensorFlowLoader(path)
+        return TensorFlowLoader(path, options)
+
+    return factory
 
 
 class PlatformRegistry:
@@ -31,7 +36,7 @@ class PlatformRegistry:
     def __init__(self, factories: dict[str, LoaderFactory] | None = None) -> None:
         self._lock = threading.Lock()
         self._factories: dict[str, LoaderFactory] = dict(
-            factories if factories is not None else {TENSORFLOW: _tensorflow_factory}
+            factories if factories is not None else {TENSORFLOW: tensorflow_factory()}
         )
 
     def register(self, platform: str, factory: LoaderFactory) -> None:
@@ -54,5 +59,5 @@ class PlatformRegistry:
         return found
 
 
-def default_registry() -> PlatformRegistry:
-    return PlatformRegistry()
+def default_registry(options: SavedModelOptions | None = None) -> PlatformRegistry:
+    return PlatformRegistry({TENSORFLOW: tensorflow_factory(options or DEFAULT_OPTIONS)})

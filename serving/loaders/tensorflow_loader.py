@@ -1,10 +1,12 @@
 """The `tensorflow` platform: load a SavedModel version and run its signatures.
 
-Owns everything TensorFlow-specific about a model version: reading the
-SignatureDefs from saved_model.pb, `tf.saved_model.load`, converting inputs to
-the declared dtypes, mapping TensorFlow's runtime errors onto our error
-taxonomy, and replaying TF Serving warmup records before the version is
-declared AVAILABLE.
+Chooses how a version runs, as TF Serving would load it: a TF2 SavedModel
+(an object graph, written by `tf.saved_model.save`) through
+`tf.saved_model.load` and its signature functions, here; a TF1 SavedModel
+(SavedModelBuilder, Estimator exports) in its own graph and Session
+(session_servable). Both are warmed up (warmup) before the version is
+declared AVAILABLE, and map TensorFlow's runtime errors the same way
+(tf_errors).
 """
 
 from __future__ import annotations
@@ -12,12 +14,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import logging
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy
@@ -25,92 +24,36 @@ import numpy
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
-    get_model_metadata_pb2,
-    input_pb2,
-    prediction_log_pb2,
-)
+from tensorflow.core.protobuf import meta_graph_pb2  # noqa: E402
+from tensorflow_serving.apis import get_model_metadata_pb2  # noqa: E402
 
 from serving.core.status import Code, ServingError  # noqa: E402
-from serving.example_results import serialized_examples  # noqa: E402
-from serving.loaders.base import Signature, TensorInfo  # noqa: E402
-
-log = logging.getLogger(__name__)
-
-SERVE_TAG = "serve"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# TF Serving refuses warmup files longer than this (servables/tensorflow/util).
-MAX_WARMUP_RECORDS = 1000
-
-# TensorFlow errors a bad request can cause, as opposed to server faults.
-_REQUEST_ERRORS: dict[type[Exception], Code] = {
-    tf.errors.InvalidArgumentError: Code.INVALID_ARGUMENT,
-    tf.errors.OutOfRangeError: Code.OUT_OF_RANGE,
-    tf.errors.FailedPreconditionError: Code.FAILED_PRECONDITION,
-    tf.errors.ResourceExhaustedError: Code.RESOURCE_EXHAUSTED,
-    tf.errors.UnimplementedError: Code.UNIMPLEMENTED,
-}
-
-# Eager execution prefixes runtime errors with where the node was defined; the
-# client only needs the op's own message.
-_GRAPH_ERROR_PREFIX = re.compile(
-    r"^Graph execution error:\s*(Detected at node .*?\n(<stack traces unavailable>\n)?)?", re.S
+from serving.loaders.base import Signature, check_input_names  # noqa: E402
+from serving.loaders.meta_graph import (  # noqa: E402
+    is_tf2,
+    read_meta_graph,
+    signature_def_map,
+    signatures_from_meta_graph,
 )
-
-
-def _clean_message(message: str) -> str:
-    return _GRAPH_ERROR_PREFIX.sub("", message).strip()
-
-
-def _tensor_info(proto: meta_graph_pb2.TensorInfo) -> TensorInfo:
-    shape: tuple[int, ...] | None
-    if proto.tensor_shape.unknown_rank:
-        shape = None
-    else:
-        shape = tuple(int(dim.size) for dim in proto.tensor_shape.dim)
-    return TensorInfo(name=proto.name, dtype=int(proto.dtype), shape=shape)
-
-
-def read_meta_graph(export_dir: str) -> meta_graph_pb2.MetaGraphDef:
-    """The `serve` MetaGraphDef from saved_model.pb (SignatureDefs live here)."""
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(Path(export_dir, "saved_model.pb").read_bytes())
-    for meta_graph in saved.meta_graphs:
-        if SERVE_TAG in meta_graph.meta_info_def.tags:
-            return meta_graph
-    raise ServingError(
-        Code.NOT_FOUND,
-        f"Could not find meta graph def matching supplied tags: {{ {SERVE_TAG} }}. "
-        f"To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
-        f"`saved_model_cli`",
-    )
-
-
-def signatures_from_meta_graph(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[str, Signature]:
-    """Every SignatureDef of the meta graph as a neutral `Signature`."""
-    return {
-        key: Signature(
-            key=key,
-            method_name=sig.method_name,
-            inputs={alias: _tensor_info(info) for alias, info in sig.inputs.items()},
-            outputs={alias: _tensor_info(info) for alias, info in sig.outputs.items()},
-        )
-        for key, sig in meta_graph.signature_def.items()
-    }
+from serving.loaders.options import DEFAULT_OPTIONS, SavedModelOptions  # noqa: E402
+from serving.loaders.session_servable import SessionServable  # noqa: E402
+from serving.loaders.tf_errors import clean_message, serving_error  # noqa: E402
+from serving.loaders.warmup import run_warmup  # noqa: E402
 
 
 class TensorFlowServable:
     """A loaded SavedModel version; thread-safe for concurrent `run` calls."""
 
-    def __init__(self, export_dir: str) -> None:
+    def __init__(self, export_dir: str,
+                 meta_graph: meta_graph_pb2.MetaGraphDef | None = None,
+                 options: SavedModelOptions = DEFAULT_OPTIONS) -> None:
         self.export_dir = export_dir
-        self._meta_graph = read_meta_graph(export_dir)
+        self._meta_graph = meta_graph or read_meta_graph(export_dir, options.tags)
         try:
-            self._model = tf.saved_model.load(export_dir, tags=[SERVE_TAG])
+            self._model = tf.saved_model.load(export_dir, tags=sorted(options.tags))
         except (tf.errors.OpError, ValueError, OSError) as exc:
             raise ServingError(Code.INTERNAL, f"Failed to load SavedModel at {export_dir}: "
-                               f"{_clean_message(str(exc))}") from exc
+                               f"{clean_message(str(exc))}") from exc
         self._functions: dict[str, Any] = dict(self._model.signatures)
         every = signatures_from_meta_graph(self._meta_graph)
         # Only signatures the loaded object can execute are servable; the
@@ -128,10 +71,7 @@ class TensorFlowServable:
                 self._flat[key] = flat
 
     def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
-        result = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in self._meta_graph.signature_def.items():
-            result.signature_def[key].CopyFrom(sig)
-        return result
+        return signature_def_map(self._meta_graph)
 
     def run(
         self,
@@ -159,24 +99,11 @@ class TensorFlowServable:
             else:
                 results = self._functions[signature_key](**feeds)
         except tf.errors.OpError as exc:
-            code = next(
-                (c for cls, c in _REQUEST_ERRORS.items() if isinstance(exc, cls)), Code.INTERNAL
-            )
-            raise ServingError(code, _clean_message(exc.message)) from exc
+            raise serving_error(exc) from exc
         return {key: results[key].numpy() for key in wanted}
 
     def _feeds(self, signature: Signature, inputs: Mapping[str, numpy.ndarray]) -> dict[str, Any]:
-        missing = sorted(set(signature.inputs) - set(inputs))
-        extra = sorted(set(inputs) - set(signature.inputs))
-        if missing or extra:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
-                f"len({{{', '.join(sorted(inputs))}}}) != "
-                f"len({{{', '.join(sorted(signature.inputs))}}}). "
-                f"Sent extra: {{{', '.join(extra)}}}. Missing but required: "
-                f"{{{', '.join(missing)}}}.",
-            )
+        check_input_names(signature, inputs)
         feeds: dict[str, Any] = {}
         for alias, value in inputs.items():
             dtype = tf.dtypes.as_dtype(signature.inputs[alias].dtype)
@@ -222,69 +149,32 @@ class _FlatCall:
         return self._call_flat([feeds[alias] for alias in self._order], self._captured)
 
 
-def warmup_runs(
-    signatures: Mapping[str, Any], record: prediction_log_pb2.PredictionLog
-) -> list[tuple[str, dict[str, numpy.ndarray]]]:
-    """The signature calls one warmup record asks for (TF Serving's warmup_util:
-    predict, classify, regress and multi-inference logs)."""
-    kind = record.WhichOneof("log_type")
-    if kind == "predict_log":
-        request = record.predict_log.request
-        key = request.model_spec.signature_name or "serving_default"
-        return [(key, {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()})]
-
-    def examples_call(key: str, inp: input_pb2.Input) -> tuple[str, dict[str, numpy.ndarray]]:
-        signature = signatures.get(key)
-        alias = next(iter(signature.inputs)) if signature is not None else "inputs"
-        return key, {alias: serialized_examples(inp)}
-
-    if kind in ("classify_log", "regress_log"):
-        request = getattr(record, kind).request
-        return [examples_call(request.model_spec.signature_name or "serving_default",
-                              request.input)]
-    if kind == "multi_inference_log":
-        request = record.multi_inference_log.request
-        return [examples_call(task.model_spec.signature_name or "serving_default", request.input)
-                for task in request.tasks]
-    raise ServingError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {kind}")
-
-
-def run_warmup(servable: TensorFlowServable) -> int:
-    """Replay assets.extra/tf_serving_warmup_requests; returns the record count."""
-    path = os.path.join(servable.export_dir, WARMUP_FILE)
-    if not os.path.exists(path):
-        return 0
-    count = 0
-    for raw in tf.data.TFRecordDataset(path):
-        count += 1
-        if count > MAX_WARMUP_RECORDS:
-            raise ServingError(
-                Code.INVALID_ARGUMENT,
-                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}",
-            )
-        record = prediction_log_pb2.PredictionLog()
-        record.ParseFromString(raw.numpy())
-        for key, inputs in warmup_runs(servable.signatures, record):
-            servable.run(key, inputs)
-    log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d.",
-             servable.export_dir, count)
-    return count
+def load_servable(
+    export_dir: str, options: SavedModelOptions = DEFAULT_OPTIONS
+) -> TensorFlowServable | SessionServable:
+    """The version at `export_dir`, TF2 or TF1 by what its meta graph holds."""
+    meta_graph = read_meta_graph(export_dir, options.tags)
+    if is_tf2(meta_graph):
+        return TensorFlowServable(export_dir, meta_graph, options)
+    return SessionServable(export_dir, meta_graph, options)
 
 
 class TensorFlowLoader:
     """Loads one SavedModel version directory (the core's `Loader` protocol)."""
 
-    def __init__(self, export_dir: str) -> None:
+    def __init__(self, export_dir: str, options: SavedModelOptions = DEFAULT_OPTIONS) -> None:
         self.export_dir = export_dir
-        self._servable: TensorFlowServable | None = None
+        self.options = options
+        self._servable: TensorFlowServable | SessionServable | None = None
 
-    def load(self) -> TensorFlowServable:
-        servable = TensorFlowServable(self.export_dir)
-        try:
-            run_warmup(servable)
-        except ServingError:
-            servable.close()
-            raise
+    def load(self) -> TensorFlowServable | SessionServable:
+        servable = load_servable(self.export_dir, self.options)
+        if self.options.enable_warmup:
+            try:
+                run_warmup(servable, self.options.warmup_iterations)
+            except ServingError:
+                servable.close()
+                raise
         self._servable = servable
         return servable
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
 from tests.gitops import Person, spec
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,9 @@ from controller.adapters.journal import GitNotes
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import REPO, ServerProcess, free_port, wait_for
+from tests.conftest import REPO, ServerProcess
 from tests.gitops import Person, git, spec
+from tests.helpers import free_port, wait_for
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration

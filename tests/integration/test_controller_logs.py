@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO
 from tests.gitops import Person, spec
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_real_run_logs_each_change_with_target_and_commit_and_no_tick_chatter(
 
         def applied(commit: str) -> bool:
             document = status()
-            return bool(document.get("in_sync")) and document.get("commit_applied") == commit
+            return bool(document.get("inSync")) and document.get("commitApplied") == commit
 
         assert wait_for(lambda: applied(first), 90, 0.2), log_path.read_text()[-3000:]
         canary = person.write("rollouts/hp2.yaml", spec(stable=1, canary=2), "canary hp2 v2")
@@ -74,7 +75,7 @@ def test_real_run_logs_each_change_with_target_and_commit_and_no_tick_chatter(
             ticks: set[str] = set()
 
             def seen_enough() -> bool:
-                ticks.add(status().get("last_reconcile_at", ""))
+                ticks.add(status().get("lastReconcileAt", ""))
                 return len(ticks) >= count
 
             return wait_for(seen_enough, 60, 0.3)

@@ -17,8 +17,9 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, git, spec
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -218,7 +219,7 @@ def test_webhook_triggers_fetch_and_refuses_forgeries(
     fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     person: Person = fleet["person"]
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     first = person.write("rollouts/hp2.yaml", spec(stable=1), "hp2")
     listen = f"127.0.0.1:{free_port()}"

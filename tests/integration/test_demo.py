@@ -20,8 +20,9 @@ import pytest
 from controller.cli.validate import validate
 from controller.demo.view import DemoState, merge_intervals, plain_lines
 from controller.demo.workspace import FAST, NORMAL, Timings, spec_text
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO
 from tests.gitops import git
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import wait_for
 from tests.integration.test_controller_canary import (
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
     label_version,

@@ -26,8 +26,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import ServerProcess, serving, wait_for
+from tests.conftest import ServerProcess, serving
 from tests.gitops import Person, git, spec
+from tests.helpers import wait_for
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ from controller.adapters.gitrepo import GitRepo
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import PrometheusProvider
 from controller.runtime.runner import Controller
-from tests.conftest import ServerProcess, free_port, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import free_port, wait_for
 from tests.integration.test_controller_canary import (
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote
     label_version,

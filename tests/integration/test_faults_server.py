@@ -17,8 +17,9 @@ import pytest
 
 from controller.adapters.gitrepo import GitRepo
 from controller.adapters.journal import GitNotes
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess
 from tests.gitops import Person, spec
+from tests.helpers import wait_for
 from tests.integration.test_controller_canary import (
     canary_block,
     fleet,  # noqa: F401 - the fixture: two servers, models, a person's remote

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from controller.adapters.metrics import METRICS_PATH, PrometheusProvider
 from controller.decide.analysis import bucket_quantile
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,22 +38,6 @@ REQUIRED = os.environ.get("ROLLOUTS_REQUIRE_PROMETHEUS") == "1"
 needs_prometheus = pytest.mark.skipif(
     not PROMETHEUS.exists() and not REQUIRED,
     reason="/usr/bin/prometheus absent: apt-get install -y prometheus (Debian package)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class MetricsServer:
@@ -158,7 +142,7 @@ def prometheus(target: MetricsServer, tmp_path_factory: pytest.TempPathFactory,
             return False  # not listening yet
 
     try:
-        wait_for(scraped_twice, 30, "Prometheus to scrape the target twice")
+        assert wait_for(scraped_twice, 30, 0.1), "Prometheus did not scrape the target twice"
         yield server
     finally:
         process.terminate()
@@ -175,14 +159,16 @@ def test_windows_match_the_known_increments(target: MetricsServer,
                                             prometheus: Prometheus) -> None:
     provider = PrometheusProvider(prometheus.url)
     # A zero sample inside the window: a fresh scrape within the last 2s.
-    wait_for(lambda: (prometheus.scalar('count_over_time(up{job="serving"}[2s])') or 0) >= 1,
-             10, "a recent scrape")
+    assert wait_for(
+        lambda: (prometheus.scalar('count_over_time(up{job="serving"}[2s])') or 0) >= 1, 10, 0.1
+    ), "no recent scrape"
     start = time.time() - 2.0
     target.serve("2", "canary", "OK", 0.05, 99)
     target.serve("2", "canary", "INTERNAL", 0.3, 11)
     target.serve("1", "stable", "OK", 0.005, 200)
-    wait_for(lambda: prometheus.scalar('sum(rollouts_requests_total{version="2"})') == 110,
-             15, "Prometheus to scrape the increments")
+    assert wait_for(
+        lambda: prometheus.scalar('sum(rollouts_requests_total{version="2"})') == 110, 15, 0.1
+    ), "Prometheus did not scrape the increments"
     end = time.time()
 
     reading = provider.read("m", [2, 1], start, end)
@@ -194,6 +180,10 @@ def test_windows_match_the_known_increments(target: MetricsServer,
     assert 200 <= stable.requests <= 200 * 1.6
     # Every series of a target shares scrape times, so ratios come out exact.
     assert canary.error_rate == pytest.approx(11 / 110)
+    # Counted per code, for errorRate.codes and the per-code counts in verdicts.
+    assert [code for code, _ in canary.errors_by_code] == ["INTERNAL"]
+    assert canary.counted_rate(frozenset({"INTERNAL"})) == pytest.approx(11 / 110)
+    assert canary.counted_rate(frozenset({"UNAVAILABLE"})) == 0.0
     assert stable.errors == 0
     assert canary.p99() == pytest.approx(0.1 + 0.4 * (0.99 * 110 - 99) / 11)
     assert stable.p99() == pytest.approx(0.01 * 0.99)
@@ -246,6 +236,6 @@ def test_queries_select_by_version_and_escape_the_model() -> None:
     PrometheusProvider("http://prom", fetch=fetch).read('a"b', [2, 10], 100.0, 129.2)
     assert seen[0] == ('sum by (version) (increase(rollouts_requests_total'
                        '{model="a\\"b",version=~"2|10"}[30s]))')
-    assert 'status!="OK"' in seen[1]
+    assert 'status!="OK"' in seen[1] and seen[1].startswith("sum by (version, status) (")
     assert seen[2].startswith("sum by (version, le) (increase("
                               "rollouts_request_latency_seconds_bucket{")

@@ -37,9 +37,10 @@ from controller.decide.plan import ReloadConfig
 from controller.runtime.runner import Controller, ControllerSettings, target_client
 from serving.generated import rollouts_serving_pb2 as ext
 from serving.generated import rollouts_serving_pb2_grpc as ext_grpc
-from tests.conftest import REPO, ServerProcess, free_port, wait_for
+from tests.conftest import REPO, ServerProcess
 from tests.gitops import Person, spec
 from tests.grpc_requests import floats, predict_request
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.generated import rollouts_serving_pb2 as rpb
-from tests.conftest import ServerProcess, serving, wait_for
+from tests.conftest import ServerProcess, serving
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ import httpx
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.conftest import REPO, free_port, wait_for
+from tests.conftest import REPO
 from tests.grpc_requests import predict_request
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +227,21 @@ def test_shutdown_lets_in_flight_requests_finish(
     assert list(results["grpc"].outputs["y"].float_val) == [2.5]
     assert server.proc.wait(timeout=WAIT_S) == 0, server.output()
     assert "Server stopped" in server.output()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_startup_models_load_stops_at_once_saying_so(
+    tmp_path: Path, start_server: Any, sig: signal.Signals
+) -> None:
+    empty = tmp_path / "m"  # no version yet: start-up would wait --reload_config_timeout
+    empty.mkdir()
+    server = start_server("--model_name=m", f"--model_base_path={empty}",
+                          "--file_system_poll_wait_seconds=0.2", wait=False)
+    assert wait_for(lambda: "Loading the start-up models: 1" in server.output(), 120, 0.1), (
+        server.output())
+    server.proc.send_signal(sig)
+    assert server.proc.wait(timeout=60) == 128 + sig
+    output = server.output()
+    assert f"Start-up stopped by {sig.name}: interrupted while waiting for 1 model(s) to " \
+        "become available: m" in output
+    assert "Timed out" not in output and "Traceback" not in output

@@ -10,7 +10,8 @@ import pytest
 
 from serving.core.status import Code, ServingError
 from serving.loaders.registry import PlatformRegistry
-from serving.loaders.tensorflow_loader import TensorFlowServable, run_warmup, warmup_runs
+from serving.loaders.tensorflow_loader import TensorFlowServable
+from serving.loaders.warmup import run_warmup, warmup_runs
 from tests.models import WARMUP_RECORDS
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,8 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from tests.conftest import ServerProcess, serving, wait_for
+from tests.conftest import ServerProcess, serving
+from tests.helpers import wait_for
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration

@@ -33,8 +33,9 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.generated import rollouts_serving_pb2 as rpb
-from tests.conftest import ServerProcess, serving, wait_for
+from tests.conftest import ServerProcess, serving
 from tests.grpc_requests import predict_request
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

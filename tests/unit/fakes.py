@@ -1,10 +1,8 @@
-"""Fakes for unit tests of the serving core: a clock, a sleep, scripted loaders."""
+"""Fakes shared by unit tests: the one fake clock (with its sleep) and scripted loaders."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serving.core.manager import AspiredVersion
@@ -13,7 +11,10 @@ DEADLINE_S = 5.0  # generous bound for any condition a test waits on
 
 
 class FakeClock:
-    """A clock that moves only when told; `sleep` advances it instead of blocking."""
+    """A clock that moves only when told, for every seam that takes one: the
+    serving core's `Clock` (`now()`), the controller's clock callables
+    (`clock()`), and a `sleep` that advances it instead of blocking (each
+    sleep is recorded in `sleeps`)."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self._now = start
@@ -23,6 +24,9 @@ class FakeClock:
     def now(self) -> float:
         with self._lock:
             return self._now
+
+    def __call__(self) -> float:
+        return self.now()
 
     def advance(self, seconds: float) -> None:
         with self._lock:
@@ -112,14 +116,3 @@ class FakeLoaders:
 
 def aspire(*versions: int, fingerprint: str = "") -> list[AspiredVersion]:
     return [AspiredVersion(v, f"/models/m/{v}", fingerprint) for v in versions]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = DEADLINE_S) -> bool:
-    """Poll `predicate` until true or `timeout`; for conditions nothing signals."""
-    end = time.monotonic() + timeout
-    pause = threading.Event()  # never set: a bounded wait between checks
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        pause.wait(0.005)
-    return predicate()

@@ -1,4 +1,5 @@
-"""Tables for controller.decide.analysis: p99 interpolation, interval checks, run rollup."""
+"""Tables for controller.decide.analysis: p99 interpolation and interval checks (the run's
+roll-up over intervals is controller.decide.progress.fold, tested in test_progress.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ import pytest
 
 from controller.decide.analysis import (
     Criteria,
-    IntervalVerdict,
     VersionWindow,
     bucket_quantile,
     judge_interval,
-    judge_run,
     no_data,
-    summarize_run,
 )
 
 INF = math.inf
@@ -221,62 +219,3 @@ def test_verdict_to_dict_is_json_with_the_numbers() -> None:
     assert data["stable"]["errorRate"] == pytest.approx(0.001)
     assert data["canary"]["latencyP99Seconds"] == pytest.approx(0.25)
     assert data["canary"]["latencyBuckets"][-1] == ["+Inf", 100.0]
-
-
-# --- judge_run ------------------------------------------------------------------------
-
-P = IntervalVerdict("pass", (), window(1000), window(1000))
-F = IntervalVerdict("fail", ("x",), window(1000), window(1000))
-I = IntervalVerdict("inconclusive", ("y",), window(0), window(1000))  # noqa: E741
-
-
-@pytest.mark.parametrize(
-    ("on_no_data", "limit", "history", "expected"),
-    [
-        ("pause", 2, [], "continue"),
-        ("pause", 2, [P], "pass"),
-        ("pause", 2, [F], "continue"),
-        ("pause", 2, [F, F], "fail"),
-        ("pause", 2, [F, P, F, P, F], "continue"),  # interleaved: never 2 in a row
-        ("pause", 2, [F, P, F, P], "pass"),
-        ("pause", 2, [F, P, F], "continue"),
-        ("pause", 3, [F, F, P, F, F], "continue"),
-        ("pause", 2, [F, F, P, P], "fail"),  # failure is sticky
-        ("pause", 1, [P, P, F], "fail"),
-        # pause: inconclusive neither counts nor breaks a failure streak
-        ("pause", 2, [P, I], "paused"),
-        ("pause", 2, [F, I, F], "fail"),
-        ("pause", 2, [I, I, P], "pass"),
-        ("pause", 2, [F, I], "paused"),
-        # fail: inconclusive counts as a failed interval
-        ("fail", 2, [I], "continue"),
-        ("fail", 2, [I, I], "fail"),
-        ("fail", 2, [F, I], "fail"),
-        ("fail", 2, [I, P, I], "continue"),
-        # pass: inconclusive counts as a passed interval
-        ("pass", 2, [I], "pass"),
-        ("pass", 2, [F, I, F], "continue"),
-        ("pass", 1, [I, I, F], "fail"),
-    ],
-)
-def test_judge_run_table(
-    on_no_data: str, limit: int, history: list[IntervalVerdict], expected: str
-) -> None:
-    criteria = replace(CRITERIA, on_no_data=on_no_data, failure_limit=limit)  # type: ignore[arg-type]
-    assert judge_run(criteria, history) == expected
-
-
-def test_required_passes_counts_passes_since_the_last_failure() -> None:
-    criteria = replace(CRITERIA, failure_limit=3)
-    assert judge_run(criteria, [P, P, F, P], required_passes=2) == "continue"
-    assert judge_run(criteria, [P, P, F, P, I, P], required_passes=2) == "pass"
-
-
-def test_summary_counts_for_status() -> None:
-    summary = summarize_run(replace(CRITERIA, failure_limit=3), [P, I, F, I, F])
-    assert (summary.outcome, summary.consecutive_failures, summary.passes_since_failure) == (
-        "continue",
-        2,
-        0,
-    )
-    assert (summary.passed, summary.failed, summary.inconclusive) == (1, 2, 2)

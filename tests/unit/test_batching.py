@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from types import SimpleNamespace
@@ -27,18 +26,8 @@ from serving.config.batching import BatchingOptions
 from serving.core.status import Code, ServingError
 from serving.dataplane import DataPlane, ModelRef
 from serving.tensor_codec import DT_FLOAT
+from tests.helpers import WAIT_S, wait_for
 from tests.unit.dataplane_fakes import half_plus_two_core
-
-WAIT_S = 10.0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 def f32(*values: float) -> np.ndarray:

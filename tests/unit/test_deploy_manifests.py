@@ -145,12 +145,14 @@ def controller_config(tmp_path: Path) -> tuple[dict[str, Any], Any]:
     config_file = tmp_path / "controller.yaml"
     config_file.write_text(text)
     # The secret file exists only in the pod: stand in a copy of the Secret's value.
-    secret_kind, secret = mounted_file(CONTROLLER_DOCS, CONTROLLER, raw["webhookSecretFile"])
-    assert secret_kind == "secret"
-    secret_file = tmp_path / "webhook-secret"
-    secret_file.write_text(secret)
     args.config = str(config_file)
-    args.webhook_secret_file = str(secret_file)
+    for key, flag in (("webhookSecretFile", "webhook_secret_file"),
+                      ("dashboardTokenFile", "dashboard_token_file")):
+        secret_kind, secret = mounted_file(CONTROLLER_DOCS, CONTROLLER, raw[key])
+        assert secret_kind == "secret", key
+        secret_file = tmp_path / flag
+        secret_file.write_text(secret)
+        setattr(args, flag, str(secret_file))
     return raw, cli_controller.load_settings(args)
 
 

@@ -16,7 +16,8 @@ from serving.core.manager import (
 )
 from serving.core.states import LOADED_STATES
 from serving.core.status import Code, ServingError
-from tests.unit.fakes import DEADLINE_S, FakeClock, FakeLoaders, Servable, aspire, wait_for
+from tests.helpers import wait_for
+from tests.unit.fakes import DEADLINE_S, FakeClock, FakeLoaders, Servable, aspire
 
 S, L, A, U, E = (
     VersionState.START,

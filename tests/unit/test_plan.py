@@ -15,6 +15,7 @@ from controller.decide.plan import (
     ReloadConfig,
     SetSplit,
     SetTransition,
+    action_text,
     plan,
 )
 
@@ -278,3 +279,17 @@ def test_version_drift_on_plain_tf_serving_is_read_from_live_versions() -> None:
     assert reload.reasons == ("m: versions {1, 2} != {2}",)
     gone = ObservedModel("m", {1: "END", 2: A}, {"stable": 2})
     assert plan(d, [target(gone, extension=False)]).actions == ()
+
+
+def test_no_spec_left_is_one_reload_to_serve_nothing_and_says_so() -> None:
+    observed = ObservedTarget("t1", True, {
+        "hp2": ObservedModel("hp2", {1: "AVAILABLE"}, {"stable": 1},
+                             config_versions=frozenset({1})),
+        "other": ObservedModel("other", {3: "AVAILABLE"}, config_versions=frozenset({3})),
+    })
+    result = plan(DesiredState("c2", {}), [observed])
+    [action] = result.actions
+    assert isinstance(action, ReloadConfig) and action.models == ()
+    assert action.reasons == ("hp2: not in git", "other: not in git")
+    assert action_text(action) == "reload config [no models: unload hp2, other]"
+    assert plan(DesiredState("c2", {}), [ObservedTarget("t1", True, {})]).in_sync

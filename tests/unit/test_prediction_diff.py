@@ -12,10 +12,10 @@ import pytest
 
 from controller.adapters import promtext
 from controller.adapters.metrics import PrometheusProvider
-from controller.adapters.targets import split_from_proto, split_to_proto
 from controller.decide import stats
 from controller.decide.analysis import Criteria, VersionWindow, judge_interval
 from controller.decide.fleet import ShadowRule, SplitRule
+from controller.decide.render import split_from_proto, split_to_proto
 from controller.decide.verdict_text import interval_detail
 
 INF = math.inf

@@ -15,19 +15,9 @@ from controller.decide.fleet import (
 )
 from controller.decide.plan import Action, ClearSplit, ReloadConfig, SetSplit, SetTransition
 from controller.runtime.reconcile import Backoff, Reconciler
+from tests.unit.fakes import FakeClock
 
 SPLIT = SplitRule(canary_weight_bp=2500, hash_key="x-user-id")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 class SimTarget:
@@ -107,7 +97,7 @@ def state(
 
 @pytest.fixture
 def fleet() -> tuple[list[SimTarget], Reconciler, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     targets = [SimTarget("t1"), SimTarget("t2")]
     return targets, Reconciler(targets, clock=clock, sleep=clock.sleep), clock
 
@@ -136,7 +126,7 @@ def test_down_target_is_backed_off_and_rejoins(fleet) -> None:
     assert targets[0].config["m"][1] == {"stable": 1}
     assert any(f.target == "t2" and "unreachable" in f.message for f in result.findings)
     targets[1].up = True
-    clock.t += 120  # past any backoff
+    clock.advance(120)  # past any backoff
     assert rec.run(state({1}, {"stable": 1})).in_sync
     assert targets[1].config["m"][1] == {"stable": 1}
 
@@ -168,7 +158,7 @@ def test_returns_at_once_when_only_a_down_target_remains(fleet) -> None:
     targets, rec, clock = fleet
     targets[1].up = False
     result = rec.run(state({1}, {"stable": 1}), deadline_s=3600)
-    assert not result.in_sync and clock.t < 60  # did not sit out the deadline
+    assert not result.in_sync and clock() < 60  # did not sit out the deadline
 
 
 def test_superseded_desired_state_returns_early(fleet) -> None:

@@ -10,15 +10,22 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from controller.cli.main import main
+from controller.decide.desired import desired_from_tree
+from controller.decide.fleet import SplitRule
+from controller.decide.plan import entry_for
 from controller.decide.render import (
-    HeaderMatchRule,
-    SplitRule,
+    TRANSITION_POLICIES,
     base_path,
     config_text,
+    model_server_config,
+    policy_from_proto,
+    policy_name,
+    policy_proto,
     render_config,
     render_split,
     render_splits,
     render_transitions,
+    split_from_proto,
     split_to_proto,
 )
 from controller.spec.load import load_texts
@@ -109,11 +116,10 @@ def test_split_of_a_canary_uses_the_first_step() -> None:
     [alpha] = _specs(ALPHA)
     rule = render_split(alpha)
     assert rule == SplitRule(
-        model_name="alpha",
         canary_weight_bp=1000,
         hash_key="x-user-id",
         salt="s1",
-        match=(HeaderMatchRule("x-canary", "1"),),
+        match=(("x-canary", "1"),),
     )
     assert render_split(alpha, step=1).canary_weight_bp == 4500
 
@@ -122,14 +128,14 @@ def test_split_without_canary_or_steps_has_no_weight() -> None:
     no_steps = ALPHA.replace("    steps: [{weight: 10, hold: 1m}, {weight: 45, hold: 1m}]\n", "")
     splits = render_splits(_specs(ZEBRA, no_steps))
     assert list(splits) == ["alpha", "zebra"]
-    assert splits["zebra"] == SplitRule(model_name="zebra", canary_weight_bp=0)
+    assert splits["zebra"] == SplitRule(canary_weight_bp=0)
     assert splits["alpha"].canary_weight_bp == 0
-    assert splits["alpha"].match == (HeaderMatchRule("x-canary", "1"),)
+    assert splits["alpha"].match == (("x-canary", "1"),)
 
 
 def test_split_to_proto() -> None:
     [alpha] = _specs(ALPHA)
-    proto = split_to_proto(render_split(alpha))
+    proto = split_to_proto("alpha", render_split(alpha))
     assert proto == rollouts_serving_pb2.Split(
         model_name="alpha",
         stable_label="stable",
@@ -139,6 +145,36 @@ def test_split_to_proto() -> None:
         salt="s1",
         match=[rollouts_serving_pb2.HeaderMatch(header="x-canary", value="1")],
     )
+    # What a target reports back reads as the same rule.
+    assert split_from_proto(proto) == render_split(alpha)
+    assert split_from_proto(rollouts_serving_pb2.Split(model_name="alpha")) == SplitRule()
+
+
+def test_the_pushed_config_is_the_rendered_config() -> None:
+    """The controller pushes `model_server_config` of the planner's entries: once every
+    label is ready, that is exactly what `rollouts render` prints for the same specs."""
+    texts = [("zebra.yaml", ZEBRA), ("alpha.yaml", ALPHA)]
+    snapshot, problems = desired_from_tree(texts, "c1", "/models")
+    assert snapshot is not None and not problems
+    entries = [entry_for(model, None, model.labels) for model in snapshot.desired.models.values()]
+    pushed = model_server_config(entries)
+    assert config_text(pushed) == config_text(render_config(_specs(ZEBRA, ALPHA), "/models"))
+
+
+def test_zero_models_push_an_empty_list_not_an_unset_config() -> None:
+    # An unset config is "no action" to TF Serving: the fleet would keep serving.
+    config = model_server_config([])
+    assert config.WhichOneof("config") == "model_config_list"
+    assert config_text(config).strip() == "model_config_list {\n}"
+
+
+def test_one_transition_policy_table() -> None:
+    for policy in TRANSITION_POLICIES:
+        assert policy_name(policy.spec) == policy.name
+        assert policy_proto(policy.name) == policy.proto
+        assert policy_from_proto(policy.proto) == policy.name
+    assert policy_from_proto(rollouts_serving_pb2.TRANSITION_POLICY_UNSPECIFIED) is None
+    assert {p.spec for p in TRANSITION_POLICIES} == {"availability", "resource"}
 
 
 def test_transitions() -> None:

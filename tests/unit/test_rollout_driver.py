@@ -16,14 +16,16 @@ from controller.adapters.gitrepo import (
     WriteResult,
     WriteStatus,
 )
-from controller.adapters.journal import parse_journal
+from controller.adapters.journal import journal_line, parse_journal
 from controller.adapters.metrics import Reading
 from controller.decide.analysis import VersionWindow
 from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.decide.gates import canary_load_error, canary_ready
+from controller.decide.progress import Event
 from controller.runtime.rollout import Pending, RolloutDriver
 from controller.runtime.status import rollout_doc
+from tests.unit.fakes import FakeClock
 
 SPEC = """\
 apiVersion: rollouts/v1
@@ -132,17 +134,9 @@ def target(weight_bp: int | None, canary_state: str = "AVAILABLE") -> ObservedTa
     return ObservedTarget("t1", True, {"hp2": model})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, Clock]:
-    git, provider, clock = FakeGit(), FakeProvider(), Clock()
+def rig() -> tuple[RolloutDriver, FakeGit, FakeProvider, FakeClock]:
+    git, provider, clock = FakeGit(), FakeProvider(), FakeClock()
     return RolloutDriver(git, git, provider, clock=clock), git, provider, clock
 
 
@@ -173,7 +167,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     snap = snapshot()
 
     def tick(weight: int, advance_s: float) -> str:
-        clock.now += advance_s
+        clock.advance(advance_s)
         return driver.drive(snap, [target(weight)]).statuses["hp2"].phase
 
     assert tick(1000, 0) == "start" and provider.marks == [1000.0]
@@ -186,7 +180,7 @@ def test_passing_canary_walks_the_steps_and_promotes(rig) -> None:
     assert tick(5000, 30) == "analyse"
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "wait"  # step 2 hold not over yet
-    clock.now += 30
+    clock.advance(30)
     result = driver.drive(snap, [target(5000)])
     assert result.statuses["hp2"].phase == "promote"
     assert [p.kind for p in result.pending] == ["promote"]
@@ -207,7 +201,7 @@ def test_manual_promotion_says_ready_to_promote_and_writes_nothing(rig) -> None:
     phases = []
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30), (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         phases.append(driver.drive(snap, [target(weight)]).statuses["hp2"].phase)
     result = driver.drive(snap, [target(5000)])
     status = result.statuses["hp2"]
@@ -230,7 +224,7 @@ def test_failing_canary_is_taken_out_and_pending_revert(
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         driver.drive(snap, [target(1000)])
     result = driver.drive(snap, [target(1000)])
     assert result.statuses["hp2"].phase == "fail"
@@ -257,7 +251,7 @@ def test_unmeasured_intervals_are_skipped_never_failed(rig) -> None:
     snap = snapshot()
     driver.drive(snap, [target(1000)])
     for _ in range(4):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     assert result.pending == []
     assert kinds(git) == ["started"] + ["interval:skipped"] * 4
@@ -269,7 +263,7 @@ def test_counter_reset_interval_is_skipped(rig) -> None:
     provider.reset = True
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     driver.drive(snap, [target(1000)])
     assert kinds(git) == ["started", "interval:skipped"]
 
@@ -334,11 +328,11 @@ def test_verdict_is_acted_on_in_the_pass_that_judged_the_last_interval(rig) -> N
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     first = driver.drive(snap, [target(1000)])
     assert first.statuses["hp2"].phase == "analyse" and first.pending == []
-    assert first.next_due == clock.now + 30  # the next interval, not a fixed tick
-    clock.now += 30
+    assert first.next_due == clock() + 30  # the next interval, not a fixed tick
+    clock.advance(30)
     second = driver.drive(snap, [target(1000)])
     assert second.statuses["hp2"].phase == "fail"
     assert [p.kind for p in second.pending] == ["fail"]
@@ -369,13 +363,13 @@ WritingGit = FakeGit
 
 
 def _pending_promotion(git: WritingGit) -> Pending:
-    provider, clock = FakeProvider(), Clock()
+    provider, clock = FakeProvider(), FakeClock()
     provider.windows = {2: VersionWindow(100, 0), 1: VersionWindow(900, 0)}
     driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     for weight, advance in ((1000, 0), (1000, 30), (1000, 30), (5000, 0), (5000, 30),
                             (5000, 30)):
-        clock.now += advance
+        clock.advance(advance)
         result = driver.drive(snap, [target(weight)])
     [pending] = result.pending
     return pending
@@ -415,16 +409,16 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
             return super().read(model, versions, start, end)
 
     git = WritingGit(files={"rollouts/hp2.yaml": SPEC})
-    provider, clock = LeakyProvider(), Clock()
+    provider, clock = LeakyProvider(), FakeClock()
     driver = RolloutDriver(git, git, provider, clock=clock)
     snap = snapshot()
     driver.drive(snap, [target(1000)])
-    clock.now += 30
+    clock.advance(30)
     status = driver.drive(snap, [target(1000)]).statuses["hp2"]
     assert "not measured: http://***@127.0.0.1:9/metrics" in str(status.intervals)
     provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
     for _ in range(2):
-        clock.now += 30
+        clock.advance(30)
         result = driver.drive(snap, [target(1000)])
     [pending] = result.pending
     pending = Pending(pending.kind, pending.model, pending.version, pending.path,
@@ -433,3 +427,87 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
     assert driver.finish(pending) == "sha1"
     written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(rollout_doc(status))
     assert "s3cr3t" not in written and "scraper:" not in written
+
+
+# --- drive_preview: what `rollouts plan` shows -----------------------------------------
+
+def _journal(git: FakeGit, *events: Event) -> None:
+    git.notes_by_commit["start-commit"] = [journal_line(e, e.kind) for e in events]
+
+
+def _untouched(git: FakeGit, before: dict[str, list[str]]) -> None:
+    """The preview wrote nothing: no note, no notes push, no commit."""
+    assert git.notes_by_commit == before and git.pushes == 0 and git.commits == []
+
+
+def test_preview_of_a_spec_without_canary_is_its_desired_state(rig) -> None:
+    driver, git, _, _ = rig
+    stable_only = SPEC[: SPEC.index("  canary:")]
+    snap = snapshot(stable_only)
+    preview = driver.drive_preview(snap, [target(None)])
+    assert preview.desired == snap.desired and preview.held == {}
+    _untouched(git, {})
+
+
+def test_preview_of_a_new_canary_is_its_first_step_and_records_nothing(rig) -> None:
+    driver, git, _, _ = rig
+    preview = driver.drive_preview(snapshot(), [target(None, canary_state="LOADING")])
+    model = preview.desired.models["hp2"]
+    assert model.labels == {"stable": 1, "canary": 2} and model.versions == {1, 2}
+    assert model.split is not None and model.split.canary_weight_bp == 1000
+    assert preview.held == {}
+    _untouched(git, {})  # drive would journal "proposed"; the preview does not
+
+
+def test_preview_follows_the_journal_to_the_current_step(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2), Event("step", 200.0, "hp2", 2, 1))
+    before = dict(git.notes_by_commit)
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    split = preview.desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 5000
+    _untouched(git, before)
+
+
+def test_preview_of_a_recorded_failure_takes_the_canary_out(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2),
+             Event("verdict", 200.0, "hp2", 2, 0, "fail"))
+    before = dict(git.notes_by_commit)
+    model = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None and model.versions == {1}
+    _untouched(git, before)
+
+
+def test_preview_of_another_versions_journal_ignores_it(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 3), Event("verdict", 200.0, "hp2", 3, 0, "fail"))
+    split = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 1000
+
+
+@pytest.mark.parametrize("gate", ["blocked", "held"])
+def test_preview_holds_back_what_drive_holds_back(rig, gate: str) -> None:
+    driver, git, _, _ = rig
+    if gate == "blocked":
+        git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\n"
+                        "Rollouts-Reverted-Version: 2\n"]
+    else:
+        promotion = "b" * 40
+        git.commit_messages = {
+            "start-commit": f'Revert "rollouts: promote hp2 to 2"\n\nThis reverts commit '
+                            f"{promotion}.",
+            promotion: "rollouts: promote hp2 to 2\n\nRollouts-Model: hp2\n"
+                       "Rollouts-Promoted-Version: 2\n",
+        }
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    assert preview.held["hp2"].phase == gate
+    assert "canary.retry: true" in preview.held["hp2"].message
+    model = preview.desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None
+    # The same answer as the tick itself, which writes nothing for it either.
+    result = driver.drive(snapshot(), [target(1000)])
+    assert result.statuses["hp2"].phase == gate and result.desired == preview.desired
+    _untouched(git, {})
+    retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
+    assert driver.drive_preview(snapshot(retry), [target(1000)]).held == {}

@@ -15,6 +15,7 @@ from serving.core.status import Code, ServingError
 from serving.generated import rollouts_serving_pb2
 from serving.loaders.registry import PlatformRegistry
 from serving.server_core import CoreOptions, ServerCore
+from tests.helpers import wait_for
 
 # Loads of version directories containing this file block until released.
 BLOCK = "block"
@@ -38,15 +39,6 @@ class FakeLoader:
 
     def unload(self) -> None:
         self.unloaded.set()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def add_version(base: Path, version: int, *markers: str) -> Path:

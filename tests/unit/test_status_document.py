@@ -66,3 +66,48 @@ def test_only_the_latest_intervals_are_shown() -> None:
     doc = rollout_doc(RolloutStatus("hp2", 2, "wait", 2, 2, 5000, intervals=intervals))
     assert [i["at"] for i in doc["intervals"]] == [3.0, 4.0, 5.0, 6.0, 7.0]
     assert doc["stepText"] == "2/2"
+
+
+CANARY_SPEC = SPEC + """\
+  canary:
+    version: 2
+    split: {hashKey: x-user-id}
+    steps: [{weight: 20, hold: 1m}, {weight: 50, hold: 1m}]
+"""
+
+
+def _observed(weight_bp: int | None) -> Any:
+    from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
+
+    split = SplitRule(canary_weight_bp=weight_bp) if weight_bp is not None else None
+    return ObservedTarget("s0", True, {"hp2": ObservedModel(
+        "hp2", {1: "AVAILABLE", 2: "AVAILABLE"}, {"stable": 1, "canary": 2}, split=split)})
+
+
+def _state(rollout: RolloutStatus, weight_bp: int | None) -> ControllerState:
+    from controller.decide.plan import plan
+    from controller.runtime.reconcile import ReconcileResult
+
+    snapshot, problems = desired_from_tree([("rollouts/hp2.yaml", CANARY_SPEC)], "c1", "/m")
+    assert snapshot is not None and not problems
+    observed = (_observed(weight_bp),)
+    result = ReconcileResult(True, plan(snapshot.desired, list(observed)), observed, (), ())
+    return ControllerState(commit_seen="c1", commit_applied="c1", snapshot=snapshot,
+                           rollouts={"hp2": rollout}, last_result=result)
+
+
+def test_the_weight_shown_is_what_the_targets_serve_not_the_specs_first_step() -> None:
+    state = _state(RolloutStatus("hp2", 2, "wait", 1, 2, 5000, "c0"), 5000)
+    model = status_document(state, repo="r", branch="main", targets=["s0"])["models"]["hp2"]
+    assert model["splitWeightBp"] == 2000  # the spec's first step
+    assert model["servingWeightBp"] == 5000
+    assert model["rollout"] is not None and model["rollout"]["stepText"] == "2/2"
+
+
+def test_a_held_canary_is_listed_and_not_in_sync() -> None:
+    held = RolloutStatus("hp2", 2, "blocked", 0, 2, 0, message="auto-reverted before")
+    document = status_document(_state(held, None), repo="r", branch="main", targets=["s0"])
+    assert document["held"] == [{"model": "hp2", "version": 2, "phase": "blocked",
+                                 "message": "auto-reverted before"}]
+    assert document["inSync"] is False
+    assert document["models"]["hp2"]["servingWeightBp"] == 0

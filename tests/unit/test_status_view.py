@@ -24,10 +24,13 @@ def document() -> dict[str, Any]:
         "commitApplied": "a" * 40, "inSync": True, "specErrors": [], "gitError": "",
         "findings": [{"target": "s1", "model": "hp2", "message": "target unreachable: refused"}],
         "models": {"hp2": {
-            "commitApplied": "b" * 40, "stable": 1, "canary": 2, "splitWeightBp": 5000,
+            # The spec's first step is 20%; the targets serve the second step's 50%.
+            "commitApplied": "b" * 40, "stable": 1, "canary": 2, "splitWeightBp": 2000,
+            "servingWeightBp": 5000,
             "rollout": rollout_doc(rollout),
             "targets": {
-                "s0": {"reachable": True, "labels": {"stable": 1, "canary": 2}},
+                "s0": {"reachable": True, "labels": {"stable": 1, "canary": 2},
+                       "splitWeightBp": 5000},
                 "s1": {"reachable": False, "error": "refused", "labels": {}},
             },
         }},
@@ -43,7 +46,29 @@ def test_status_table_and_rollout_lines() -> None:
     for cell in ("b" * 12, "50%", "2/2", "up", "canary=2, stable=1"):
         assert cell in row, (cell, row)
     assert any("s1" in line and "down: refused" in line for line in text.splitlines())
-    assert "hp2 canary v2: wait, step 2/2 at 50%" in text
+    assert "20%" not in text
+    assert "hp2 canary v2: wait, step 2/2, targets serve 50%" in text
     assert "pass  pass at 10%: canary 82 req 0.00% err" in text
     assert "fail  fail at 50%: canary 96 req 3.10% err" in text
     assert "s1 hp2: target unreachable: refused" in text
+
+
+def test_a_blocked_canary_is_not_in_sync_and_shows_what_the_targets_serve() -> None:
+    doc = document()
+    blocked = RolloutStatus("hp2", 3, "blocked", 0, 2, 0, "c0ffee",
+                            message="version 3 was auto-reverted before; set canary.retry: true")
+    doc["held"] = [{"model": "hp2", "version": 3, "phase": "blocked",
+                    "message": blocked.message}]
+    model = doc["models"]["hp2"]
+    model["rollout"] = rollout_doc(blocked)
+    model["servingWeightBp"] = 0
+    model["targets"]["s0"] = {"reachable": True, "labels": {"stable": 1}, "splitWeightBp": None}
+    console = Console(file=io.StringIO(), width=160, record=True, color_system=None)
+    render_status(doc, console)
+    text = console.export_text()
+    assert "(in sync)" not in text
+    assert "(blocked: hp2 canary 3 blocked)" in text
+    row = next(line for line in text.splitlines() if "hp2" in line and "s0" in line)
+    assert " 0% " in row and "blocked" in row and "20%" not in row
+    assert "hp2 canary v3: blocked, out of traffic (targets serve 0%)" in text
+    assert "set canary.retry: true" in text

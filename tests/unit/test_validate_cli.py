@@ -218,9 +218,9 @@ def test_serve_forwards_arguments_verbatim(monkeypatch: pytest.MonkeyPatch) -> N
         received.append(argv)
         return 7
 
-    fake = types.ModuleType("serving.main")
+    fake = types.ModuleType("serving.cli")
     fake.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "serving.main", fake)
+    monkeypatch.setitem(sys.modules, "serving.cli", fake)
     argv = ["--port=8500", "--rest_api_port", "8501", "--model_config_file=/x.conf", "--help"]
     assert main(["serve", *argv]) == 7
     assert received == [argv]

@@ -30,6 +30,9 @@ class FakeController:
     def status(self) -> StatusDoc:
         return status_document(ControllerState(), repo="/srv/r.git", branch="main", targets=[])
 
+    def metrics_text(self) -> bytes:
+        return b"# no series\n"
+
 
 def post(client: TestClient, body: bytes, signature: str | None) -> Any:
     headers = {"content-type": "application/json"}
