@@ -211,11 +211,12 @@ class IntervalVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data for git notes and `rollouts status`."""
+        # errorRate as judged: of the counted codes only.
         return {
             "outcome": self.outcome,
             "reasons": list(self.reasons),
-            "canary": self.canary.to_dict(),
-            "stable": self.stable.to_dict(),
+            "canary": self.canary.to_dict() | {"errorRate": self.error_rate(self.canary)},
+            "stable": self.stable.to_dict() | {"errorRate": self.error_rate(self.stable)},
             "errorCodes": sorted(self.error_codes) if self.error_codes is not None else None,
         }
 

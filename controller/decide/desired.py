@@ -84,6 +84,7 @@ def canary_plan(doc: RolloutSpec) -> CanaryPlan | None:
         on_no_data=analysis.on_no_data,
         promotion=canary.promotion,
         progress_deadline_s=float(canary.progress_deadline),
+        paused=canary.paused,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -52,11 +52,11 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -79,19 +79,19 @@ def _at_least(minimum: float) -> Callable[[Duration], Duration]:
 
 
 def _version(value: object) -> object:
-    if _is_int(value) and value < 1:  # type: ignore[operator]
+    if _is_int(value) and value < 1:
         raise _fail("version", f"versions are positive integers, got {value}")
     return value
 
 
 def _weight(value: object) -> object:
-    if _is_int(value) and not 0 <= value <= 100:  # type: ignore[operator]
+    if _is_int(value) and not 0 <= value <= 100:
         raise _fail("weight", f"step weights are percentages from 0 to 100, got {value}")
     return value
 
 
 def _sample(value: object) -> object:
-    if _is_number(value) and not 0 < value <= 1:  # type: ignore[operator]
+    if _is_number(value) and not 0 < value <= 1:
         raise _fail(
             "sample",
             "shadow.sample is the fraction of requests also scored on the other version, "
@@ -101,20 +101,20 @@ def _sample(value: object) -> object:
 
 
 def _non_negative(value: object) -> object:
-    if _is_number(value) and not 0 <= value < float("inf"):  # type: ignore[operator]
+    if _is_number(value) and not 0 <= value < float("inf"):
         raise _fail("non_negative", f"must be a number >= 0, got {value}")
     return value
 
 
 def _confidence(value: object) -> object:
-    if _is_number(value) and not 0.5 <= value < 1:  # type: ignore[operator]
+    if _is_number(value) and not 0.5 <= value < 1:
         raise _fail("confidence", f"confidence is a probability from 0.5 to below 1 "
                     f"(0.95 means 95%), got {value}")
     return value
 
 
 def _fraction(value: object) -> object:
-    if _is_number(value) and not 0 <= value <= 1:  # type: ignore[operator]
+    if _is_number(value) and not 0 <= value <= 1:
         raise _fail(
             "fraction",
             f"error-rate thresholds are fractions from 0 to 1 (0.01 means 1%), got {value}",
@@ -123,7 +123,7 @@ def _fraction(value: object) -> object:
 
 
 def _ratio(value: object) -> object:
-    if _is_number(value) and value < 1:  # type: ignore[operator]
+    if _is_number(value) and value < 1:
         raise _fail(
             "ratio",
             "maxRatio is canary p99 / stable p99 and must be >= 1 "
@@ -134,7 +134,7 @@ def _ratio(value: object) -> object:
 
 def _minimum(minimum: int) -> Callable[[object], object]:
     def check(value: object) -> object:
-        if _is_int(value) and value < minimum:  # type: ignore[operator]
+        if _is_int(value) and value < minimum:
             raise _fail("minimum", f"must be >= {minimum}, got {value}")
         return value
 
@@ -430,6 +430,12 @@ class Canary(_Strict):
     retry: bool = Field(
         default=False,
         description="Propose again a version that was automatically reverted before.",
+    )
+    paused: bool = Field(
+        default=False,
+        description="Hold the canary at its current step and weight: intervals are still "
+        "judged and journaled, no step advances and no verdict is written; false again "
+        "resumes the hold where it stopped.",
     )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
     shadow: Shadow | None = Field(
