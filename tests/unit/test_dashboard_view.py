@@ -63,8 +63,11 @@ def history() -> view.RolloutHistory:
         intervals=[
             interval(T0 + 20, "skipped", 1000, window(0, 0, None), window(0, 0, None)),
             interval(T0 + 10, "pass", 1000, window(100, 0, 0.004), window(900, 9, 0.003)),
-            interval(T0 + 30, "fail", 2000, window(200, 20, 0.250), window(800, 8, 0.003),
-                     predictionDiff={"compared": 50, "differingRate": 0.2, "meanAbs": 0.1}),
+            interval(T0 + 30, "fail", 2000,
+                     window(200, 20, 0.250) | {"shadow": {"compared": 50, "differing": 10,
+                                                          "differingRate": 0.2,
+                                                          "meanAbsDiff": 0.1}},
+                     window(800, 8, 0.003)),
         ],
         events=[
             {"kind": "started", "at": T0, "summary": "canary ready", "commit": "c" * 40},
@@ -183,3 +186,22 @@ def test_auth_bearer_cookie_and_loopback_rule() -> None:
         auth.check_listen("0.0.0.0:8686", "")
     with pytest.raises(auth.DashboardConfigError):
         auth.check_listen("controller.example.com:8686", "")
+
+
+def test_history_of_a_running_canary_carries_its_spec_limits() -> None:
+    from controller.decide.analysis import Criteria
+    from controller.decide.progress import CanaryPlan, Step
+    from controller.runtime.rollout import RolloutStatus
+
+    status = RolloutStatus("hp2", 3, "analyse", 0, 2, 0, "c" * 40,
+                           intervals=[{"at": T0, "outcome": "pass"}],
+                           events=[{"kind": "started", "at": T0 - 1, "step": 0, "outcome": ""}])
+    plan = CanaryPlan("hp2", 3, (Step(0, 60.0), Step(2000, 60.0)), 30.0, 2)
+    criteria = Criteria(min_requests=10, on_no_data="pause", failure_limit=2,
+                        error_rate_max=0.01, prediction_max_differing_rate=0.05,
+                        prediction_max_mean_abs=0.1)
+    history = view.history_of(status, plan, criteria)
+    assert history.steps_weight_bp == (0, 2000) and history.interval_s == 30.0
+    assert history.thresholds == view.Thresholds(error_rate_max=0.01, differing_rate_max=0.05,
+                                                 mean_abs_max=0.1)
+    assert history.events[0]["commit"] == "c" * 40  # the start links its commit

@@ -67,9 +67,8 @@ def history_of(status: RolloutStatus, plan: CanaryPlan,
         thresholds=Thresholds(
             error_rate_max=criteria.error_rate_max if criteria else None,
             latency_p99_max_s=criteria.latency_p99_max_s if criteria else None,
-            # Prediction-diff limits, where the spec's analysis has them.
-            differing_rate_max=getattr(criteria, "prediction_max_differing_rate", None),
-            mean_abs_max=getattr(criteria, "prediction_max_mean_abs", None),
+            differing_rate_max=criteria.prediction_max_differing_rate if criteria else None,
+            mean_abs_max=criteria.prediction_max_mean_abs if criteria else None,
         ),
     )
 
@@ -147,8 +146,10 @@ def _rate(requests: Any, interval_s: float) -> float | None:
 
 
 def _prediction(interval: Mapping[str, Any], key: str) -> float | None:
-    diff = interval.get("predictionDiff")
-    return _number(diff.get(key)) if isinstance(diff, Mapping) else None
+    """A shadow-scoring number of the canary (`analysis.VersionWindow.to_dict`'s
+    `shadow` block), or None for an interval without shadow scoring."""
+    shadow = _side(interval, "canary").get("shadow")
+    return _number(shadow.get(key)) if isinstance(shadow, Mapping) else None
 
 
 def series(history: RolloutHistory) -> dict[str, list[float | None]]:
@@ -172,7 +173,7 @@ def series(history: RolloutHistory) -> dict[str, list[float | None]]:
         weight = _number(interval.get("weightBp"))
         out["weightPct"].append(None if weight is None else weight / 100)
         out["differingRate"].append(_prediction(interval, "differingRate"))
-        out["meanAbsDiff"].append(_prediction(interval, "meanAbs"))
+        out["meanAbsDiff"].append(_prediction(interval, "meanAbsDiff"))
     return out
 
 
