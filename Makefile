@@ -21,16 +21,17 @@ install: $(STAMP)
 # then run the whole suite. The 5-minute soak runs in its own pytest process
 # beside the rest (3 xdist workers), so the suite takes as long as its longest
 # part, not their sum; its summary is printed before the main one. pytest exit
-# code 5 ("no tests collected") is a failure.
+# code 5 ("no tests collected") is a failure. Every run prints its 15 slowest tests
+# (--durations=15), so growth is visible.
 test: $(STAMP)
 	$(BIN)/rollouts validate rollouts/
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy controller serving benchmarks tests
 	@mkdir -p build
-	@$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_soak.py \
+	@$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests/integration/test_soak.py \
 	  > build/soak.log 2>&1 & soak=$$!; \
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 3 --dist loadfile \
 	  --ignore=tests/integration/test_soak.py 2>&1 | tee build/suite.log; rc=$${PIPESTATUS[0]}; \
 	wait $$soak; soak_rc=$$?; \
 	echo "--- soak (tests/integration/test_soak.py) ---"; \
@@ -40,10 +41,10 @@ test: $(STAMP)
 	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$soak_rc
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q --durations=15 tests/unit
 
 integration: $(STAMP)
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q --durations=15 tests/integration
 
 # The embedded default: a whole canary lifecycle on this machine, in a temp dir.
 demo: $(STAMP)

@@ -105,7 +105,7 @@ def journal_times(remote: Path, commit: str) -> dict[str, list[float]]:
 
 
 def parse_journal_times(note: str) -> dict[str, list[float]]:
-    # Each journal line ends with the event as JSON (see controller.runtime.rollout.journal_line).
+    # Each journal line ends with the event as JSON (see controller.adapters.journal.journal_line).
     times: dict[str, list[float]] = {}
     for line in note.splitlines():
         brace = line.find("{")
@@ -129,7 +129,8 @@ def canary_block(interval_s: float, failure_limit: int) -> str:
         f"      interval: {interval_s:g}s\n"
         "      minRequests: 10\n"
         f"      failureLimit: {failure_limit}\n"
-        "      checks: {errorRate: {max: 0.05}}\n"
+        # The faulty versions' assertion answers INVALID_ARGUMENT: count it.
+        "      checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT, INTERNAL]}}\n"
     )
 
 
@@ -246,7 +247,7 @@ class ControllerProcess:
 
     def applied(self, commit: str) -> bool:
         state = self.status()
-        return bool(state.get("in_sync")) and state.get("commit_applied") == commit
+        return bool(state.get("inSync")) and state.get("commitApplied") == commit
 
     def webhook(self) -> None:
         body = b'{"ref": "refs/heads/main"}'

@@ -102,7 +102,17 @@ class CoreLike(Protocol):
         version: int | None = None,
         label: str | None = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
     ) -> AbstractContextManager[Any]: ...
+
+    async def wait_for_version(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+    ) -> None: ...
 
     def list_models(self) -> Sequence[Any]: ...
 
@@ -122,12 +132,16 @@ class MetricsLike(Protocol):
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Which model a request asks for; headers feed the hash-split router."""
+    """Which model a request asks for; headers feed the hash-split router.
+
+    `wait_s` is the most the request may wait for a version that is loading
+    (its own remaining deadline; None: the server's --max_wait_for_version_ms)."""
 
     name: str
     version: int | None = None
     label: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    wait_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -348,6 +362,16 @@ class DataPlane:
         with self._recorded(ref, api, entrypoint) as served:
             return body(served)
 
+    def _handle(self, ref: ModelRef, wait_s: float | None = None) -> AbstractContextManager[Any]:
+        return self.core.handle(ref.name, ref.version, ref.label, ref.headers,
+                                ref.wait_s if wait_s is None else wait_s)
+
+    async def wait_for_version(self, ref: ModelRef) -> None:
+        """On an event loop: await a version on its way in for `ref` (bounded by
+        `ref.wait_s`), so the call that follows need not block a thread on it."""
+        await self.core.wait_for_version(ref.name, ref.version, ref.label, ref.headers,
+                                         ref.wait_s)
+
     def _runner(self, h: Any) -> Any:
         """The handle's servable; with batching on, its `run` joins a batch (the
         caller still holds the handle while it waits)."""
@@ -371,7 +395,7 @@ class DataPlane:
         key = signature_name or DEFAULT_SIGNATURE
 
         def body(served: list[Served]) -> PredictResult:
-            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+            with self._handle(ref) as h:
                 served.append(self._served(h, key))
                 tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature,
                                           self.method_name_check)
@@ -399,9 +423,12 @@ class DataPlane:
             raise RuntimeError("predict_batched needs a batcher")
         key = signature_name or DEFAULT_SIGNATURE
         with self._recorded(ref, "Predict", entrypoint) as served:
+            # Any wait for a loading version is awaited here; the handle below
+            # is taken on the loop, so it must not block.
+            await self.wait_for_version(ref)
             held = ExitStack()
             handle = held.enter_context(
-                self.core.handle(ref.name, ref.version, ref.label, ref.headers))
+                self._handle(ref, wait_s=0.0))
             try:
                 served.append(self._served(handle, key))
                 tensors = _predict_inputs(handle, key, inputs, (), missing_signature,
@@ -421,7 +448,7 @@ class DataPlane:
         key = signature_name or DEFAULT_SIGNATURE
 
         def body(served: list[Served]) -> Result:
-            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+            with self._handle(ref) as h:
                 served.append(self._served(h, key))
                 signature = _examples_signature(h, key)
                 if self.method_name_check:
@@ -450,7 +477,7 @@ class DataPlane:
         task's model (TF Serving takes the handle for tasks[0])."""
 
         def body(served: list[Served]) -> MultiInferenceResult:
-            with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+            with self._handle(ref) as h:
                 served.append(self._served(h, ""))
                 plan = self._plan_tasks(h.servable, tasks)
                 records = serialized_examples(inp)
@@ -502,7 +529,7 @@ class DataPlane:
         for f in metadata_fields:
             if f != SIGNATURE_DEF_FIELD:
                 raise invalid_argument(f"Metadata field {f} is not supported")
-        with self.core.handle(ref.name, ref.version, ref.label, ref.headers) as h:
+        with self._handle(ref) as h:
             return MetadataResult(self._served(h, ""), h.servable.signature_def_map())
 
     def list_models(self) -> Sequence[Any]:

@@ -37,7 +37,7 @@ import uvicorn  # noqa: E402
 from starlette.types import ASGIApp  # noqa: E402
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig  # noqa: E402
 
-from serving import limits, profiler, routing  # noqa: E402
+from serving import limits, routing  # noqa: E402
 from serving.admin_auth import (  # noqa: E402
     AdminInterceptor,
     AdminRestGuard,
@@ -66,12 +66,13 @@ from serving.config.flags import (  # noqa: E402
     parse_flags,
     saved_model_tags,
 )
+from serving.config.platform import read_platform_config  # noqa: E402
 from serving.config.session import session_config  # noqa: E402
 from serving.config.tls import SSLSettings, read_ssl_config  # noqa: E402
 from serving.core.status import Code, ServingError  # noqa: E402
 from serving.dataplane import DataPlane  # noqa: E402
 from serving.generated import rollouts_serving_pb2  # noqa: E402
-from serving.grpc import health  # noqa: E402
+from serving.grpc import health, profiler_service  # noqa: E402
 from serving.grpc import prediction_service as grpc_prediction_service
 from serving.grpc.rollout_service import model_info  # noqa: E402
 from serving.grpc.server import (  # noqa: E402
@@ -111,6 +112,7 @@ def core_options(flags: ServerFlags) -> CoreOptions:
         num_load_threads=flags.num_load_threads,
         num_unload_threads=flags.num_unload_threads,
         model_root=flags.model_root,
+        max_wait_for_version_s=flags.max_wait_for_version_ms / 1000,
     )
 
 
@@ -125,6 +127,21 @@ def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOp
         enable_warmup=flags.enable_model_warmup,
         warmup_iterations=max(1, flags.num_request_iterations_for_warmup),
     )
+
+
+def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None]:
+    """--platform_config_file: the session ConfigProto, the loading options and
+    the batching options of its tensorflow platform."""
+    from tensorflow.core.protobuf import config_pb2
+
+    settings = read_platform_config(path, config_pb2.DESCRIPTOR)
+    session = (config_pb2.ConfigProto.FromString(settings.session_config)
+               if settings.session_config is not None else None)
+    loading = SavedModelOptions(
+        tags=settings.saved_model_tags, session_config=session,
+        enable_warmup=settings.enable_model_warmup,
+        warmup_iterations=settings.warmup_iterations)
+    return session, loading, settings.batching
 
 
 def startup_config(flags: ServerFlags) -> ModelServerConfig:
@@ -148,8 +165,19 @@ class DataPlaneCore:
         version: int | None = None,
         label: str | None = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
     ) -> AbstractContextManager[ServableHandle]:
-        return self.core.handle(model, version, label, headers)
+        return self.core.handle(model, version, label, headers, wait_s)
+
+    async def wait_for_version(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+    ) -> None:
+        await self.core.wait_for_version(model, version, label, headers, wait_s)
 
     def list_models(self) -> Sequence[rollouts_serving_pb2.ModelInfo]:
         return [model_info(self.core, name) for name in self.core.list_models()]
@@ -352,6 +380,10 @@ def run(flags: ServerFlags) -> int:
         token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
         ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
         session = tensorflow_session_config(flags)
+        loading = saved_model_options(flags, session)
+        if flags.platform_config_file:
+            # The file replaces the session, batching, tag and warmup flags (server.cc).
+            session, loading, batching = platform_options(flags.platform_config_file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -371,7 +403,7 @@ def run(flags: ServerFlags) -> int:
 
     apply_session_threads(session)
     core = ServerCore(core_options(flags),
-                      registry=default_registry(saved_model_options(flags, session)))
+                      registry=default_registry(loading))
     wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
     freeze_startup_heap()
     try:
@@ -477,7 +509,7 @@ def serve(
         health_service = health.add_to_server(server)
 
     def add_profiler_service(server: grpc.Server) -> None:
-        profiler.add_to_server(server)
+        profiler_service.add_to_server(server)
 
     extra = [add_prediction_service]
     if flags.enable_grpc_healthcheck_service:

@@ -8,8 +8,8 @@ analysis reads per version and label:
     rollouts_request_latency_seconds{model, version, label}   (histogram)
     rollouts_loaded_versions{model}                           (gauge)
     rollouts_shadow_comparisons_total{model, version, baseline_version, outcome}
-    rollouts_shadow_abs_diff_sum{model, version, baseline_version}   (counter)
-    rollouts_shadow_abs_diff_count{model, version, baseline_version} (counter)
+    rollouts_shadow_abs_diff_total{model, version, baseline_version}   (counter)
+    rollouts_shadow_elements_total{model, version, baseline_version} (counter)
 
 In the shadow series `version` is the version the shadow run used and
 `baseline_version` the one that answered the user; `outcome` is same, differs,
@@ -64,8 +64,8 @@ TF_BATCH_PREFIX = ":tensorflow:serving:batching_session:"
 BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(2.0**i for i in range(14))  # Exponential(1, 2, 14)
 BATCH_REQUESTS = "rollouts_batch_requests"
 SHADOW_COMPARISONS = "rollouts_shadow_comparisons_total"
-SHADOW_ABS_DIFF_SUM = "rollouts_shadow_abs_diff_sum"
-SHADOW_ABS_DIFF_COUNT = "rollouts_shadow_abs_diff_count"
+SHADOW_ABS_DIFF_SUM = "rollouts_shadow_abs_diff_total"
+SHADOW_ABS_DIFF_COUNT = "rollouts_shadow_elements_total"
 _SHADOW_LABELS = ("model", "version", "baseline_version")
 
 

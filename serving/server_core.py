@@ -11,6 +11,10 @@ transition policy, and a reload that never waits forever (TF Serving #1519).
 Deliberate differences, all documented in ARCHITECTURE.md:
 - A request with no version and no label follows the model's split if one is
   set, else the `stable` label, else the highest AVAILABLE version.
+- A request that finds no servable version waits (bounded by its own
+  deadline and --max_wait_for_version_ms) while one that would serve it is
+  loading, e.g. through the gap of a resource-preserving swap; TF Serving
+  fails it at once. A request nothing is about to serve still fails at once.
 - A model's labels are exactly its ModelConfig's version_labels (TF Serving's
   rule: a config without labels clears them). Splits, set through our extension
   service, survive a reload that keeps the model and both of the split's labels.
@@ -23,7 +27,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
@@ -57,6 +61,9 @@ Router = Callable[[Split, Mapping[str, str], Mapping[str, int]], str | None]
 Listener = Callable[[VersionStatus], None]
 
 DEFAULT_THREADS = 4
+# Tries to take a handle per request: the version can be lost to a concurrent
+# swap between being seen servable and being taken.
+_MAX_TAKES = 8
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class CoreOptions:
     num_load_threads: int = 4
     num_unload_threads: int = 4
     max_end_entries: int = 16
+    # --max_wait_for_version_ms: how long a request may wait for a version on its way in.
+    max_wait_for_version_s: float = 30.0
     # --model_root: every base path must resolve inside it ("" : anywhere).
     model_root: str = ""
 
@@ -408,15 +417,11 @@ class ServerCore:
                 return chosen
         return STABLE if STABLE in labels else None
 
-    @contextmanager
-    def handle(
-        self,
-        model: str,
-        version: int | None = None,
-        label: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Iterator[ServableHandle]:
-        """A handle on the version a request resolves to, held for that request."""
+    def _target(
+        self, model: str, version: int | None, label: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[int | None, str | None]:
+        """The (version, label) a request resolves to; version None means the latest."""
         if not model:
             # server_core.cc ServableRequestFromModelSpec.
             raise ServingError(Code.INVALID_ARGUMENT, "ModelSpec has no name specified.")
@@ -424,31 +429,74 @@ class ServerCore:
             label = self._default_label(model, headers)
         if label is not None:
             version = self.resolve_label(model, label)
-        if version is not None:
-            with self.manager.handle(model, version) as servable:
-                yield ServableHandle(model, version, label, _as_servable(servable))
-            return
-        # Latest: the highest AVAILABLE version; it may be unloaded between
-        # the listing and the handle, so look again a bounded number of times.
-        for _ in range(3):
-            available = self.manager.available_versions(model)
-            if not available:
+        return version, label
+
+    def _wait_budget(self, wait_s: float | None) -> float:
+        limit = self.options.max_wait_for_version_s
+        return limit if wait_s is None else max(min(limit, wait_s), 0.0)
+
+    @contextmanager
+    def handle(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+    ) -> Iterator[ServableHandle]:
+        """A handle on the version a request resolves to, held for that request.
+
+        If nothing can serve it now but a version that would is loading, waits
+        for that version (at most `wait_s`, None: --max_wait_for_version_ms;
+        never longer than that flag); a failed load or the end of the wait
+        gets TF Serving's NOT_FOUND.
+        """
+        version, label = self._target(model, version, label, headers)
+        deadline = self._clock.now() + self._wait_budget(wait_s)
+        held = ExitStack()
+        # Bounded: each pass either holds a handle, fails, or saw the version
+        # become servable and lost it again to a concurrent swap.
+        for attempt in range(_MAX_TAKES):
+            try:
+                served, servable = self._take(held, model, version)
                 break
-            try:
-                held = self.manager.handle(model, available[0])
-                servable = held.__enter__()
             except ServingError as exc:
-                if exc.code is Code.NOT_FOUND:
-                    continue
-                raise
-            try:
-                yield ServableHandle(model, available[0], None, _as_servable(servable))
-            except BaseException as exc:
-                if not held.__exit__(type(exc), exc, exc.__traceback__):
+                remaining = deadline - self._clock.now()
+                if (exc.code is not Code.NOT_FOUND or attempt == _MAX_TAKES - 1
+                        or not self.manager.wait_for_load(model, version, remaining)):
                     raise
-            else:
-                held.__exit__(None, None, None)
+        with held:
+            yield ServableHandle(model, served, label, _as_servable(servable))
+
+    async def wait_for_version(
+        self,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        wait_s: float | None = None,
+    ) -> None:
+        """On an event loop: await (never block) until the request is servable, or
+        nothing is about to serve it, or the wait (as in `handle`) ends. Errors
+        are left to the `handle` call that follows."""
+        try:
+            version, _ = self._target(model, version, label, headers)
+        except ServingError:
             return
+        await self.manager.wait_for_load_async(model, version, self._wait_budget(wait_s))
+
+    def _take(self, held: ExitStack, model: str, version: int | None) -> tuple[int, object]:
+        """A handle on `version` (None: the highest AVAILABLE one), entered into `held`."""
+        if version is not None:
+            return version, held.enter_context(self.manager.handle(model, version))
+        available = self.manager.available_versions(model)
+        if available:
+            try:
+                return available[0], held.enter_context(self.manager.handle(model, available[0]))
+            except ServingError as exc:
+                if exc.code is not Code.NOT_FOUND:
+                    raise
+                # Unloaded between the listing and the handle: the caller looks again.
         raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({model})")
 
     def model_status(

@@ -6,9 +6,11 @@ real processes in tests/conftest.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 WAIT_S = 10.0  # default bound on a condition; reached only when a test fails
 
@@ -28,8 +30,45 @@ def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S,
     return bool(predicate())
 
 
+# Ports handed out below the kernel's ephemeral range, a block per pytest process:
+# a port from bind(0) could be given, between our check and the server's bind, to
+# some client's outgoing connection or to another xdist worker; these cannot.
+_PORT_BLOCK = 1500
+_PORT_FIRST = 15000
+_next_port: list[int] = []
+
+
+def _ephemeral_min() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_block() -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    # gw0, gw1, ... get blocks 1, 2, ...; a process without xdist (the soak, a
+    # single test run) block 0.
+    slot = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    first = _PORT_FIRST + slot * _PORT_BLOCK
+    return first, min(first + _PORT_BLOCK, _ephemeral_min())
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the caller binds it next)."""
+    """A TCP port free on 127.0.0.1 now (the caller binds it next), from this
+    process's own block below the ephemeral range, never the same one twice in a row."""
+    first, end = _port_block()
+    if not _next_port:
+        _next_port.append(first)
+    for _ in range(end - first):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port + 1 < end else first
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or in TIME_WAIT): try the next one
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", 0))  # the whole block is busy: any free port
         return int(sock.getsockname()[1])

@@ -28,7 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.adapters.promtext import LATENCY_BUCKET, REQUESTS, Scrape, diff_targets, parse
+from controller.adapters.promtext import (
+    LATENCY_BUCKET,
+    REQUESTS,
+    SHADOW_ABS_DIFF_COUNT,
+    SHADOW_ABS_DIFF_SUM,
+    SHADOW_COMPARISONS,
+    Scrape,
+    diff_targets,
+    parse,
+    shadow_by_version,
+)
 from controller.decide.analysis import VersionWindow
 
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -188,14 +198,22 @@ class PrometheusProvider:
                 end: float) -> dict[str, str]:
         """The PromQL used for one reading (exposed for tests and `rollouts status`)."""
         seconds = max(1, math.ceil(end - start))
-        selector = (f'model="{_label_value(model)}",'
-                    f'version=~"{"|".join(str(int(v)) for v in versions)}"')
+        model_only = f'model="{_label_value(model)}"'
+        selector = f'{model_only},version=~"{"|".join(str(int(v)) for v in versions)}"'
         return {
             "requests": f"sum by (version) (increase({REQUESTS}{{{selector}}}[{seconds}s]))",
             "errors": (f"sum by (version, status) (increase({REQUESTS}"
                        f"{{{selector},status!=\"OK\"}}[{seconds}s]))"),
             "buckets": (f"sum by (version, le) (increase({LATENCY_BUCKET}{{{selector}}}"
                         f"[{seconds}s]))"),
+            # Shadow series: either version may be the baseline, so only the
+            # model is selected; the answer is filtered to `versions` here.
+            **{name: (f"sum by (version, baseline_version{extra}) "
+                      f"(increase({series}{{{model_only}}}[{seconds}s]))")
+               for name, series, extra in (
+                   ("shadow", SHADOW_COMPARISONS, ", outcome"),
+                   ("absDiffSum", SHADOW_ABS_DIFF_SUM, ""),
+                   ("absDiffCount", SHADOW_ABS_DIFF_COUNT, ""))},
         }
 
     def read(self, model: str, versions: Sequence[int], start: float, end: float) -> Reading:
@@ -221,17 +239,24 @@ class PrometheusProvider:
             version, le = _version(metric), _parse_float(metric.get("le", ""))
             if version is not None and le is not None:
                 buckets.setdefault(version, []).append((le, value))
+        names = {"shadow": SHADOW_COMPARISONS, "absDiffSum": SHADOW_ABS_DIFF_SUM,
+                 "absDiffCount": SHADOW_ABS_DIFF_COUNT}
+        shadow = shadow_by_version(
+            (series, {**metric, "model": model}, value)
+            for name, series in names.items() for metric, value in answers[name])
         windows: dict[int, VersionWindow] = {}
         problems: list[str] = []
         for version in versions:
-            if version not in requests:
+            fields = shadow.get((model, version), {})
+            if version not in requests and not fields:
                 # Prometheus cannot tell "no traffic" from "not scraped": no window.
+                # (A dark-launched canary has shadow series and no requests.)
                 problems.append(f"Prometheus has no requests series for {model} v{version}")
                 continue
             windows[version] = VersionWindow(
-                requests[version], errors.get(version, 0.0),
+                requests.get(version, 0.0), errors.get(version, 0.0),
                 tuple(sorted(buckets.get(version, []))),
-                tuple(sorted(by_code.get(version, {}).items())))
+                tuple(sorted(by_code.get(version, {}).items())), **fields)
         return Reading(windows, tuple(problems))
 
     def _query(self, promql: str, at: float) -> list[tuple[dict[str, str], float]]:

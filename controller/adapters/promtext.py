@@ -8,6 +8,11 @@ Pure: parses the text a serving target exposes at /monitoring/prometheus/metrics
   (the spec's `errorRate.codes` decides which count against the canary).
 - `rollouts_request_latency_seconds_bucket{model, version, label, le}`: histogram.
 - `rollouts_loaded_versions{model}`: gauge (kept for status display).
+- `rollouts_shadow_comparisons_total{model, version, baseline_version, outcome}`
+  and `rollouts_shadow_abs_diff_total` / `rollouts_shadow_elements_total{model, version,
+  baseline_version}`:
+  shadow scoring. A comparison counts for both versions (either may be the
+  canary); a run, an error or a drop only for `version`, the one that ran it.
 
 Everything is keyed by (model, version) and summed over the other labels:
 versions are judged, not labels, because labels move at promotion. Deltas are
@@ -23,12 +28,18 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.decide.analysis import VersionWindow
+from controller.decide.analysis import SHADOW_FIELDS, VersionWindow
 
 REQUESTS = "rollouts_requests_total"
 LATENCY_BUCKET = "rollouts_request_latency_seconds_bucket"
 LOADED_VERSIONS = "rollouts_loaded_versions"
-_READ = frozenset({REQUESTS, LATENCY_BUCKET})
+SHADOW_COMPARISONS = "rollouts_shadow_comparisons_total"
+SHADOW_ABS_DIFF_SUM = "rollouts_shadow_abs_diff_total"
+SHADOW_ABS_DIFF_COUNT = "rollouts_shadow_elements_total"
+_READ = frozenset({REQUESTS, LATENCY_BUCKET, SHADOW_COMPARISONS, SHADOW_ABS_DIFF_SUM,
+                   SHADOW_ABS_DIFF_COUNT})
+_COMPARED = frozenset({"same", "differs", "mismatch"})
+_DIFFERING = frozenset({"differs", "mismatch"})
 
 VersionKey = tuple[str, int]
 """(model name, version number)."""
@@ -93,18 +104,63 @@ def _le(value: str) -> float | None:
         return None
 
 
+def _shadow_fields(name: str, labels: Mapping[str, str], key: VersionKey, value: float,
+                   shadow: dict[VersionKey, dict[str, float]]) -> None:
+    """Add one shadow series to the fields of its version and, for what both
+    sides share (comparisons, differences), of its baseline version."""
+    baseline = labels.get("baseline_version", "")
+    keys = [key] + ([(key[0], int(baseline))] if baseline.isdigit() else [])
+
+    def add(field_name: str, *to: VersionKey) -> None:
+        for k in to:
+            fields = shadow.setdefault(k, {})
+            fields[field_name] = fields.get(field_name, 0.0) + value
+
+    if name == SHADOW_COMPARISONS:
+        outcome = labels.get("outcome", "")
+        if outcome in _COMPARED:
+            add("shadow_runs", key)
+            add("compared", *keys)
+            if outcome in _DIFFERING:
+                add("differing", *keys)
+        elif outcome == "error":
+            add("shadow_runs", key)
+            add("shadow_errors", key)
+        elif outcome == "dropped":
+            add("dropped", key)
+    elif name == SHADOW_ABS_DIFF_SUM:
+        add("abs_diff_sum", *keys)
+    elif name == SHADOW_ABS_DIFF_COUNT:
+        add("abs_diff_count", *keys)
+
+
+def shadow_by_version(samples: Iterable[tuple[str, Mapping[str, str], float]],
+                      ) -> dict[VersionKey, dict[str, float]]:
+    """VersionWindow's shadow fields per (model, version) from (name, labels,
+    value) samples of the shadow series (PromQL answers, for one)."""
+    shadow: dict[VersionKey, dict[str, float]] = {}
+    for name, labels, value in samples:
+        key = _version_key(labels)
+        if key is not None:
+            _shadow_fields(name, labels, key, value, shadow)
+    return shadow
+
+
 def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWindow]:
     """Sum raw series values into one window per (model, version)."""
     requests: dict[VersionKey, float] = {}
     errors: dict[VersionKey, float] = {}
     by_code: dict[VersionKey, dict[str, float]] = {}
     buckets: dict[VersionKey, dict[float, float]] = {}
+    shadow: dict[VersionKey, dict[str, float]] = {}
     for (name, pairs), value in values.items():
         labels = dict(pairs)
         key = _version_key(labels)
         if key is None:
             continue
-        if name == REQUESTS:
+        if name.startswith("rollouts_shadow_"):
+            _shadow_fields(name, labels, key, value, shadow)
+        elif name == REQUESTS:
             requests[key] = requests.get(key, 0.0) + value
             status = labels.get("status", "")
             if status != "OK":
@@ -116,10 +172,11 @@ def _aggregate(values: Mapping[SeriesId, float]) -> dict[VersionKey, VersionWind
             if le is not None:
                 per_le = buckets.setdefault(key, {})
                 per_le[le] = per_le.get(le, 0.0) + value
-    keys = set(requests) | set(buckets)
+    keys = set(requests) | set(buckets) | set(shadow)
     return {key: VersionWindow(requests=requests.get(key, 0.0), errors=errors.get(key, 0.0),
                                latency_buckets=tuple(sorted(buckets.get(key, {}).items())),
-                               errors_by_code=tuple(sorted(by_code.get(key, {}).items())))
+                               errors_by_code=tuple(sorted(by_code.get(key, {}).items())),
+                               **shadow.get(key, {}))
             for key in keys}
 
 
@@ -155,7 +212,8 @@ def _add(a: VersionWindow, b: VersionWindow) -> VersionWindow:
     for code, count in b.errors_by_code:
         codes[code] = codes.get(code, 0.0) + count
     return VersionWindow(a.requests + b.requests, a.errors + b.errors,
-                         tuple(sorted(merged.items())), tuple(sorted(codes.items())))
+                         tuple(sorted(merged.items())), tuple(sorted(codes.items())),
+                         **{name: getattr(a, name) + getattr(b, name) for name in SHADOW_FIELDS})
 
 
 def combine(deltas: Iterable[Delta]) -> Delta:

@@ -81,6 +81,8 @@ class TargetClient:
         )
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._ext = ext_grpc.RolloutServiceStub(self._channel)
+        # The models this client's last accepted config push named (see _observe_plain).
+        self._configured: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -134,13 +136,18 @@ class TargetClient:
         return ObservedTarget(self.name, True, models, extension=True)
 
     def _observe_plain(self, desired: Mapping[str, DesiredModel]) -> ObservedTarget:
+        # A plain TF Serving cannot list its models: ask for the desired ones and for
+        # those this client configured there, so a model removed from git is seen
+        # (and unloaded) rather than left serving. (Kept in memory: a controller
+        # restarted after the removal cannot see what it had put there.)
         models: dict[str, ObservedModel] = {}
-        for name, model in desired.items():
+        for name in sorted(set(desired) | self._configured):
+            model = desired.get(name)
             states, errors = self._version_states(name)
-            if states is None:
+            if states is None or (model is None and all(s == "END" for s in states.values())):
                 continue
             labels: dict[str, int] = {}
-            for label in model.labels:
+            for label in model.labels if model is not None else ():
                 request = get_model_status_pb2.GetModelStatusRequest()
                 request.model_spec.name = name
                 request.model_spec.version_label = label
@@ -189,6 +196,7 @@ class TargetClient:
             reply = self._models.HandleReloadConfigRequest(request, timeout=self.timeout_s * 6)
             if reply.status.error_code != 0:
                 raise TargetError(f"{self.name}: reload rejected: {reply.status.error_message}")
+            self._configured = {entry.name for entry in action.models}
         elif isinstance(action, SetSplit):
             self._ext.SetSplit(
                 ext.SetSplitRequest(split=split_to_proto(action.model, action.split)),

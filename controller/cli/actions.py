@@ -1,4 +1,4 @@
-"""`rollouts promote | abort | retry MODEL`: a person's action on a rollout, as a commit.
+"""`rollouts promote | abort | retry | pause | resume MODEL`: an action as a commit.
 
 Run in a checkout of the specs repo (or with `--repo URL`, in a temporary clone):
 the model's spec is edited with its comments kept, committed with trailers saying
@@ -28,6 +28,8 @@ _HELP = {
     "promote": "make the canary stable now (a manual gate, or skip the remaining steps)",
     "abort": "take the canary out of traffic and back to stable (not a failed analysis)",
     "retry": "propose again a canary version the controller reverted (canary.retry: true)",
+    "pause": "hold the canary at its step and weight: no step, no verdict (canary.paused)",
+    "resume": "let a paused canary go on from where its hold stopped",
 }
 
 
@@ -114,6 +116,7 @@ def _act(args: argparse.Namespace, checkout: Checkout) -> int:
             reverted=auto_reverted_versions(checkout.messages()) if args.action == "retry"
             else None,
             retry_set=bool(canary and canary.retry),
+            paused_set=bool(canary and canary.paused),
         )
     except ActionRefused as err:
         return _fail(args, str(err), 1)

@@ -101,6 +101,11 @@ def add_parsers(subparsers: Any) -> None:
         help=f"the controller's HTTP address (default http://{DEFAULT_LISTEN})",
     )
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.add_argument("--watch", action="store_true",
+                        help="keep the view on screen, redrawn when the status changes "
+                             "(Ctrl-C ends it)")
+    status.add_argument("--interval", default="1s",
+                        help="with --watch: how often to read the status (default 1s)")
     status.set_defaults(handler=cmd_status)
 
 
@@ -168,8 +173,10 @@ def parse_target(text: str) -> TargetAddress:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    from controller.decide.notices import EVENTS
     from controller.runtime.dashboard.auth import check_listen
     from controller.runtime.dashboard.routes import command_names
+    from controller.runtime.notify import NotificationTarget
     from controller.runtime.runner import ControllerSettings
     from controller.spec.controller_config import ControllerConfig, read_controller_config
 
@@ -241,6 +248,14 @@ def load_settings(args: argparse.Namespace) -> Any:
         acting_commands=command_names(_subcommands()),
         targets_dns=_checked_dns_targets(targets_dns),
         dns_server=_checked_dns_server(pick("dns_server", "dnsServer", "") or ""),
+        notifications=tuple(
+            NotificationTarget(
+                url=entry.url, format=entry.format,
+                events=frozenset(entry.events) if entry.events is not None else frozenset(EVENTS),
+                secret=Path(entry.secret_file).read_bytes().strip() if entry.secret_file else b"",
+            )
+            for entry in config.notifications
+        ),
         **git_write_settings(pick),
     )
 
@@ -433,11 +448,27 @@ def _plan_json(commit: str, result: Any, held: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _read_status(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        document: dict[str, Any] = json.load(reply)
+        return document
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.controller.rstrip("/") + "/status"
+    if args.watch:
+        if args.json:
+            print("rollouts status: --watch shows the view; use --json without it",
+                  file=sys.stderr)
+            return 2
+        try:
+            interval_s = parse_duration(args.interval)
+        except ValueError as err:
+            print(f"rollouts status: --interval: {err}", file=sys.stderr)
+            return 2
+        return watch_status(url, max(interval_s, 0.05))
     try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            document = json.load(reply)
+        document = _read_status(url)
     except (urllib.error.URLError, OSError, ValueError) as err:
         print(f"rollouts status: cannot read {url}: {err}", file=sys.stderr)
         return 2
@@ -448,3 +479,50 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     render_status(document)
     return 0
+
+
+def watch_status(url: str, interval_s: float) -> int:
+    """Redraw the view whenever the status document changes, until Ctrl-C (exit 0).
+
+    On a terminal the view stays in place (rich Live); into a pipe each new view is
+    printed once, after a rule with the time. A controller that stops answering is
+    shown as such, and the watch goes on until it answers again.
+    """
+    import time
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.rule import Rule
+
+    from controller.cli.status_view import status_view
+
+    console = Console()
+    last: Any = object()
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            try:
+                current: Any = _read_status(url)
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                current = f"cannot read {url}: {err}"
+            if current != last:
+                last = current
+                parts = (status_view(current) if isinstance(current, dict)
+                         else [f"[red]{current}[/]"])
+                stamp = time.strftime("%H:%M:%S")
+                if live is not None:
+                    live.update(Group(*parts, f"[dim]{stamp}, refreshed every "
+                                              f"{interval_s:g}s; Ctrl-C ends[/]"),
+                                refresh=True)
+                else:
+                    console.print(Rule(stamp))
+                    for part in parts:
+                        console.print(part)
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if live is not None:
+            live.stop()

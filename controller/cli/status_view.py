@@ -1,10 +1,15 @@
-"""Render the controller's status document as rich tables for `rollouts status`."""
+"""Render the controller's status document as rich tables for `rollouts status`.
+
+`status_view` builds the renderables (header, the per-target table, each canary's
+latest intervals, findings); `render_status` prints them once and `--watch` keeps
+them on screen in a rich `Live`, redrawn whenever the document changes.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from controller.decide.gates import HELD_PHASES
@@ -12,6 +17,13 @@ from controller.decide.gates import HELD_PHASES
 
 def render_status(document: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    for part in status_view(document):
+        console.print(part)
+
+
+def status_view(document: dict[str, Any]) -> list[RenderableType]:
+    """Everything `rollouts status` shows for `document`, in order."""
+    out: list[RenderableType] = []
     applied = (document.get("commitApplied") or "-")[:12]
     seen = (document.get("commitSeen") or "-")[:12]
     held = document.get("held") or []
@@ -20,14 +32,14 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
                                        for h in held)
     else:
         sync = "in sync" if document.get("inSync") else "converging"
-    console.print(
+    out.append(
         f"[bold]{document.get('repo')}[/] {document.get('branch')}  "
         f"seen {seen}  applied {applied}  ({sync})"
     )
     for error in document.get("specErrors", []):
-        console.print(f"[red]spec error[/] {error}")
+        out.append(f"[red]spec error[/] {error}")
     if document.get("gitError"):
-        console.print(f"[red]git error[/] {document['gitError']}")
+        out.append(f"[red]git error[/] {document['gitError']}")
     table = Table("model", "applied", "stable", "canary", "weight", "step", "target", "health",
                   "labels")
     for name, model in document.get("models", {}).items():
@@ -48,7 +60,7 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
                 ", ".join(f"{k}={v}" for k, v in sorted(info.get("labels", {}).items())),
             )
             first = False
-    console.print(table)
+    out.append(table)
     for name, model in document.get("models", {}).items():
         rollout = model.get("rollout")
         if not rollout:
@@ -59,13 +71,14 @@ def render_status(document: dict[str, Any], console: Console | None = None) -> N
             line = f"{rollout['phase']}, out of traffic (targets serve {served})"
         else:
             line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
-        console.print(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
+        out.append(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
         for interval in rollout.get("intervals", []):
-            console.print(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
+            out.append(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):
-            console.print(f"  {rollout['message']}")
+            out.append(f"  {rollout['message']}")
     for finding in document.get("findings", []):
-        console.print(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
+        out.append(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
+    return out
 
 
 def _served_weight(info: dict[str, Any]) -> str:

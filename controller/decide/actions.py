@@ -13,6 +13,9 @@ message saying why; nothing is written then.
   an automatic revert (no `Rollouts-Reverted-Version`), so proposing the version
   again needs no `retry`.
 - retry: `canary.retry: true`, allowed only for a version the controller reverted.
+- pause / resume: `canary.paused: true` holds the canary at its step and weight
+  (intervals are still judged, no step advances, no verdict is written); `false`
+  resumes the hold where it stopped.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from controller.spec import yamledit
 
 __all__ = ["ACTIONS", "Action", "ActionRefused", "Edit", "plan_action"]
 
-Action = Literal["promote", "abort", "retry"]
-ACTIONS: tuple[Action, ...] = ("promote", "abort", "retry")
+Action = Literal["promote", "abort", "retry", "pause", "resume"]
+ACTIONS: tuple[Action, ...] = ("promote", "abort", "retry", "pause", "resume")
 
 ACTION = "Rollouts-Action"
 REQUESTED_BY = "Rollouts-Requested-By"
@@ -70,6 +73,7 @@ def plan_action(
     reason: str = "",
     reverted: Mapping[str, frozenset[int]] | None = None,
     retry_set: bool = False,
+    paused_set: bool = False,
 ) -> Edit:
     """The new spec text and commit message for `action`, or ActionRefused.
 
@@ -98,6 +102,22 @@ def plan_action(
                      f"version {version} again needs no retry.",
                      [(trailers.MODEL, model), (trailers.VERDICT, "abort"),
                       (trailers.CANARY_VERSION, str(version)), (ACTION, "abort")],
+                     by, reason),
+        )
+    if action in ("pause", "resume"):
+        pause = action == "pause"
+        if pause == paused_set:
+            raise ActionRefused(f"{model}: canary version {version} is "
+                                + ("already paused" if pause else "not paused"))
+        return Edit(
+            yamledit.set_canary_flag(text, model, "paused", pause),
+            _message(f"rollouts: {action} {model} canary {version}",
+                     "canary.paused: true holds the canary at its current step and weight; "
+                     "intervals are still judged, no step advances, no verdict is written."
+                     if pause else
+                     "canary.paused: false: the hold goes on from where the pause stopped it.",
+                     [(trailers.MODEL, model), (trailers.CANARY_VERSION, str(version)),
+                      (ACTION, action)],
                      by, reason),
         )
     if version not in (reverted or {}).get(model, frozenset()):

@@ -84,6 +84,7 @@ def canary_plan(doc: RolloutSpec) -> CanaryPlan | None:
         on_no_data=analysis.on_no_data,
         promotion=canary.promotion,
         progress_deadline_s=float(canary.progress_deadline),
+        paused=canary.paused,
     )
 
 
@@ -94,6 +95,7 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
     analysis = canary.analysis
     error_rate = analysis.checks.error_rate
     latency = analysis.checks.latency_p99
+    diff = analysis.checks.prediction_diff
     return Criteria(
         min_requests=analysis.min_requests,
         on_no_data=analysis.on_no_data,
@@ -103,6 +105,10 @@ def criteria(doc: RolloutSpec) -> Criteria | None:
         latency_p99_max_s=float(latency.max) if latency and latency.max is not None else None,
         latency_p99_max_ratio=latency.max_ratio if latency else None,
         error_codes=frozenset(error_rate.codes) if error_rate else frozenset(SERVER_ERROR_CODES),
+        prediction_max_differing_rate=diff.max_differing_rate if diff else None,
+        prediction_max_mean_abs=diff.max_mean_abs if diff else None,
+        judge=analysis.judge,
+        confidence=analysis.confidence,
     )
 
 
@@ -117,6 +123,7 @@ def with_weight(model: DesiredModel, weight_bp: int) -> DesiredModel:
         model.split.hash_key,
         model.split.salt,
         model.split.match,
+        model.split.shadow,
     )
     return DesiredModel(
         model.name,

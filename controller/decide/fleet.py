@@ -23,6 +23,16 @@ class TargetAddress:
 
 
 @dataclass(frozen=True)
+class ShadowRule:
+    """Shadow scoring set with a split: the share of requests also scored on the
+    other label's version, and how answers are compared (serving/shadow_compare)."""
+
+    sample: float
+    tolerance: float = 0.0
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SplitRule:
     """How a model's unversioned traffic divides between two labels."""
 
@@ -32,6 +42,7 @@ class SplitRule:
     hash_key: str = ""
     salt: str = ""
     match: tuple[tuple[str, str], ...] = ()
+    shadow: ShadowRule | None = None
 
 
 @dataclass(frozen=True)

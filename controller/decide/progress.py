@@ -33,9 +33,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["proposed", "started", "interval", "step", "verdict"]
+EventKind = Literal["proposed", "started", "interval", "step", "verdict", "paused", "resumed"]
 DecisionKind = Literal[
-    "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait"
+    "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait",
+    "pause", "resume", "hold",
 ]
 
 
@@ -56,6 +57,9 @@ class CanaryPlan:
     promotion: Literal["auto", "manual"] = "auto"
     # From the first time the controller sees the canary to its being ready.
     progress_deadline_s: float = 600.0
+    # `canary.paused`: hold the current step and weight; intervals are still judged
+    # and journaled, but no step advances and no verdict is written.
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,18 @@ class Progress:
     hold_from: float | None = None
     # Seconds since `hold_from` covered by skipped (unmeasured) intervals.
     skipped_s: float = 0.0
+    # When the journal says the canary was paused (None: running), and how long it
+    # was paused since `hold_from`: a hold is time running, so a resume goes on
+    # from where the pause stopped it.
+    paused_at: float | None = None
+    paused_s: float = 0.0
 
     @property
     def hold_started_at(self) -> float | None:
-        """Where the hold counts from, moved on by the unmeasured time since."""
-        return None if self.hold_from is None else self.hold_from + self.skipped_s
+        """Where the hold counts from, moved on by the unmeasured and paused time since."""
+        if self.hold_from is None:
+            return None
+        return self.hold_from + self.skipped_s + self.paused_s
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
     proposed_at: float | None = None
     hold_from: float | None = None
     skipped_s = 0.0
+    paused_at: float | None = None
+    paused_s = 0.0
     for event in sorted(_mine(plan, events), key=lambda e: e.at):
         if event.kind == "proposed" and proposed_at is None:
             proposed_at = event.at
@@ -156,6 +169,7 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
                 failures += 1
                 # The hold must pass with no failed interval: it starts again.
                 hold_from, skipped_s, passes = event.at, 0.0, 0
+                paused_s = 0.0
             elif counted == "pass":
                 failures = 0
                 passes += 1
@@ -167,6 +181,12 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
             passes = 0
             latest = ""
             skipped_s = 0.0
+        elif event.kind == "paused" and started_at is not None and paused_at is None:
+            paused_at = event.at
+        elif event.kind == "resumed" and paused_at is not None:
+            # Only the part of the pause after the hold's start holds it back.
+            paused_s += max(0.0, event.at - max(paused_at, hold_from or paused_at))
+            paused_at = None
         elif event.kind == "verdict":
             verdict = event.outcome
     return Progress(
@@ -181,6 +201,8 @@ def fold(plan: CanaryPlan, events: Sequence[Event]) -> Progress:
         proposed_at,
         hold_from,
         skipped_s,
+        paused_at,
+        paused_s,
     )
 
 
@@ -218,6 +240,11 @@ def decide(
                 reason=f"canary not ready within progressDeadline {plan.progress_deadline_s:g}s",
             )
         return Decision("wait_ready", weight, 0, due_at=deadline)
+    if plan.paused != (state.paused_at is not None):
+        # A person paused or resumed it (canary.paused): journal that first.
+        return Decision("pause" if plan.paused else "resume", weight, state.step)
+    if state.paused_at is not None:
+        return _paused(plan, state, weight, ready=ready, now=now)
     if state.consecutive_failures >= plan.failure_limit:
         return Decision(
             "fail",
@@ -248,6 +275,17 @@ def decide(
     if state.passes_in_step > 0 and state.latest_outcome == "pass":
         due = min(due, state.hold_started_at + hold)
     return Decision("wait", weight, state.step, due_at=due)
+
+
+def _paused(plan: CanaryPlan, state: Progress, weight: int, *, ready: bool,
+            now: float) -> Decision:
+    """Paused: judge each interval as it is due, decide nothing (no step, no verdict)."""
+    assert state.last_interval_at is not None
+    next_interval = state.last_interval_at + plan.interval_s
+    if ready and now >= next_interval:
+        return Decision("analyse", weight, state.step, window=(state.last_interval_at, now))
+    return Decision("hold", weight, state.step, due_at=next_interval,
+                    reason="paused by canary.paused: true")
 
 
 def _mine(plan: CanaryPlan, events: Sequence[Event]) -> list[Event]:

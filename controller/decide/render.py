@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf import json_format, text_format
 
-from controller.decide.fleet import SplitRule
+from controller.decide.fleet import ShadowRule, SplitRule
 from controller.decide.plan import ModelEntry
 from controller.spec.model import CANARY_LABEL, STABLE_LABEL, RolloutSpec
 from serving.generated import rollouts_serving_pb2
@@ -61,6 +61,27 @@ def policy_from_proto(value: rollouts_serving_pb2.TransitionPolicy) -> str | Non
     """The extension service's enum value -> "availability_preserving"; None if unset."""
     policy = _POLICY_BY_PROTO.get(value)
     return policy.name if policy is not None else None
+
+
+def shadow_rule(doc: RolloutSpec) -> ShadowRule | None:
+    """The canary's shadow scoring, with predictionDiff's tolerance and outputs
+    (the server needs the tolerance to tell "differs" from "same")."""
+    canary = doc.spec.canary
+    if canary is None or canary.shadow is None:
+        return None
+    diff = canary.analysis.checks.prediction_diff
+    return ShadowRule(
+        sample=canary.shadow.sample,
+        tolerance=diff.tolerance if diff is not None else 0.0,
+        outputs=tuple(diff.outputs) if diff is not None else (),
+    )
+
+
+def shadow_to_proto(rule: ShadowRule | None) -> rollouts_serving_pb2.Shadow | None:
+    if rule is None:
+        return None
+    return rollouts_serving_pb2.Shadow(
+        sample=rule.sample, tolerance=rule.tolerance, outputs=list(rule.outputs))
 
 
 def _sorted(specs: Iterable[RolloutSpec]) -> list[RolloutSpec]:
@@ -130,6 +151,7 @@ def render_split(doc: RolloutSpec, step: int = 0) -> SplitRule:
         hash_key=canary.split.hash_key or "",
         salt=canary.split.salt,
         match=tuple((m.header, m.value) for m in canary.split.match),
+        shadow=shadow_rule(doc),
     )
 
 
@@ -148,6 +170,7 @@ def split_to_proto(model: str, rule: SplitRule) -> rollouts_serving_pb2.Split:
         hash_key=rule.hash_key,
         salt=rule.salt,
         match=[rollouts_serving_pb2.HeaderMatch(header=h, value=v) for h, v in rule.match],
+        shadow=shadow_to_proto(rule.shadow),
     )
 
 
@@ -160,6 +183,9 @@ def split_from_proto(split: rollouts_serving_pb2.Split) -> SplitRule:
         hash_key=split.hash_key,
         salt=split.salt,
         match=tuple((m.header, m.value) for m in split.match),
+        # An unset or zero-rate shadow is no shadow, as the server treats it.
+        shadow=ShadowRule(split.shadow.sample, split.shadow.tolerance,
+                          tuple(split.shadow.outputs)) if split.shadow.sample > 0 else None,
     )
 
 

@@ -21,11 +21,22 @@ def interval_detail(verdict: IntervalVerdict, weight_bp: int) -> dict[str, Any]:
         f"{verdict.outcome} at {weight_bp / 100:g}%: canary {canary.requests:.0f} req "
         f"{verdict.error_rate(canary):.2%} err" + code_counts(canary, verdict.error_codes)
         + (f" p99 {p99 * 1000:.1f}ms" if p99 is not None else "")
+        + _shadow_text(canary)
         + f"; stable {stable.requests:.0f} req {verdict.error_rate(stable):.2%} err"
         + code_counts(stable, verdict.error_codes)
         + (f" — {'; '.join(verdict.reasons)}" if verdict.outcome != "pass" else "")
     )
     return {"summary": summary, "weightBp": weight_bp, **numbers}
+
+
+def _shadow_text(canary: VersionWindow) -> str:
+    """Shadow scoring's numbers: compared requests, differing rate, mean abs diff."""
+    if canary.compared <= 0 and canary.shadow_runs <= 0:
+        return ""
+    rate, mean = canary.differing_rate, canary.mean_abs_diff
+    return (f", shadow {canary.compared:.0f} compared"
+            + (f" {rate:.2%} differ" if rate is not None else "")
+            + (f" mean|diff| {mean:.4g}" if mean is not None else ""))
 
 
 def code_counts(window: VersionWindow, counted: frozenset[str] | None) -> str:

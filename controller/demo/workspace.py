@@ -82,7 +82,10 @@ def spec_text(model: str, stable: int, canary: int | None, timings: Timings) -> 
         f"      minRequests: {timings.min_requests}\n"
         f"      failureLimit: {timings.failure_limit}\n"
         "      checks:\n"
-        "        errorRate: {max: 0.02}\n"
+        # v3's bug rejects valid inputs (INVALID_ARGUMENT): count that as an
+        # error too, beside the server-side failures counted by default.
+        "        errorRate: {max: 0.02, codes: [INVALID_ARGUMENT, INTERNAL, UNKNOWN, "
+        "UNAVAILABLE, DEADLINE_EXCEEDED, DATA_LOSS, RESOURCE_EXHAUSTED]}\n"
         "        latencyP99: {max: 500ms}\n"
     )
 

@@ -45,6 +45,8 @@ from controller.decide.gates import (
     is_promotion_of,
     reverted_commit,
 )
+from controller.decide.notices import Event as NoticeEvent
+from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
 from controller.runtime.logfields import fields
@@ -111,6 +113,16 @@ class RolloutStatus:
     awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
+# Journal events that people are told of: (kind, verdict outcome) -> notice event.
+# Promotions and reverts are told when their commit is written (`_tell`).
+_NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
+    ("started", ""): "canary_started",
+    ("paused", ""): "paused",
+    ("step", ""): "step_advanced",
+    ("verdict", "ready"): "ready_to_promote",
+}
+
+
 @dataclass
 class Pending:
     """A verdict recorded in the journal and not yet written to git."""
@@ -161,6 +173,7 @@ class RolloutDriver:
         *,
         clock: Callable[[], float] = time.time,
         branch_writer: BranchWriter | None = None,
+        notify: Callable[[Notice], None] | None = None,
     ) -> None:
         """`branch_writer`: propose each verdict on a branch of its own (write-back
         "branch") instead of pushing it onto the followed branch."""
@@ -169,6 +182,11 @@ class RolloutDriver:
         self.provider = provider
         self.clock = clock
         self.branch_writer = branch_writer
+        # Told of each journaled step and written verdict (`runtime.notify.Notifier.send`).
+        self.notify = notify or (lambda _notice: None)
+        self._stable: dict[str, int | None] = {}  # per model, at its last decision
+        # Verdicts whose write-back failure people were told of (once, not every retry).
+        self._failure_told: set[tuple[str, int, str]] = set()
         # Per model: the branch its verdict waits on to be merged (write-back "branch").
         self.awaiting_merge: dict[str, str] = {}
         # Verdict commits that could not be written (push error, lost races, a taken
@@ -220,13 +238,15 @@ class RolloutDriver:
                 notes_dirty = True
                 events = parse_journal(self.journal.notes(start))
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
-                if follow.kind in ("wait", "analyse", "wait_ready"):
+                if follow.kind in ("wait", "analyse", "wait_ready", "hold"):
                     status.due_at = follow.due_at
+                    if follow.kind == "hold":
+                        status.phase, status.message = "paused", follow.reason
                     break
                 decision = follow
                 recorded, status = self._act(snapshot, plan, decision, events, start, now)
             notes_dirty |= recorded
-            if decision.kind == "wait":
+            if decision.kind in ("wait", "hold"):
                 status.due_at = decision.due_at
             if status.due_at is not None:
                 next_due = status.due_at if next_due is None else min(next_due, status.due_at)
@@ -327,6 +347,8 @@ class RolloutDriver:
         start: str,
         now: float,
     ) -> tuple[bool, RolloutStatus]:
+        model = snapshot.desired.models.get(plan.model)
+        self._stable[plan.model] = model.labels.get("stable") if model else None
         status = RolloutStatus(
             plan.model,
             plan.version,
@@ -369,6 +391,23 @@ class RolloutDriver:
             self._note(start, event, event.detail.get("summary", event.outcome))
             status.intervals.append(event.detail | {"outcome": event.outcome, "at": event.at})
             return True, status
+        if kind in ("pause", "resume"):
+            state = fold(plan, events)
+            held = now - (state.hold_started_at or now)
+            self._note(
+                start,
+                Event("paused" if kind == "pause" else "resumed", now, plan.model,
+                      plan.version, decision.step),
+                (f"paused at step {decision.step + 1}/{len(plan.steps)}, weight "
+                 f"{decision.weight_bp / 100:g}%, {held:.0f}s of the hold done"
+                 if kind == "pause" else
+                 f"resumed at step {decision.step + 1}/{len(plan.steps)}: the hold goes on"),
+            )
+            return True, status
+        if kind == "hold":
+            status.phase = "paused"
+            status.message = decision.reason
+            return False, status
         if kind == "advance":
             if self.provider is not None:
                 self.provider.mark(now)
@@ -428,6 +467,11 @@ class RolloutDriver:
         log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
                 extra=fields(event.kind, model=event.model, commit=commit))
         self.journal.add_note(commit, line)
+        kind = _NOTICE_OF.get((event.kind, event.outcome if event.kind == "verdict" else ""))
+        if kind is not None:
+            self.notify(Notice(kind, event.model, event.at, event.version,
+                               self._stable.get(event.model), commit, event.outcome,
+                               summary=redact(" ".join(summary.split()))))
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
@@ -456,6 +500,7 @@ class RolloutDriver:
                 "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
                 sha[:12], extra=fields(kind, model=pending.model, commit=sha),
             )
+            self._tell(pending, "promoted" if pending.kind == "promote" else "reverted", sha)
             self._count(self.verdicts, pending)
             return outcome.sha
         if outcome.status is WriteStatus.EXHAUSTED:
@@ -468,10 +513,25 @@ class RolloutDriver:
 
     def _write_failed(self, pending: Pending) -> None:
         self._count(self.write_failures, pending)
+        self._tell(pending, "write_back_failed", pending.canary_commit)
 
     @staticmethod
     def _count(counts: dict[str, int], pending: Pending) -> None:
         counts[pending.kind] = counts.get(pending.kind, 0) + 1
+
+    def _tell(self, pending: Pending, kind: NoticeEvent, commit: str) -> None:
+        key = (pending.model, pending.version, pending.kind)
+        if kind == "write_back_failed":
+            if key in self._failure_told:
+                return
+            self._failure_told.add(key)
+        else:
+            self._failure_told.discard(key)
+        self.notify(Notice(
+            kind, pending.model, self.clock(), pending.version, self._stable.get(pending.model),
+            commit, "pass" if pending.kind == "promote" else "fail",
+            summary=redact(pending.summary), details=dict(pending.analysis),
+        ))
 
     def _finish_on_branch(
         self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]

@@ -34,10 +34,12 @@ from controller.adapters.targets import TargetClient
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import TargetAddress
 from controller.decide.gates import canary_out_of_traffic
+from controller.decide.notices import Notice
 from controller.runtime.dashboard.routes import DashboardSettings
 from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.fleet import Fleet
 from controller.runtime.logfields import fields
+from controller.runtime.notify import NotificationTarget, Notifier
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
@@ -87,6 +89,8 @@ class ControllerSettings:
     dashboard_token: str = field(default="", repr=False)
     commit_url: str = ""
     acting_commands: tuple[str, ...] = ()
+    # Where to tell people what happened (the config file's `notifications`).
+    notifications: tuple[NotificationTarget, ...] = ()
     # Who the verdict commits are by (author and committer), and git's own signing:
     # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
     git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
@@ -135,10 +139,13 @@ class Controller:
             self.fleet.clients(), backoff=Backoff(min(1.0, poll), poll),
         )
         self.notes = GitNotes(self.git)
+        self.notifier = Notifier(settings.notifications)
         self.driver = RolloutDriver(
             self.git, self.notes, provider or default_provider(settings), clock=clock,
             branch_writer=self.git if settings.write_back == "branch" else None,
+            notify=self.notifier.send,
         )
+        self._errors_told: set[str] = set()
         self.state = ControllerState()
         self._histories: dict[str, RolloutHistory] = {}
         self._lock = threading.RLock()
@@ -268,6 +275,7 @@ class Controller:
                 commits[name] = desired.commit
             self.state.model_commits = commits
         self._log_new_findings(result, desired.commit)
+        self._tell_new_errors(result, desired.commit)
         wrote = False
         for pending in drive.pending:
             if pending.kind == "fail" and not canary_out_of_traffic(
@@ -282,6 +290,14 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def _tell_new_errors(self, result: ReconcileResult, commit: str) -> None:
+        """A change that could not be applied is told once, when it first fails."""
+        current = set(result.errors)
+        for error in sorted(current - self._errors_told):
+            self.notifier.send(Notice("failed_to_apply", "", time.time(), commit=commit,
+                                      summary=redact(error)))
+        self._errors_told = current
 
     def _record_fetch_lag(self, head: str) -> None:
         """Commit time of a new head -> now: how long a push takes to be seen."""
@@ -393,6 +409,7 @@ class Controller:
             if self._git_running.acquire(timeout=timeout_s):
                 self._git_running.release()
         self.reconciler.close()
+        self.notifier.close()
 
     def serve_forever(self, *, install_signals: bool = True) -> None:
         server = self.http_server()

@@ -49,6 +49,24 @@ class GitAuthor(_Strict):
     email: str = Field(min_length=3, pattern=r"^[^<>\s]+$", description="e.g. bot@example.com")
 
 
+NoticeEvent = Literal[
+    "canary_started", "step_advanced", "paused", "ready_to_promote", "promoted", "reverted",
+    "failed_to_apply", "write_back_failed",
+]
+
+
+class NotificationEntry(_Strict):
+    """Where to tell people what happened, in which shape, about which events."""
+
+    url: str = Field(pattern=r"^https?://", description="The receiver's http(s) URL.")
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json: our document; slack: an incoming-webhook text.")
+    events: list[NoticeEvent] | None = Field(
+        default=None, description="The events to send (default: every one).")
+    secret_file: str | None = Field(
+        default=None, description="File with an HMAC secret: X-Hub-Signature-256 on each.")
+
+
 class ControllerConfig(_Strict):
     repo: str | None = None
     branch: str | None = None
@@ -76,6 +94,7 @@ class ControllerConfig(_Strict):
         default_factory=list, description="NAME:PORT[,METRICS_PORT] resolved every reconcile."
     )
     dns_server: str | None = None
+    notifications: list[NotificationEntry] = Field(default_factory=list)
 
     def target_texts(self) -> list[str]:
         return [t.flag_text() for t in self.targets]

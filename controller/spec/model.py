@@ -7,7 +7,8 @@ models (`json_schema`), so this module is the single authority on what a valid
 spec is. Loading YAML and mapping errors to file positions lives in `load`.
 
 Error-rate thresholds are fractions in 0..1 (0.01 means 1 %); step weights are
-percentages 1..100; durations are strings such as `250ms`, `30s`, `2m`, `1h`.
+percentages 0..100 (0 only with `canary.shadow`: a dark launch); durations are
+strings such as `250ms`, `30s`, `2m`, `1h`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -51,11 +52,11 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -78,19 +79,42 @@ def _at_least(minimum: float) -> Callable[[Duration], Duration]:
 
 
 def _version(value: object) -> object:
-    if _is_int(value) and value < 1:  # type: ignore[operator]
+    if _is_int(value) and value < 1:
         raise _fail("version", f"versions are positive integers, got {value}")
     return value
 
 
 def _weight(value: object) -> object:
-    if _is_int(value) and not 1 <= value <= 100:  # type: ignore[operator]
-        raise _fail("weight", f"step weights are percentages from 1 to 100, got {value}")
+    if _is_int(value) and not 0 <= value <= 100:
+        raise _fail("weight", f"step weights are percentages from 0 to 100, got {value}")
+    return value
+
+
+def _sample(value: object) -> object:
+    if _is_number(value) and not 0 < value <= 1:
+        raise _fail(
+            "sample",
+            "shadow.sample is the fraction of requests also scored on the other version, "
+            f"above 0 and at most 1 (0.25 means 25%), got {value}",
+        )
+    return value
+
+
+def _non_negative(value: object) -> object:
+    if _is_number(value) and not 0 <= value < float("inf"):
+        raise _fail("non_negative", f"must be a number >= 0, got {value}")
+    return value
+
+
+def _confidence(value: object) -> object:
+    if _is_number(value) and not 0.5 <= value < 1:
+        raise _fail("confidence", f"confidence is a probability from 0.5 to below 1 "
+                    f"(0.95 means 95%), got {value}")
     return value
 
 
 def _fraction(value: object) -> object:
-    if _is_number(value) and not 0 <= value <= 1:  # type: ignore[operator]
+    if _is_number(value) and not 0 <= value <= 1:
         raise _fail(
             "fraction",
             f"error-rate thresholds are fractions from 0 to 1 (0.01 means 1%), got {value}",
@@ -99,7 +123,7 @@ def _fraction(value: object) -> object:
 
 
 def _ratio(value: object) -> object:
-    if _is_number(value) and value < 1:  # type: ignore[operator]
+    if _is_number(value) and value < 1:
         raise _fail(
             "ratio",
             "maxRatio is canary p99 / stable p99 and must be >= 1 "
@@ -110,7 +134,7 @@ def _ratio(value: object) -> object:
 
 def _minimum(minimum: int) -> Callable[[object], object]:
     def check(value: object) -> object:
-        if _is_int(value) and value < minimum:  # type: ignore[operator]
+        if _is_int(value) and value < minimum:
             raise _fail("minimum", f"must be >= {minimum}, got {value}")
         return value
 
@@ -185,7 +209,10 @@ def _base_path(value: object) -> object:
 
 
 Version = Annotated[int, Field(ge=1), BeforeValidator(_version)]
-Weight = Annotated[int, Field(ge=1, le=100), BeforeValidator(_weight)]
+Weight = Annotated[int, Field(ge=0, le=100), BeforeValidator(_weight)]
+Sample = Annotated[float, Field(gt=0, le=1), BeforeValidator(_sample)]
+NonNegative = Annotated[float, Field(ge=0), BeforeValidator(_non_negative)]
+Confidence = Annotated[float, Field(ge=0.5, lt=1), BeforeValidator(_confidence)]
 Fraction = Annotated[float, Field(ge=0, le=1), BeforeValidator(_fraction)]
 Ratio = Annotated[float, Field(ge=1), BeforeValidator(_ratio)]
 HeaderName = Annotated[str, Field(pattern=HEADER_PATTERN), BeforeValidator(_header)]
@@ -273,7 +300,10 @@ class Split(_Strict):
 
 
 class Step(_Strict):
-    weight: Weight = Field(description="Percent of traffic (1..100) sent to the canary.")
+    weight: Weight = Field(
+        description="Percent of traffic (0..100) sent to the canary; 0 only with "
+        "canary.shadow (a dark launch: no user is answered by the canary)."
+    )
     hold: Annotated[Duration, AfterValidator(_at_least(1.0))] = Field(
         default=Duration(300.0, "5m"),
         description="How long the step lasts (analysis keeps running). Default 5m.",
@@ -318,12 +348,38 @@ class LatencyCheck(_Strict):
     )
 
 
+class PredictionDiffCheck(_Strict):
+    tolerance: NonNegative = Field(
+        default=0.0,
+        description="Per element: a float output element differing from stable's by more "
+        "than this makes the request 'differ'. Integer and string outputs must be equal.",
+    )
+    max_differing_rate: Fraction | None = Field(
+        default=None,
+        description="Highest fraction of compared requests whose answers differ "
+        "(or mismatch in shape or dtype), 0..1.",
+    )
+    max_mean_abs: NonNegative | None = Field(
+        default=None,
+        description="Highest mean |canary - stable| over the compared float elements.",
+    )
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="Outputs compared; empty: every output both versions return.",
+    )
+
+
 class Checks(_Strict):
     error_rate: ErrorRateCheck | None = Field(
         default=None, description="Limits on the fraction of failed requests."
     )
     latency_p99: LatencyCheck | None = Field(
         default=None, description="Limits on the 99th percentile latency."
+    )
+    prediction_diff: PredictionDiffCheck | None = Field(
+        default=None,
+        description="Limits on how the canary's answers differ from stable's on the same "
+        "requests (needs canary.shadow).",
     )
 
 
@@ -350,6 +406,23 @@ class Analysis(_Strict):
         default=DEFAULT_CHECKS,
         description="What a passing interval means. Default: errorRate.max 0.01.",
     )
+    judge: Literal["threshold", "statistical"] = Field(
+        default="threshold",
+        description="threshold: a relative check fails when the measured difference is "
+        "beyond its margin; statistical: only when the canary is worse than stable beyond "
+        "the margin with `confidence` (two-proportion test for error rates, Mann-Whitney U "
+        "for latency, a one-sided binomial bound for the differing rate).",
+    )
+    confidence: Confidence = Field(
+        default=0.95, description="The statistical judge's confidence, 0.5..<1."
+    )
+
+
+class Shadow(_Strict):
+    sample: Sample = Field(
+        description="Fraction (0..1] of the requests one version answers that are also "
+        "run on the other version and compared, off the response path."
+    )
 
 
 class Canary(_Strict):
@@ -358,7 +431,19 @@ class Canary(_Strict):
         default=False,
         description="Propose again a version that was automatically reverted before.",
     )
+    paused: bool = Field(
+        default=False,
+        description="Hold the canary at its current step and weight: intervals are still "
+        "judged and journaled, no step advances and no verdict is written; false again "
+        "resumes the hold where it stopped.",
+    )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
+    shadow: Shadow | None = Field(
+        default=None,
+        description="Shadow scoring: also score a share of requests on the other version "
+        "and compare the answers (checks.predictionDiff). With a step of weight 0 it is a "
+        "dark launch.",
+    )
     steps: list[Step] = Field(
         default_factory=list,
         description="Traffic steps with strictly increasing weights. Empty: the canary "
@@ -486,6 +571,24 @@ def _canary_violations(canary: Canary, stable: int) -> list[Violation]:
                 "add steps or a split.match rule",
             )
         )
+    for index, step in enumerate(canary.steps):
+        if step.weight == 0 and canary.shadow is None:
+            found.append(
+                Violation(
+                    (*at, "steps", index, "weight"),
+                    "weight 0 sends the canary no traffic: set canary.shadow for a dark "
+                    "launch (the canary is judged on shadow-scored requests), or use a "
+                    "weight from 1 to 100",
+                )
+            )
+    if canary.analysis.checks.prediction_diff is not None and canary.shadow is None:
+        found.append(
+            Violation(
+                (*at, "analysis", "checks", "predictionDiff"),
+                "predictionDiff compares answers from shadow scoring: set canary.shadow "
+                "(e.g. shadow: {sample: 0.1})",
+            )
+        )
     for index in range(1, len(canary.steps)):
         before, weight = canary.steps[index - 1].weight, canary.steps[index].weight
         if weight <= before:
@@ -511,12 +614,15 @@ def _canary_violations(canary: Canary, stable: int) -> list[Violation]:
 
 def _check_violations(checks: Checks, at: Loc) -> list[Violation]:
     found: list[Violation] = []
-    if checks.error_rate is None and checks.latency_p99 is None:
-        found.append(Violation(at, "define errorRate, latencyP99 or both"))
+    if checks.error_rate is None and checks.latency_p99 is None and checks.prediction_diff is None:
+        found.append(Violation(at, "define errorRate, latencyP99, predictionDiff or several"))
     if checks.error_rate is not None and checks.error_rate == ErrorRateCheck():
         found.append(Violation((*at, "errorRate"), "set max, maxIncrease or both"))
     if checks.latency_p99 is not None and checks.latency_p99 == LatencyCheck():
         found.append(Violation((*at, "latencyP99"), "set max, maxRatio or both"))
+    diff = checks.prediction_diff
+    if diff is not None and diff.max_differing_rate is None and diff.max_mean_abs is None:
+        found.append(Violation((*at, "predictionDiff"), "set maxDifferingRate, maxMeanAbs or both"))
     return found
 
 

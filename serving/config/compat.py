@@ -33,4 +33,12 @@ def unsupported_notes(flags: ServerFlags) -> list[str]:
         notes.append(f"--thread_pool_factory_config_file={flags.thread_pool_factory_config_file}:"
                      " TensorFlow's own inter- and intra-op pools run every request; per-request"
                      " thread pools are not applied")
+    if flags.platform_config_file and (flags.enable_batching or flags.saved_model_tags != "serve"
+                                       or flags.tensorflow_session_config_file):
+        notes.append("--platform_config_file replaces --enable_batching,"
+                     " --batching_parameters_file, --saved_model_tags and the session flags;"
+                     " those are ignored (as in TF Serving)")
+    if flags.enable_per_model_batching_parameters:
+        notes.append("--enable_per_model_batching_parameters: not applied; every model batches"
+                     " with --batching_parameters_file")
     return notes

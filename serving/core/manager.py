@@ -20,10 +20,17 @@ Locking: one re-entrant lock guards all state; its condition variable is
 notified at every state change. Listeners run under that lock, in order, so
 they see each change exactly when it happens; they must be quick and must not
 block (they may call the read methods).
+
+Requests that find no servable version may wait for one on its way in
+(`wait_for_load`, or `wait_for_load_async` on an event loop): the pure
+`waiting.readiness` says whether a load would serve them; the wait is on the
+same condition variable (an event loop's waiters are woken through
+`call_soon_threadsafe`, so no thread blocks for them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -36,6 +43,7 @@ from serving.core.loader import Loader
 from serving.core.policies import TransitionPolicy, VersionSnapshot, next_action
 from serving.core.states import LOADED_STATES, VersionState
 from serving.core.status import Code, ServingError
+from serving.core.waiting import Readiness, readiness
 
 __all__ = [
     "AspiredVersion",
@@ -149,6 +157,8 @@ class Manager:
         self._models: dict[str, _Model] = {}
         self._policies: dict[str, TransitionPolicy] = {}
         self._listeners: list[Listener] = []
+        # Event-loop waiters: called (quickly, without blocking) at every change.
+        self._wakers: set[Callable[[], None]] = set()
         self._end_counter = 0
         self._stopping = False
         self._loads = _Workers("load", num_load_threads)
@@ -244,6 +254,53 @@ class Manager:
                 if entry.refs == 0:
                     self._cond.notify_all()
 
+    def readiness(self, model: str, version: int | None) -> Readiness:
+        """Whether `version` of `model` (None: the latest) is servable, on its way, or neither."""
+        with self._cond:
+            return readiness(self._snapshots(self._models.get(model)), version)
+
+    def wait_for_load(self, model: str, version: int | None, timeout: float) -> bool:
+        """Block while a version that would serve the request is on its way in.
+
+        True when the request is servable now (so it is worth another try);
+        False at once when nothing is about to serve it, or when the load
+        failed or `timeout` passed first.
+        """
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.readiness(model, version) is not Readiness.COMING, max(timeout, 0))
+            return self.readiness(model, version) is Readiness.READY
+
+    async def wait_for_load_async(self, model: str, version: int | None, timeout: float) -> bool:
+        """`wait_for_load` for an event loop: awaits instead of blocking a thread."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(changed.set)
+            except RuntimeError:  # the loop closed under a late waiter
+                pass
+
+        deadline = loop.time() + max(timeout, 0)
+        with self._cond:
+            self._wakers.add(wake)
+        try:
+            while True:
+                # Cleared before the check: a change after it sets the event again.
+                changed.clear()
+                state = self.readiness(model, version)
+                remaining = deadline - loop.time()
+                if state is not Readiness.COMING or remaining <= 0:
+                    return state is Readiness.READY
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            with self._cond:
+                self._wakers.discard(wake)
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until `predicate()` holds (checked at every state change) or `timeout` passes."""
         with self._cond:
@@ -273,6 +330,17 @@ class Manager:
             e.state not in LOADED_STATES for m in self._models.values() for e in m.entries.values()
         )
 
+    @staticmethod
+    def _snapshots(m: _Model | None) -> list[VersionSnapshot]:
+        if m is None:
+            return []
+        return [VersionSnapshot(v, e.state, e.is_aspired) for v, e in m.entries.items()]
+
+    def _changed(self) -> None:
+        self._cond.notify_all()
+        for wake in list(self._wakers):
+            wake()
+
     def _status(self, model: str, entry: _Entry) -> VersionStatus:
         return VersionStatus(model, entry.aspired.version, entry.state, entry.error)
 
@@ -290,7 +358,7 @@ class Manager:
                 listener(status)
             except Exception:
                 log.exception("version state listener failed")
-        self._cond.notify_all()
+        self._changed()
 
     def _sync(self, model: str, m: _Model) -> None:
         """Reconcile entries with the aspired set, then look for the next action."""
@@ -313,8 +381,9 @@ class Manager:
             else:
                 current.is_aspired = True
         self._trim_end_entries(m)
-        # Aspired flags may have changed: wake retry waits so they can cancel.
-        self._cond.notify_all()
+        # Aspired flags may have changed: wake retry waits so they can cancel,
+        # and requests waiting for a version that is no longer coming.
+        self._changed()
         self._kick(model, m)
 
     @staticmethod
@@ -344,8 +413,7 @@ class Manager:
     def _kick(self, model: str, m: _Model) -> None:
         if m.busy:
             return
-        snapshots = [VersionSnapshot(v, e.state, e.is_aspired) for v, e in m.entries.items()]
-        action = next_action(self.policy(model), snapshots)
+        action = next_action(self.policy(model), self._snapshots(m))
         if action is None:
             return
         entry = m.entries[action.version]

@@ -1,9 +1,9 @@
 """One error taxonomy for the whole server.
 
 Codes are TensorFlow's canonical status codes (the same numbers gRPC uses). The
-core raises `ServingError`; the gRPC adapter maps `code` onto `grpc.StatusCode`
-by name and the REST adapter onto an HTTP status with `http_status`, so the
-mapping lives in exactly one place per protocol.
+core raises `ServingError`; serving/grpc/errors.py maps `code` onto the
+`grpc.StatusCode` of the same name and the REST adapter onto an HTTP status with
+`http_status`, so the mapping lives in exactly one place per protocol.
 """
 
 from __future__ import annotations

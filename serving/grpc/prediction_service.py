@@ -35,14 +35,21 @@ def _headers(context: grpc.ServicerContext) -> dict[str, str]:
     return {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
-def model_ref(spec: model_pb2.ModelSpec, headers: Mapping[str, str]) -> ModelRef:
+def model_ref(spec: model_pb2.ModelSpec, headers: Mapping[str, str],
+              wait_s: float | None = None) -> ModelRef:
     which = spec.WhichOneof("version_choice")
     return ModelRef(
         name=spec.name,
         version=spec.version.value if which == "version" else None,
         label=spec.version_label if which == "version_label" else None,
         headers=headers,
+        wait_s=wait_s,
     )
+
+
+def _ref(spec: model_pb2.ModelSpec, context: grpc.ServicerContext) -> ModelRef:
+    # A version still loading is waited for only within the RPC's own deadline.
+    return model_ref(spec, _headers(context), context.time_remaining())
 
 
 def _echo(served: Served, target: model_pb2.ModelSpec, with_signature: bool = True) -> None:
@@ -71,7 +78,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return {k: tensor_codec.parse_tensor(v, k) for k, v in request.inputs.items()}
 
         result = self.dataplane.predict(
-            model_ref(request.model_spec, _headers(context)), decode,
+            _ref(request.model_spec, context), decode,
             request.model_spec.signature_name, list(request.output_filter),
             entrypoint=ENTRYPOINT)
         response = predict_pb2.PredictResponse()
@@ -85,7 +92,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        r = self.dataplane.classify(model_ref(request.model_spec, _headers(context)),
+        r = self.dataplane.classify(_ref(request.model_spec, context),
                                     request.input, request.model_spec.signature_name,
                                     entrypoint=ENTRYPOINT)
         response = classification_pb2.ClassificationResponse(result=r.result)
@@ -97,7 +104,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        r = self.dataplane.regress(model_ref(request.model_spec, _headers(context)),
+        r = self.dataplane.regress(_ref(request.model_spec, context),
                                    request.input, request.model_spec.signature_name,
                                    entrypoint=ENTRYPOINT)
         response = regression_pb2.RegressionResponse(result=r.result)
@@ -115,7 +122,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
         first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
-        r = self.dataplane.multi_inference(model_ref(first, _headers(context)), tasks,
+        r = self.dataplane.multi_inference(_ref(first, context), tasks,
                                            request.input, entrypoint=ENTRYPOINT)
         return inference_pb2.MultiInferenceResponse(results=r.results)
 
@@ -126,7 +133,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         r = self.dataplane.get_model_metadata(
-            model_ref(request.model_spec, _headers(context)), list(request.metadata_field))
+            _ref(request.model_spec, context), list(request.metadata_field))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _echo(r.served, response.model_spec, with_signature=False)
         response.metadata["signature_def"].Pack(r.signature_def_map)

@@ -7,12 +7,15 @@ expressions (http_rest_api_util.cc), so anything else is its "Malformed
 request". Inference POSTs are answered on raw ASGI in front of the Starlette
 app (routing and middleware cost more than the HTTP stack itself); inference
 runs in a bounded thread pool under a deadline, and the event loop only parses
-and writes. Every failure is {"error": "..."} with TF Serving's HTTP status.
+and writes. A request for a version still loading (a resource-preserving swap)
+waits for it on the loop, holding no thread and no admission slot, within the
+same deadline. Every failure is {"error": "..."} with TF Serving's HTTP status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import re
 import time
@@ -81,7 +84,7 @@ def _error(err: ServingError) -> Response:
 
 
 def _ref(headers: dict[str, str], version: str | None, label: str | None,
-         name: str) -> ModelRef:
+         name: str, wait_s: float | None = None) -> ModelRef:
     if version is not None:
         try:
             number = int(version)
@@ -89,7 +92,7 @@ def _ref(headers: dict[str, str], version: str | None, label: str | None,
                 raise ValueError
         except ValueError:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.") from None
-    return ModelRef(name, int(version) if version is not None else None, label, headers)
+    return ModelRef(name, int(version) if version is not None else None, label, headers, wait_s)
 
 
 def _header_dict(raw: Headers) -> dict[str, str]:
@@ -139,22 +142,38 @@ class _Inference:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
 
-    async def _run(self, fn: Callable[[], Any]) -> Any:
+    def _deadline(self) -> float | None:
+        """When a request starting now must be answered (perf_counter), or None."""
+        return time.perf_counter() + self.timeout_s if self.timeout_s > 0 else None
+
+    @staticmethod
+    def _left(deadline: float | None) -> float | None:
+        return None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+
+    async def _ready(self, ref: ModelRef, deadline: float | None) -> ModelRef:
+        """Awaits (on the loop, outside the admission gate) a version still
+        loading for `ref`; returns `ref` with what is left of its deadline, so
+        the thread that runs the call does not wait longer."""
+        await self.dataplane.wait_for_version(ref)
+        return dataclasses.replace(ref, wait_s=self._left(deadline))
+
+    async def _run(self, fn: Callable[[], Any], deadline: float | None = None) -> Any:
         """fn in a worker thread, bounded in number and in time. On timeout a
         call still queued never runs; a running one is abandoned (it finishes
         and releases its servable handle)."""
         self.gate.enter()
         try:
             future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
-            if self.timeout_s > 0:
-                return await asyncio.wait_for(future, self.timeout_s)
+            left = self._left(deadline if deadline is not None else self._deadline())
+            if left is not None:
+                return await asyncio.wait_for(future, left)
             return await future
         except TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         finally:
             self.gate.leave()
 
-    async def _await(self, work: Coroutine[Any, Any, Any]) -> Any:
+    async def _await(self, work: Coroutine[Any, Any, Any], deadline: float | None) -> Any:
         """`work` on this loop under the same admission gate and deadline as
         `_run`. On timeout it is left to finish (it holds a servable handle
         until its batch has run), as `_run` abandons a thread."""
@@ -162,8 +181,9 @@ class _Inference:
         try:
             task = asyncio.ensure_future(work)
             task.add_done_callback(_retrieve)
-            if self.timeout_s > 0:
-                return await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+            left = self._left(deadline)
+            if left is not None:
+                return await asyncio.wait_for(asyncio.shield(task), left)
             return await task
         except TimeoutError:
             raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
@@ -196,13 +216,18 @@ class _Inference:
             self._observe(name, api, e, start)
             await _send_json(send, _error_status(e), json_response.error_body(e.message).encode())
             return
+        # The deadline covers waiting for a loading version and the call itself.
+        deadline = self._deadline()
+        ref = dataclasses.replace(ref, wait_s=self._left(deadline))
         try:
             if api == "Predict" and self.dataplane.batcher is not None:
                 # Batching: join the batch from the loop, no thread per request.
-                text, served = await self._await(self._predict_batched(ref, doc, signature))
+                text, served = await self._await(
+                    self._predict_batched(ref, doc, signature), deadline)
             else:
+                ref = await self._ready(ref, deadline)
                 text, served = await self._run(
-                    functools.partial(self._infer, api, ref, doc, signature))
+                    functools.partial(self._infer, api, ref, doc, signature), deadline)
         except ServingError as e:
             # Timed out or refused for overload: the data plane never recorded it.
             if e.code is Code.DEADLINE_EXCEEDED or isinstance(e, limits.Overloaded):
@@ -252,9 +277,12 @@ class _Inference:
                 raise invalid_argument(f"Malformed request: GET {path}")
             if not m.group(1):
                 raise invalid_argument("Missing model name in request.")
-            ref = _ref({k.lower(): v for k, v in request.headers.items()}, m.group(2),
-                       m.group(3), m.group(1))
-            r = await self._run(lambda: self.dataplane.get_model_metadata(ref, ["signature_def"]))
+            deadline = self._deadline()
+            ref = await self._ready(
+                _ref({k.lower(): v for k, v in request.headers.items()}, m.group(2),
+                     m.group(3), m.group(1), self._left(deadline)), deadline)
+            r = await self._run(
+                lambda: self.dataplane.get_model_metadata(ref, ["signature_def"]), deadline)
         except ServingError as e:
             return _error(e)
         body = json_response.metadata_response(r.served.model, r.served.version,

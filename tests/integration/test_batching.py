@@ -1,7 +1,8 @@
 """--enable_batching on the real server: merged calls, correct rows, a full queue.
 
-One server for the module with two models: `fast` (half_plus_two) and `slow`
-(every model call sleeps 1 s). One batch thread, batches of up to 4 rows padded
+One server for the module with three models: `fast` (half_plus_two), `slow`
+(every model call sleeps 1 s) and `gap` (swapped resource-preserving while
+requests wait on the event loop). One batch thread, batches of up to 4 rows padded
 to the allowed sizes 2 or 4, at most 2 batches waiting per queue.
 """
 
@@ -11,14 +12,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tensorflow_serving.apis import get_model_status_pb2
 
-from tests.conftest import ServerProcess, serving
+from serving.generated import rollouts_serving_pb2 as rpb
+from tests.conftest import ServerProcess, serving, wait_for
 from tests.grpc_requests import grpc_predict
 
 pytestmark = pytest.mark.integration
@@ -38,14 +42,19 @@ allowed_batch_sizes: 4
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("batching")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batching")
+
+
+@pytest.fixture(scope="module")
+def server(root: Path, make_model: Any) -> Iterator[ServerProcess]:
     make_model(root / "fast", 1)
     make_model(root / "slow", 1, slow_seconds=SLOW_S)
+    make_model(root / "gap", 1)
     config = root / "models.config"
     config.write_text("model_config_list { " + " ".join(
         f'config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}'
-        for name in ("fast", "slow")) + " }\n")
+        for name in ("fast", "slow", "gap")) + " }\n")
     (root / "monitoring.config").write_text(
         f'prometheus_config {{ enable: true path: "{METRICS}" }}\n')
     (root / "batching.config").write_text(BATCHING)
@@ -149,3 +158,43 @@ def test_a_full_queue_answers_unavailable_and_503_without_waiting(
             assert str(exc).startswith("503 " + QUEUE_FULL), exc
     # Refusals come back at once, before even the first model call finishes.
     assert max(t for _, _, t in refused) < min(t for _, _, t in served)
+
+
+def gap_states(server: ServerProcess) -> dict[int, str]:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "gap"
+    response = server.model_stub().GetModelStatus(request, timeout=TIMEOUT_S)
+    return {s.version: get_model_status_pb2.ModelVersionStatus.State.Name(s.state)
+            for s in response.model_version_status}
+
+
+def test_requests_in_a_resource_preserving_gap_wait_on_the_loop(
+        server: ServerProcess, root: Path, make_model: Any) -> None:
+    """Batched REST requests take their handle on the event loop; arriving
+    while nothing of `gap` is AVAILABLE, they await the new version there, and
+    the loop keeps answering other requests meanwhile."""
+    server.rollout_stub().SetTransitionPolicy(
+        rpb.SetTransitionPolicyRequest(model_name="gap", policy=rpb.RESOURCE_PRESERVING),
+        timeout=TIMEOUT_S)
+    assert grpc_predict(server, "gap", 1.0) == 2.5
+    # v2 replays warmup records on a model whose every call sleeps 1 s: its
+    # load (after v1's unload) takes 5 s, the gap the requests below fall into.
+    make_model(root / "gap", 2, offset=3.0, slow_seconds=SLOW_S, warmup=True)
+    assert wait_for(lambda: gap_states(server) == {2: "LOADING", 1: "END"}, TIMEOUT_S, 0.02), \
+        gap_states(server)
+    with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
+        calls: list[Callable[[], Any]] = [
+            partial(grpc_predict, server, "gap", float(i)) if i % 2
+            else partial(rest_predict, http, "gap", float(i))
+            for i in range(4)
+        ]
+        waiting = threading.Thread(target=lambda: outcomes.extend(run_concurrently(calls)))
+        outcomes: list[tuple[Any, float]] = []
+        waiting.start()
+        # While they wait, the event loop answers another model: it is not blocked.
+        assert rest_predict(http, "fast", 4.0) == 4.0
+        during = gap_states(server)
+        waiting.join(TIMEOUT_S * 2)
+    assert not waiting.is_alive()
+    assert during[2] == "LOADING", during  # (a 5 s window) the gap was still open
+    assert [y for y, _ in outcomes] == [0.5 * i + 3 for i in range(4)]

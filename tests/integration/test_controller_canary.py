@@ -44,7 +44,10 @@ def canary_block(
         f"      interval: {interval}\n"
         f"      minRequests: {min_requests}\n"
         f"      failureLimit: {failure_limit}\n"
-        "      checks: {errorRate: {max: 0.05}}\n"
+        # The faulty v3's in-graph assertion answers INVALID_ARGUMENT, which is not
+        # a server-side failure: count it, as a spec would for a canary rejecting
+        # inputs stable accepts.
+        "      checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT, INTERNAL]}}\n"
     )
 
 
@@ -184,6 +187,35 @@ def test_failing_canary_leaves_traffic_then_is_reverted(
     finally:
         controller.stop()
         traffic.stop()
+
+
+def test_answers_the_client_caused_do_not_fail_a_canary_by_default(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    # v3 rejects half the inputs with INVALID_ARGUMENT, as any server does a
+    # client's bad request. Without errorRate.codes only server-side failures
+    # count, so the canary passes, and the journal and the promotion's trailers
+    # still give the rejected answers' count by code.
+    person: Person = fleet["person"]
+    servers: list[ServerProcess] = fleet["servers"]
+    traffic = Traffic([s.rest_url for s in servers]).start()
+    controller = running(fleet, tmp_path)
+    block = canary_block().replace(", codes: [INVALID_ARGUMENT, INTERNAL]", "")
+    assert "codes" not in block
+    try:
+        assert wait_for(lambda: label_version(servers[0], "stable") == 1, 60, 0.2)
+        person.write("rollouts/hp2.yaml", spec(stable=1, canary=3, canary_block=block),
+                     "canary hp2 v3, default error codes")
+        assert wait_for(lambda: "rollouts: promote hp2 to 3" in person.remote_log(), 90, 0.3), (
+            controller.status())
+        parsed = git(person.remote, "log", "-1", "--format=%(trailers:only,unfold)", "main")
+        assert re.search(r"^Rollouts-Last-Interval: pass at 50%: canary \d+ req 0\.00% err "
+                         r"\(INVALID_ARGUMENT \d+ not counted\)", parsed, re.M), parsed
+        assert "INVALID_ARGUMENT" in notes(person) and '"errorsByCode"' in notes(person)
+    finally:
+        controller.stop()
+        traffic.stop()
+    assert traffic.statuses[400] > 0  # the rejected answers really happened
 
 
 def test_persons_revert_mid_canary_is_applied(fleet: dict[str, Any], tmp_path: Path) -> None:

@@ -52,7 +52,8 @@ def block() -> str:
         "    split: {hashKey: x-user-id}\n"
         "    steps: [{weight: 50, hold: 1s}]\n"
         "    analysis: {interval: 1s, minRequests: 4, failureLimit: 1,\n"
-        "               checks: {errorRate: {max: 0.05}}}\n"
+        # The faulty v3 answers INVALID_ARGUMENT (an in-graph assertion): count it.
+        "               checks: {errorRate: {max: 0.05, codes: [INVALID_ARGUMENT]}}}\n"
     )
 
 

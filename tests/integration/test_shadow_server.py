@@ -129,8 +129,8 @@ def test_a_wrong_canary_differs_on_every_api_and_answers_no_user(server: ServerP
     assert wait_for(lambda: shadow_count(server, 3, "differs") == before + 6, WAIT_S)
     key = (("baseline_version", "1"), ("model", "hp"), ("version", "3"))
     values = series(server)
-    mean = (values[("rollouts_shadow_abs_diff_sum", key)]
-            / values[("rollouts_shadow_abs_diff_count", key)])
+    mean = (values[("rollouts_shadow_abs_diff_total", key)]
+            / values[("rollouts_shadow_elements_total", key)])
     assert mean == pytest.approx(0.2, abs=1e-5)
     assert user_requests(server, 3) == 0
 

@@ -6,9 +6,12 @@ versions compute 0.5x+2 and even ones 0.5x+3, so a response's value proves
 which SavedModel answered, and its reported version must match.
 
 - `avail` swaps {v} -> {v+1} in one reload: the policy loads before it unloads.
-- `res` adds v+1 beside v, then removes v: resource-preserving unloads before
-  it loads, so a one-step swap has a gap by design; adding and removing in
-  two steps is how its users swap without one.
+- `res` adds v+1 beside v, then removes v: the two steps a controller takes
+  (both versions loaded for a moment; labels move in between).
+- `gap` serves its latest version, and v+1 simply appears on disk:
+  resource-preserving unloads v before it loads v+1, so for the length of a
+  load nothing is AVAILABLE. Requests arriving then wait for v+1
+  (--max_wait_for_version_ms) instead of failing with NOT_FOUND.
 - `slow`: a request on a slow version completes on that version while a
   reload replaces it.
 """
@@ -58,12 +61,13 @@ def env(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterator[d
     for name in ("avail", "res"):
         for version in range(1, SWAPS + 2):
             make_model(root / name, version, **({} if version % 2 else {"offset": 3.0}))
+    make_model(root / "gap", 1)  # later versions appear one per swap
     make_model(root / "slow", 1, slow_seconds=SLOW_S)
     make_model(root / "slow", 2, offset=3.0)
     with serving(["--version_transition_policy=resource_preserving",
                   "--model_name=slow", f"--model_base_path={root / 'slow'}",
                   "--file_system_poll_wait_seconds=0.2"], root / "server.log") as server:
-        yield {"root": root, "server": server}
+        yield {"root": root, "server": server, "make_model": make_model}
 
 
 def model_config(root: Path, name: str, versions: list[int]) -> Any:
@@ -71,6 +75,12 @@ def model_config(root: Path, name: str, versions: list[int]) -> Any:
                                                  model_platform="tensorflow")
     config.model_version_policy.specific.versions.extend(versions)
     return config
+
+
+def latest_config(root: Path, name: str) -> Any:
+    # No version policy: TF Serving's default, the latest version only.
+    return model_server_config_pb2.ModelConfig(name=name, base_path=str(root / name),
+                                               model_platform="tensorflow")
 
 
 def reload(server: ServerProcess, *configs: Any) -> None:
@@ -196,34 +206,39 @@ class Timeline:
 def test_swaps_under_load_with_each_policy(env: dict[str, Any]) -> None:
     server: ServerProcess = env["server"]
     root: Path = env["root"]
+    make_model = env["make_model"]
     server.rollout_stub().SetTransitionPolicy(
         rpb.SetTransitionPolicyRequest(model_name="avail", policy=rpb.AVAILABILITY_PRESERVING),
         timeout=WAIT_S)
     timeline = Timeline()
-    slow = model_config(root, "slow", [1])
-    for model in ("avail", "res"):
+    # Kept in every reload; unchanged, so the reloads leave it alone.
+    slow, gap = model_config(root, "slow", [1]), latest_config(root, "gap")
+    for model in ("avail", "res", "gap"):
         timeline.aspire(model, 1)
-    reload(server, slow, model_config(root, "avail", [1]), model_config(root, "res", [1]))
+    reload(server, slow, gap, model_config(root, "avail", [1]), model_config(root, "res", [1]))
     reload_policy = {m.name: m.transition_policy
                      for m in server.rollout_stub().ListModels(rpb.ListModelsRequest(),
                                                                timeout=WAIT_S).models}
     assert reload_policy["avail"] == rpb.AVAILABILITY_PRESERVING
-    assert reload_policy["res"] == rpb.RESOURCE_PRESERVING
+    assert reload_policy["res"] == reload_policy["gap"] == rpb.RESOURCE_PRESERVING
 
-    deadline = time.monotonic() + 50
-    with Traffic(server, ["avail", "res"]) as traffic:
+    deadline = time.monotonic() + 120
+    with Traffic(server, ["avail", "res", "gap"]) as traffic:
         assert wait_for(lambda: len(traffic.outcomes) >= 10, WAIT_S)
         for v in range(1, SWAPS + 1):
             assert time.monotonic() < deadline, f"swap {v} started after the time budget"
-            timeline.aspire("avail", v + 1)
-            timeline.aspire("res", v + 1)
-            reload(server, slow, model_config(root, "avail", [v + 1]),
+            for model in ("avail", "res", "gap"):
+                timeline.aspire(model, v + 1)
+            # The one-step swap of `gap` runs beside the other two.
+            make_model(root / "gap", v + 1, **({} if (v + 1) % 2 else {"offset": 3.0}))
+            reload(server, slow, gap, model_config(root, "avail", [v + 1]),
                    model_config(root, "res", [v, v + 1]))
             timeline.wait(server, "avail", available=v + 1, ended=v)
             timeline.wait(server, "res", available=v + 1)
-            reload(server, slow, model_config(root, "avail", [v + 1]),
+            reload(server, slow, gap, model_config(root, "avail", [v + 1]),
                    model_config(root, "res", [v + 1]))
             timeline.wait(server, "res", available=v + 1, ended=v)
+            timeline.wait(server, "gap", available=v + 1, ended=v)
         # Some traffic on the final versions too.
         count = len(traffic.outcomes)
         assert wait_for(lambda: len(traffic.outcomes) >= count + 10, WAIT_S)
@@ -235,7 +250,7 @@ def test_swaps_under_load_with_each_policy(env: dict[str, Any]) -> None:
              if o.y != expected_y(o.version or 0) or not timeline.could_serve(o)]
     assert not wrong, wrong[:5]
     # The traffic really spanned the swaps: many versions of each model served.
-    for model in ("avail", "res"):
+    for model in ("avail", "res", "gap"):
         seen = {o.version for o in outcomes if o.model == model}
         assert len(seen) >= SWAPS // 2, (model, sorted(v or 0 for v in seen))
 

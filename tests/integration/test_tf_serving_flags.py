@@ -210,3 +210,54 @@ def test_alts_off_google_cloud_fails_in_one_line(tmp_path: Path, make_model: Any
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "grpc creates ALTS credentials only on Google Cloud" in done.stderr
+
+
+PLATFORM_ADAPTER = "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig]"
+WARMED = "Number of warmup records read: 4"
+
+
+def platform_file(tmp: Path, legacy: str) -> str:
+    path = tmp / "platform.pbtxt"
+    path.write_text(f'platform_configs {{ key: "tensorflow" value {{ source_adapter_config {{\n'
+                    f"  {PLATFORM_ADAPTER} {{ legacy_config {{\n{legacy}\n}} }} }} }} }}\n")
+    return f"--platform_config_file={path}"
+
+
+@pytest.mark.parametrize(
+    ("case", "warmed"),
+    [
+        ("default", True),
+        ("--enable_model_warmup=false", False),
+        ("platform: warmup and batching", True),
+        ("platform: empty legacy_config", False),  # proto3 false: no warmup, as in TF Serving
+    ],
+)
+def test_warmup_flags_and_platform_config(
+    case: str, warmed: bool, tmp_path: Path, make_model: Any, start_server: Any
+) -> None:
+    make_model(tmp_path / "m", 1, warmup=True)
+    flags = ["--model_name=m", f"--model_base_path={tmp_path / 'm'}"]
+    if case.startswith("--"):
+        flags.append(case)
+    elif case == "platform: warmup and batching":
+        flags.append(platform_file(tmp_path, (
+            "session_config { intra_op_parallelism_threads: 1 }\n"
+            "batching_parameters { max_batch_size { value: 4 } }\n"
+            "enable_model_warmup: true\n"
+            "model_warmup_options { num_request_iterations { value: 2 } }")))
+    elif case == "platform: empty legacy_config":
+        flags.append(platform_file(tmp_path, ""))
+    server = start_server(*flags)
+    reply = httpx.post(f"{server.rest_url}/v1/models/m:predict", json={"instances": [2.0]},
+                       timeout=WAIT_S)
+    assert reply.json() == {"predictions": [3.0]}
+    assert (WARMED in server.output()) is warmed, server.output()[-3000:]
+
+
+def test_a_bad_platform_config_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    flag = platform_file(tmp_path, "prefer_tflite_model: true\nnum_tflite_interpreters: 2")
+    done = subprocess.run([sys.executable, "-m", "serving", "--model_base_path=/x", flag],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"{tmp_path / 'platform.pbtxt'}:" in done.stderr
+    assert "num_tflite_interpreters" in done.stderr

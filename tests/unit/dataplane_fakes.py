@@ -113,7 +113,8 @@ class FakeCore:
 
     @contextlib.contextmanager
     def handle(self, model: str, version: int | None = None, label: str | None = None,
-               headers: Mapping[str, str] | None = None) -> Iterator[ServableHandle]:
+               headers: Mapping[str, str] | None = None,
+               wait_s: float | None = None) -> Iterator[ServableHandle]:
         if not model:
             raise invalid_argument("Missing model name in request.")
         loaded = self.versions.get(model, {})
@@ -136,6 +137,12 @@ class FakeCore:
             yield ServableHandle(model, version, label, loaded[version])
         finally:
             self.in_flight -= 1
+
+    async def wait_for_version(self, model: str, version: int | None = None,
+                               label: str | None = None,
+                               headers: Mapping[str, str] | None = None,
+                               wait_s: float | None = None) -> None:
+        """Nothing here is ever loading."""
 
     def shadow_peer(self, model: str, served_label: str | None) -> ShadowPeer | None:
         split = self.splits.get(model)

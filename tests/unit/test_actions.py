@@ -55,7 +55,19 @@ def test_retry_sets_retry_for_a_reverted_version_only() -> None:
                     retry_set=True)
 
 
-@pytest.mark.parametrize("action", ["promote", "abort", "retry"])
+def test_pause_and_resume_flip_canary_paused() -> None:
+    paused = plan_action("pause", SPEC, "hp2", by=BY, reason="looking at a dashboard")
+    assert "    version: 3  # the new build\n    paused: true\n" in paused.text
+    assert dict(trailers.parse_trailers(paused.message))["Rollouts-Action"] == "pause"
+    with pytest.raises(ActionRefused, match="already paused"):
+        plan_action("pause", paused.text, "hp2", by=BY, paused_set=True)
+    resumed = plan_action("resume", paused.text, "hp2", by=BY, paused_set=True)
+    assert "    paused: false\n" in resumed.text
+    with pytest.raises(ActionRefused, match="not paused"):
+        plan_action("resume", SPEC, "hp2", by=BY)
+
+
+@pytest.mark.parametrize("action", ["promote", "abort", "retry", "pause", "resume"])
 def test_no_canary_is_refused(action: Action) -> None:
     with pytest.raises(ActionRefused, match="no canary in the spec"):
         plan_action(action, STABLE_ONLY, "hp2", by=BY)

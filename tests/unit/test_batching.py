@@ -361,9 +361,16 @@ class OneVersionCore:
 
     @contextlib.contextmanager
     def handle(self, model: str, version: int | None = None, label: str | None = None,
-               headers: Mapping[str, str] | None = None) -> Iterator[Any]:
+               headers: Mapping[str, str] | None = None,
+               wait_s: float | None = None) -> Iterator[Any]:
         yield SimpleNamespace(model=model, version=1, label=None, servable=self.servable)
         self.released.set()
+
+    async def wait_for_version(self, model: str, version: int | None = None,
+                               label: str | None = None,
+                               headers: Mapping[str, str] | None = None,
+                               wait_s: float | None = None) -> None:
+        """Nothing here is ever loading."""
 
     def list_models(self) -> Sequence[Any]:
         return []

@@ -115,7 +115,7 @@ def test_rollout_view_carries_thresholds_timeline_commits_and_commands() -> None
     assert commands["abort"] == "rollouts abort hp2 --push"
     assert commands["promote"].startswith("set spec.stable: 3")
     assert "set spec.canary.retry: true" in commands["retry"]
-    assert "pause" not in commands  # no such subcommand here and no git edit for it
+    assert commands["pause"].startswith("set spec.canary.paused: true")
     with_pause = view.commands("hp2", {"version": 3}, ("pause",))
     assert {"action": "pause", "command": "rollouts pause hp2 --push"} in with_pause
     assert data["stepsWeightPct"] == [10, 20, 50]

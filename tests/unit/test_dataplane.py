@@ -101,3 +101,30 @@ def test_metrics_record_served_version_and_label() -> None:
             'status="FAILED_PRECONDITION",version="1"} 1.0') in text
     assert ('rollouts_request_latency_seconds_sum{label="canary",model="half_plus_two",'
             'version="2"} 0.5') in text
+
+
+def test_signature_method_name_check_only_when_enabled() -> None:
+    import dataclasses
+
+    from tests.unit.dataplane_fakes import FakeCore, HalfPlusTwo
+
+    # A native TF2 export: every signature's method_name is predict's or empty.
+    servable = HalfPlusTwo()
+    servable.signatures = {
+        key: dataclasses.replace(sig, method_name="" if key == "serving_default"
+                                 else "tensorflow/serving/predict")
+        for key, sig in servable.signatures.items()}
+    core = FakeCore(versions={M: {1: servable}})
+    lenient = DataPlane(core)
+    assert lenient.predict(ModelRef(M), x(2)).outputs["y"].tolist() == [3.0]
+    assert lenient.regress(ModelRef(M), examples(2.0), "regress_x_to_y").result.regressions
+    strict = DataPlane(core, method_name_check=True)
+    with pytest.raises(ServingError) as info:
+        strict.predict(ModelRef(M), x(2))
+    assert info.value.code is Code.INTERNAL
+    with pytest.raises(ServingError, match="Expected regression signature method_name to be"
+                       " tensorflow/serving/regress. Was: tensorflow/serving/predict"):
+        strict.regress(ModelRef(M), examples(2.0), "regress_x_to_y")
+    with pytest.raises(ServingError, match="Expected classification signature method_name"):
+        strict.multi_inference(ModelRef(M), [("classify_x_to_y", CLASSIFY_METHOD)],
+                               examples(2.0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from serving.config.compat import unsupported_notes
@@ -199,3 +201,10 @@ def test_unsupported_hardware_values_get_one_line_each() -> None:
     # Accepted without a word: they change nothing a CPU build does.
     assert unsupported_notes(parse_flags(["--skip_initialize_tpu", "--num_tflite_pools=3",
                                           "--xla_cpu_compilation_enabled"])) == []
+
+
+def test_readme_migration_section_names_every_tf_serving_flag() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Migrating from TF Serving", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in TF_SERVING_FLAGS if f"`--{name}" not in section]
+    assert missing == []

@@ -74,8 +74,9 @@ def test_monitoring_config_file(text: str) -> None:
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
             read_monitoring_config(str(path))
-        except ConfigFileError:
-            pass
+        except ConfigFileError as exc:
+            # Only its own error, and one that says which file is wrong.
+            assert str(exc).startswith(str(path)), exc
 
 
 def test_valid_texts_parse() -> None:

@@ -95,3 +95,12 @@ def test_a_bad_import_breaks_its_contract(
         module.write_text(original)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{contract(contract_id)['name']} BROKEN" in " ".join(result.stdout.split())
+
+
+def test_docs_architecture_lists_every_contract_and_subpackage() -> None:
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert [c["id"] for c in CONTRACTS if f"`{c['id']}`" not in text] == []
+    for package in ("controller", "serving"):
+        subpackages = sorted(p.parent.name for p in (ROOT / package).glob("*/__init__.py"))
+        missing = [s for s in subpackages if f"{package}/{s}/" not in text]
+        assert missing == [], package

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -386,3 +387,110 @@ def test_a_failing_listener_does_not_break_the_manager(manager: Manager) -> None
     manager.add_listener(broken)
     manager.set_aspired_versions("m", aspire(1), FakeLoaders("m"))
     wait_state(manager, "m", 1, A)
+
+
+# ----- requests waiting for a version on its way in (resource-preserving gaps)
+
+
+def in_gap(manager: Manager, loaders: FakeLoaders, failures: int = 0) -> threading.Event:
+    """v1 AVAILABLE, then a resource-preserving swap to v2 held in its load
+    (which then fails `failures` times, as FakeLoaders scripts say)."""
+    manager.set_policy("m", TransitionPolicy.RESOURCE_PRESERVING)
+    manager.set_aspired_versions("m", aspire(1), loaders)
+    wait_state(manager, "m", 1, A)
+    gate = loaders.script(2, gate=threading.Event(), failures=failures).gate
+    assert gate is not None
+    manager.set_aspired_versions("m", aspire(2), loaders)
+    assert loaders.load_started(2).wait(DEADLINE_S)
+    assert manager.available_versions("m") == []
+    return gate
+
+
+def waiting(fn: Callable[[], bool]) -> tuple[threading.Thread, list[bool]]:
+    out: list[bool] = []
+    worker = threading.Thread(target=lambda: out.append(fn()))
+    worker.start()
+    return worker, out
+
+
+def test_a_request_in_the_gap_waits_for_the_new_version(manager: Manager) -> None:
+    loaders = FakeLoaders("m")
+    gate = in_gap(manager, loaders)
+    latest, latest_out = waiting(lambda: manager.wait_for_load("m", None, 60 * DEADLINE_S))
+    pinned, pinned_out = waiting(lambda: manager.wait_for_load("m", 2, 60 * DEADLINE_S))
+    # Still waiting while the load runs: nothing has answered them.
+    latest.join(0.05)
+    assert latest.is_alive() and pinned.is_alive() and latest_out == pinned_out == []
+    gate.set()
+    for worker in (latest, pinned):
+        worker.join(DEADLINE_S)
+    assert latest_out == pinned_out == [True]
+    assert manager.available_versions("m") == [2]
+
+
+def test_a_request_nothing_is_about_to_serve_does_not_wait(manager: Manager) -> None:
+    loaders = FakeLoaders("m")
+    gate = in_gap(manager, loaders)
+    try:
+        # The old version (being unloaded for good), an unknown one, an unknown model:
+        # a wait of an hour returns at once.
+        for model, version in (("m", 1), ("m", 7), ("other", None)):
+            assert manager.wait_for_load(model, version, 3600) is False
+    finally:
+        gate.set()
+
+
+def test_a_failed_load_ends_the_wait_as_not_servable(clock: FakeClock) -> None:
+    manager = Manager(max_num_load_retries=0, clock=clock, sleep=clock.sleep)
+    try:
+        loaders = FakeLoaders("m")
+        gate = in_gap(manager, loaders, failures=-1)
+        worker, out = waiting(lambda: manager.wait_for_load("m", None, 60 * DEADLINE_S))
+        gate.set()
+        worker.join(DEADLINE_S)
+        assert out == [False]
+        assert manager.statuses("m")[0].error is not None
+    finally:
+        manager.stop(timeout=DEADLINE_S)
+
+
+def test_the_wait_is_bounded_by_its_timeout(manager: Manager) -> None:
+    loaders = FakeLoaders("m")
+    gate = in_gap(manager, loaders)
+    try:
+        assert manager.wait_for_load("m", None, 0.0) is False
+        assert manager.wait_for_load("m", None, 0.05) is False
+    finally:
+        gate.set()
+
+
+def test_an_event_loop_awaits_the_new_version_without_blocking(manager: Manager) -> None:
+    loaders = FakeLoaders("m")
+    gate = in_gap(manager, loaders)
+
+    async def scenario() -> tuple[bool, bool, int]:
+        ticks = 0
+        wait = asyncio.ensure_future(manager.wait_for_load_async("m", None, 60 * DEADLINE_S))
+        # The loop keeps running other work while the request waits.
+        while ticks < 20:
+            await asyncio.sleep(0.001)
+            ticks += 1
+        pending = not wait.done()
+        gate.set()
+        return pending, await asyncio.wait_for(wait, DEADLINE_S), ticks
+
+    pending, ready, ticks = asyncio.run(scenario())
+    assert pending and ready and ticks == 20
+    assert manager.available_versions("m") == [2]
+
+
+def test_an_event_loop_waiter_gets_the_same_answers(manager: Manager) -> None:
+    loaders = FakeLoaders("m")
+    gate = in_gap(manager, loaders)
+    try:
+        assert asyncio.run(manager.wait_for_load_async("m", 1, 3600)) is False
+        assert asyncio.run(manager.wait_for_load_async("m", None, 0.05)) is False
+    finally:
+        gate.set()
+    wait_state(manager, "m", 2, A)
+    assert asyncio.run(manager.wait_for_load_async("m", None, 3600)) is True

@@ -246,3 +246,49 @@ def test_canary_never_ready_fails_at_the_progress_deadline() -> None:
     # once started, the deadline no longer applies
     started = [*events, ev("started", 650)]
     assert decide(plan, started, ready=True, now=5000).kind != "fail"
+
+
+# --- canary.paused ------------------------------------------------------------------
+
+PAUSED = CanaryPlan(model="m", version=2, steps=PLAN.steps, interval_s=30.0, failure_limit=2,
+                    paused=True)
+
+
+def test_pausing_is_journaled_first_then_holds_while_judging() -> None:
+    running = [ev("started", 0), ev("interval", 30, outcome="pass")]
+    assert decide(PAUSED, running, ready=True, now=40).kind == "pause"
+    paused = [*running, ev("paused", 40)]
+    # Intervals are still judged as they come due...
+    d = decide(PAUSED, paused, ready=True, now=60)
+    assert d.kind == "analyse" and d.window == (30, 60)
+    # ...but a hold that is over advances nothing, and the wait says why.
+    done = [*paused, ev("interval", 60, outcome="pass"), ev("interval", 90, outcome="pass")]
+    d = decide(PAUSED, done, ready=True, now=100)
+    assert d.kind == "hold" and d.due_at == 120 and "paused" in d.reason
+    assert decide(PLAN, done, ready=True, now=100).kind == "resume"
+
+
+def test_failures_while_paused_write_no_verdict_until_resumed() -> None:
+    events = [ev("started", 0), ev("paused", 10), ev("interval", 30, outcome="fail"),
+              ev("interval", 60, outcome="fail")]
+    assert decide(PAUSED, events, ready=True, now=70).kind == "hold"
+    assert decide(PLAN, events, ready=True, now=70).kind == "resume"
+    resumed = [*events, ev("resumed", 70)]
+    assert decide(PLAN, resumed, ready=True, now=71).kind == "fail"
+
+
+def test_resume_continues_the_hold_where_the_pause_stopped_it() -> None:
+    # 20 s of the 60 s hold ran, then 100 s paused: the hold ends at 60 + 100.
+    events = [ev("started", 0), ev("paused", 20), ev("interval", 30, outcome="pass"),
+              ev("resumed", 120), ev("interval", 150, outcome="pass")]
+    state = fold(PLAN, events)
+    assert state.paused_at is None and state.paused_s == 100
+    assert state.hold_started_at == 100
+    assert decide(PLAN, events, ready=True, now=155).kind == "wait"
+    assert decide(PLAN, [*events, ev("interval", 160, outcome="pass")], ready=True,
+                  now=160).kind == "advance"
+
+
+def test_a_pause_before_the_canary_started_waits_for_it() -> None:
+    assert decide(PAUSED, [], ready=True, now=0).kind == "start"
+    assert decide(PAUSED, [ev("started", 0)], ready=True, now=1).kind == "pause"

@@ -16,12 +16,13 @@ from controller.adapters.gitrepo import (
     WriteResult,
     WriteStatus,
 )
-from controller.adapters.journal import parse_journal
+from controller.adapters.journal import journal_line, parse_journal
 from controller.adapters.metrics import Reading
 from controller.decide.analysis import VersionWindow
 from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.decide.gates import canary_load_error, canary_ready
+from controller.decide.progress import Event
 from controller.runtime.rollout import Pending, RolloutDriver
 from controller.runtime.status import rollout_doc
 from tests.unit.fakes import FakeClock
@@ -426,3 +427,87 @@ def test_no_credential_reaches_notes_status_or_commits() -> None:
     assert driver.finish(pending) == "sha1"
     written = "\n".join(git.notes("start-commit")) + str(git.commits) + str(rollout_doc(status))
     assert "s3cr3t" not in written and "scraper:" not in written
+
+
+# --- drive_preview: what `rollouts plan` shows -----------------------------------------
+
+def _journal(git: FakeGit, *events: Event) -> None:
+    git.notes_by_commit["start-commit"] = [journal_line(e, e.kind) for e in events]
+
+
+def _untouched(git: FakeGit, before: dict[str, list[str]]) -> None:
+    """The preview wrote nothing: no note, no notes push, no commit."""
+    assert git.notes_by_commit == before and git.pushes == 0 and git.commits == []
+
+
+def test_preview_of_a_spec_without_canary_is_its_desired_state(rig) -> None:
+    driver, git, _, _ = rig
+    stable_only = SPEC[: SPEC.index("  canary:")]
+    snap = snapshot(stable_only)
+    preview = driver.drive_preview(snap, [target(None)])
+    assert preview.desired == snap.desired and preview.held == {}
+    _untouched(git, {})
+
+
+def test_preview_of_a_new_canary_is_its_first_step_and_records_nothing(rig) -> None:
+    driver, git, _, _ = rig
+    preview = driver.drive_preview(snapshot(), [target(None, canary_state="LOADING")])
+    model = preview.desired.models["hp2"]
+    assert model.labels == {"stable": 1, "canary": 2} and model.versions == {1, 2}
+    assert model.split is not None and model.split.canary_weight_bp == 1000
+    assert preview.held == {}
+    _untouched(git, {})  # drive would journal "proposed"; the preview does not
+
+
+def test_preview_follows_the_journal_to_the_current_step(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2), Event("step", 200.0, "hp2", 2, 1))
+    before = dict(git.notes_by_commit)
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    split = preview.desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 5000
+    _untouched(git, before)
+
+
+def test_preview_of_a_recorded_failure_takes_the_canary_out(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 2),
+             Event("verdict", 200.0, "hp2", 2, 0, "fail"))
+    before = dict(git.notes_by_commit)
+    model = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None and model.versions == {1}
+    _untouched(git, before)
+
+
+def test_preview_of_another_versions_journal_ignores_it(rig) -> None:
+    driver, git, _, _ = rig
+    _journal(git, Event("started", 100.0, "hp2", 3), Event("verdict", 200.0, "hp2", 3, 0, "fail"))
+    split = driver.drive_preview(snapshot(), [target(1000)]).desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 1000
+
+
+@pytest.mark.parametrize("gate", ["blocked", "held"])
+def test_preview_holds_back_what_drive_holds_back(rig, gate: str) -> None:
+    driver, git, _, _ = rig
+    if gate == "blocked":
+        git.messages = ["rollouts: revert hp2\n\nRollouts-Model: hp2\n"
+                        "Rollouts-Reverted-Version: 2\n"]
+    else:
+        promotion = "b" * 40
+        git.commit_messages = {
+            "start-commit": f'Revert "rollouts: promote hp2 to 2"\n\nThis reverts commit '
+                            f"{promotion}.",
+            promotion: "rollouts: promote hp2 to 2\n\nRollouts-Model: hp2\n"
+                       "Rollouts-Promoted-Version: 2\n",
+        }
+    preview = driver.drive_preview(snapshot(), [target(1000)])
+    assert preview.held["hp2"].phase == gate
+    assert "canary.retry: true" in preview.held["hp2"].message
+    model = preview.desired.models["hp2"]
+    assert "canary" not in model.labels and model.split is None
+    # The same answer as the tick itself, which writes nothing for it either.
+    result = driver.drive(snapshot(), [target(1000)])
+    assert result.statuses["hp2"].phase == gate and result.desired == preview.desired
+    _untouched(git, {})
+    retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
+    assert driver.drive_preview(snapshot(retry), [target(1000)]).held == {}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.core.policies import TransitionPolicy
 from serving.core.states import VersionState
 from serving.core.status import Code, ServingError
 from serving.generated import rollouts_serving_pb2
@@ -292,3 +295,120 @@ def test_removed_model_unloads_after_inflight_handle(make_core, tmp_path: Path) 
     assert wait_for(lambda: core.model_status("a")[0].state is VersionState.END)
     assert loader.unloaded.is_set()
     assert core.list_models() == ["b"]
+
+
+# ----- requests in the gap of a resource-preserving swap wait for the new version
+
+
+def latest_config(base: Path) -> model_server_config_pb2.ModelServerConfig:
+    result = model_server_config_pb2.ModelServerConfig()
+    result.model_config_list.config.add(name="m", base_path=str(base), model_platform="fake")
+    return result  # no version policy: TF Serving's latest, one version
+
+
+def state(core: ServerCore, version: int) -> VersionState | None:
+    return next((s.state for s in core.manager.statuses("m") if s.version == version), None)
+
+
+def swap_held_in_load(core: ServerCore, base: Path, *markers: str) -> threading.Event:
+    """v1 serving, then v2 appears; its load (resource-preserving: after v1's
+    unload) blocks until the returned gate is set."""
+    add_version(base, 1)
+    core.reload_config(latest_config(base), timeout_s=5)
+    gate = FakeLoader.gates.setdefault(str(base / "2"), threading.Event())
+    add_version(base, 2, BLOCK, *markers)
+    assert core.manager.wait_until(lambda: state(core, 2) is VersionState.LOADING, 10)
+    assert core.manager.available_versions("m") == []
+    return gate
+
+
+def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except ServingError as exc:
+            out.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    return worker, out
+
+
+def served_version(core: ServerCore, **kwargs: object) -> int:
+    with core.handle("m", **kwargs) as handle:  # type: ignore[arg-type]
+        return handle.version
+
+
+RESOURCE = {"default_transition_policy": TransitionPolicy.RESOURCE_PRESERVING}
+
+
+def test_a_request_in_the_gap_is_served_by_the_new_version(make_core, tmp_path: Path) -> None:
+    core = make_core(max_wait_for_version_s=600.0, **RESOURCE)
+    gate = swap_held_in_load(core, tmp_path / "m")
+    latest, latest_out = in_thread(lambda: served_version(core))
+    pinned, pinned_out = in_thread(lambda: served_version(core, version=2))
+    latest.join(0.05)
+    assert latest.is_alive() and pinned.is_alive()
+    gate.set()
+    latest.join(10)
+    pinned.join(10)
+    assert latest_out == pinned_out == [2]
+
+
+def test_a_request_nothing_is_about_to_serve_fails_at_once(make_core, tmp_path: Path) -> None:
+    core = make_core(max_wait_for_version_s=3600.0, **RESOURCE)
+    gate = swap_held_in_load(core, tmp_path / "m")
+    try:
+        cases: list[tuple[dict[str, object], str]] = [
+            ({"version": 1}, "Servable not found for request: Specific(m, 1)"),
+            ({"version": 9}, "Servable not found for request: Specific(m, 9)"),
+            ({"label": "nope"}, "Unrecognized servable version label: nope"),
+        ]
+        for kwargs, message in cases:
+            worker, out = in_thread(partial(served_version, core, **kwargs))
+            worker.join(10)  # an hour's wait would still be running
+            assert not worker.is_alive()
+            assert isinstance(out[0], ServingError) and out[0].message == message
+    finally:
+        gate.set()
+
+
+def test_the_wait_is_bounded_by_the_request_and_the_flag(make_core, tmp_path: Path) -> None:
+    core = make_core(max_wait_for_version_s=0.05, **RESOURCE)
+    gate = swap_held_in_load(core, tmp_path / "m")
+    try:
+        for kwargs in ({}, {"wait_s": 3600.0}, {"wait_s": 0.0}):
+            with pytest.raises(ServingError) as err:
+                served_version(core, **kwargs)
+            assert err.value.code is Code.NOT_FOUND
+            assert err.value.message == "Servable not found for request: Latest(m)"
+    finally:
+        gate.set()
+
+
+def test_a_failed_load_answers_the_waiting_request(make_core, tmp_path: Path) -> None:
+    core = make_core(max_wait_for_version_s=600.0, max_num_load_retries=0, **RESOURCE)
+    gate = swap_held_in_load(core, tmp_path / "m", FAIL)
+    worker, out = in_thread(lambda: served_version(core))
+    gate.set()
+    worker.join(10)
+    assert isinstance(out[0], ServingError)
+    assert out[0].message == "Servable not found for request: Latest(m)"
+
+
+def test_an_event_loop_awaits_the_gap(make_core, tmp_path: Path) -> None:
+    core = make_core(max_wait_for_version_s=600.0, **RESOURCE)
+    gate = swap_held_in_load(core, tmp_path / "m")
+
+    async def scenario() -> tuple[bool, int]:
+        wait = asyncio.ensure_future(core.wait_for_version("m"))
+        await asyncio.sleep(0.05)  # the loop is free meanwhile; the wait is not over
+        pending = not wait.done()
+        gate.set()
+        await asyncio.wait_for(wait, 10)
+        with core.handle("m", wait_s=0.0) as handle:
+            return pending, handle.version
+
+    assert asyncio.run(scenario()) == (True, 2)

@@ -81,8 +81,8 @@ def test_dark_launch_scores_every_stable_request_on_the_canary() -> None:
     assert scorer.wait_idle(WAIT_S)
     series = shadow_series(metrics)
     assert series[("rollouts_shadow_comparisons_total", "2", "1", "differs")] == 5
-    assert series[("rollouts_shadow_abs_diff_sum", "2", "1")] == pytest.approx(10.0)
-    assert series[("rollouts_shadow_abs_diff_count", "2", "1")] == 10
+    assert series[("rollouts_shadow_abs_diff_total", "2", "1")] == pytest.approx(10.0)
+    assert series[("rollouts_shadow_elements_total", "2", "1")] == 10
     assert core.in_flight == 0
 
 
@@ -106,7 +106,7 @@ def test_classify_and_regress_are_scored() -> None:
     assert scorer.wait_idle(WAIT_S)
     series = shadow_series(metrics)
     assert series[("rollouts_shadow_comparisons_total", "2", "1", "differs")] == 2
-    assert series[("rollouts_shadow_abs_diff_count", "2", "1")] == 3
+    assert series[("rollouts_shadow_elements_total", "2", "1")] == 3
 
 
 def test_requests_naming_a_version_or_without_shadow_are_not_scored() -> None:
@@ -133,7 +133,7 @@ def test_identical_versions_are_the_same_and_listed_outputs_only() -> None:
     series = shadow_series(metrics)
     assert series[("rollouts_shadow_comparisons_total", "2", "1", "same")] == 1
     assert series[("rollouts_shadow_comparisons_total", "2", "1", "mismatch")] == 1
-    assert series[("rollouts_shadow_abs_diff_sum", "2", "1")] == 0.0
+    assert series[("rollouts_shadow_abs_diff_total", "2", "1")] == 0.0
 
 
 class Failing(HalfPlusTwo):

@@ -216,7 +216,7 @@ CASES: list[tuple[str, str, str, int, int, str]] = [
         "- {weight: 0, hold: 2m}",
         17,
         18,
-        "step weights are percentages from 1 to 100, got 0",
+        "weight 0 sends the canary no traffic: set canary.shadow for a dark launch",
     ),
     (
         "weight-too-big",
@@ -224,7 +224,7 @@ CASES: list[tuple[str, str, str, int, int, str]] = [
         "- {weight: 150, hold: 5m}",
         18,
         18,
-        "step weights are percentages from 1 to 100, got 150",
+        "step weights are percentages from 0 to 100, got 150",
     ),
     (
         "weights-not-increasing",
@@ -315,7 +315,28 @@ CASES: list[tuple[str, str, str, int, int, str]] = [
         "maxRatio is canary p99 / stable p99 and must be >= 1",
     ),
     ("latency-max-bad", "{max: 250ms,", "{max: fast,", 26, 27, "invalid duration 'fast'"),
-    ("checks-empty", CHECKS, "      checks: {}\n", 24, 7, "define errorRate, latencyP99 or both"),
+    ("checks-empty", CHECKS, "      checks: {}\n", 24, 7,
+     "define errorRate, latencyP99, predictionDiff or several"),
+    ("shadow-sample", "    promotion: auto", "    shadow: {sample: 1.5}\n    promotion: auto", 27,
+     22, "shadow.sample is the fraction of requests also scored on the other version"),
+    ("shadow-sample-zero", "    promotion: auto", "    shadow: {sample: 0}\n    promotion: auto",
+     27, 22, "above 0 and at most 1 (0.25 means 25%), got 0"),
+    ("prediction-diff-needs-shadow", "        latencyP99: {max: 250ms, maxRatio: 1.5}\n",
+     "        latencyP99: {max: 250ms, maxRatio: 1.5}\n"
+     "        predictionDiff: {maxDifferingRate: 0.01}\n", 27, 9,
+     "predictionDiff compares answers from shadow scoring: set canary.shadow"),
+    ("prediction-diff-rate-percent", "        latencyP99: {max: 250ms, maxRatio: 1.5}\n",
+     "        latencyP99: {max: 250ms, maxRatio: 1.5}\n"
+     "        predictionDiff: {maxDifferingRate: 5}\n", 27, 44,
+     "fractions from 0 to 1 (0.01 means 1%), got 5"),
+    ("prediction-diff-tolerance-negative", "        latencyP99: {max: 250ms, maxRatio: 1.5}\n",
+     "        latencyP99: {max: 250ms, maxRatio: 1.5}\n"
+     "        predictionDiff: {tolerance: -1, maxMeanAbs: 0.1}\n", 27, 37,
+     "must be a number >= 0, got -1"),
+    ("judge", "      failureLimit: 2", "      failureLimit: 2\n      judge: bayes", 24, 14,
+     "judge"),
+    ("confidence", "      failureLimit: 2", "      failureLimit: 2\n      confidence: 2", 24, 19,
+     "confidence is a probability from 0.5 to below 1 (0.95 means 95%), got 2"),
     (
         "no-steps-no-match",
         STEPS,
@@ -498,3 +519,35 @@ def test_programmatic_construction_enforces_the_rules() -> None:
         RolloutSpec.model_validate(data)
     spec = RolloutSpec.model_validate(load_texts([("d.yaml", BASE)]).documents[0].spec.model_dump())
     assert rule_violations(spec) == []
+
+
+DARK_LAUNCH = BASE.replace("- {weight: 10, hold: 2m}", "- {weight: 0, hold: 2m}").replace(
+    "    promotion: auto", "    shadow: {sample: 0.25}\n    promotion: auto")
+
+
+def test_weight_zero_with_shadow_is_a_valid_dark_launch() -> None:
+    text = DARK_LAUNCH.replace(
+        "        latencyP99: {max: 250ms, maxRatio: 1.5}\n",
+        "        latencyP99: {max: 250ms, maxRatio: 1.5}\n"
+        "        predictionDiff: {tolerance: 0.001, maxDifferingRate: 0.01, maxMeanAbs: 0.05,"
+        " outputs: [y]}\n")
+    result = load_texts([("demo.yaml", text)])
+    assert result.problems == []
+    canary = result.documents[0].spec.spec.canary
+    assert canary is not None and canary.shadow is not None and canary.shadow.sample == 0.25
+    assert [step.weight for step in canary.steps] == [0, 50]
+    diff = canary.analysis.checks.prediction_diff
+    assert diff is not None and (diff.tolerance, diff.max_differing_rate, diff.max_mean_abs,
+                                 diff.outputs) == (0.001, 0.01, 0.05, ["y"])
+    assert (canary.analysis.judge, canary.analysis.confidence) == ("threshold", 0.95)
+
+
+def test_prediction_diff_without_a_limit_is_refused_at_its_key() -> None:
+    text = DARK_LAUNCH.replace(
+        "        latencyP99: {max: 250ms, maxRatio: 1.5}\n",
+        "        latencyP99: {max: 250ms, maxRatio: 1.5}\n"
+        "        predictionDiff: {tolerance: 0.1}\n")
+    result = load_texts([("demo.yaml", text)])
+    assert [(p.line, p.col, p.message) for p in result.problems] == [
+        (27, 9, "spec.canary.analysis.checks.predictionDiff: "
+                "set maxDifferingRate, maxMeanAbs or both")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -92,11 +93,60 @@ def test_client_cert_without_key_is_refused() -> None:
         client_channel("127.0.0.1:1", client_cert=CERT.encode())
 
 
-def test_plain_and_token_channels_build_without_connecting() -> None:
-    # Channels connect lazily: building one sends nothing.
-    for channel in (client_channel("127.0.0.1:1"), client_channel("127.0.0.1:1", token="t"),
-                    client_channel("127.0.0.1:1", root_ca=CA.encode())):
-        channel.close()
+def _metadata_server() -> tuple[grpc.Server, int, list[dict[str, str]]]:
+    """A loopback gRPC server whose one method records each call's metadata."""
+    seen: list[dict[str, str]] = []
+
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+        seen.append({k: str(v) for k, v in context.invocation_metadata()})
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.server(ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port, seen
+
+
+def test_a_token_channel_sends_the_bearer_token_and_a_plain_one_sends_none() -> None:
+    server, port, seen = _metadata_server()
+    try:
+        for token in ("s3cret", ""):
+            channel = client_channel(f"127.0.0.1:{port}", token=token)
+            try:
+                call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                    "/test.Echo/Call"
+                )
+                assert call(b"ping", timeout=30) == b"ping"
+            finally:
+                channel.close()
+        with_token, without = seen
+        assert with_token["authorization"] == "Bearer s3cret"
+        assert "authorization" not in without
+    finally:
+        server.stop(grace=None)
+
+
+def test_a_ca_or_client_certificate_makes_a_tls_channel() -> None:
+    # A TLS channel to a plaintext server fails its handshake: the call never
+    # reaches the method (UNAVAILABLE), which a plaintext channel would.
+    server, port, seen = _metadata_server()
+    try:
+        channel = client_channel(f"127.0.0.1:{port}", tls=True)
+        try:
+            call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/test.Echo/Call"
+            )
+            with pytest.raises(grpc.RpcError) as failed:
+                call(b"ping", timeout=30)
+            assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        finally:
+            channel.close()
+        assert seen == []
+    finally:
+        server.stop(grace=None)
 
 
 def test_a_pem_path_with_a_nul_is_a_config_error(tmp_path: Path) -> None:

@@ -184,6 +184,8 @@ def _event_text(event: Mapping[str, Any]) -> str:
         "proposed": "canary seen, waiting for it to be ready",
         "started": "canary ready, analysis started",
         "step": f"advanced to step {step + 1}",
+        "paused": f"paused at step {step + 1}",
+        "resumed": f"resumed at step {step + 1}",
         "verdict": f"verdict: {event.get('outcome', '')}",
     }.get(str(kind), str(kind))
 
@@ -246,7 +248,7 @@ def commands(model: str, rollout: Mapping[str, Any] | None,
         "abort": f"git revert {start} && git push",
         "retry": f"after a revert: set spec.canary.retry: true in the {model} spec, "
                  "then commit and push",
-        "pause": "",
+        "pause": f"set spec.canary.paused: true in the {model} spec, then commit and push",
     }
     out = []
     for action, fallback in git_way.items():
