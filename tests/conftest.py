@@ -59,15 +59,20 @@ class ServerProcess:
     """The real `python -m serving` on free loopback ports."""
 
     def __init__(
-        self, args: list[str], log_path: Path, port: int = 0, rest_port: int = 0
+        self, args: list[str], log_path: Path, port: int = 0, rest_port: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
-        # Fixed ports let a test restart a server where its clients expect it.
+        # Fixed ports let a test restart a server where its clients expect it; another
+        # loopback host (127.0.0.2, ...) lets replicas share ports, as pods do.
+        if not host.startswith("127."):
+            raise ValueError(f"test servers listen on loopback only, not {host}")
+        self.host = host
         self.port = port or free_port()
         self.rest_port = rest_port or free_port()
         self.args = [
             sys.executable, "-m", "serving",
             f"--port={self.port}", f"--rest_api_port={self.rest_port}",
-            "--bind_address=127.0.0.1", *args,
+            f"--bind_address={host}", *args,
         ]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
@@ -78,11 +83,11 @@ class ServerProcess:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        return f"http://{self.host}:{self.rest_port}"
 
     def output(self) -> str:
         if not self._log.closed:
@@ -157,12 +162,14 @@ StartServer = Callable[..., ServerProcess]
 
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
-    """start_server(*flags, wait=True, port=0, rest_port=0) -> ServerProcess; killed at teardown."""
+    """start_server(*flags, wait=True, port=0, rest_port=0, host="127.0.0.1") ->
+    ServerProcess; killed at teardown."""
     servers: list[ServerProcess] = []
 
-    def start(*flags: str, wait: bool = True, port: int = 0, rest_port: int = 0) -> ServerProcess:
+    def start(*flags: str, wait: bool = True, port: int = 0, rest_port: int = 0,
+              host: str = "127.0.0.1") -> ServerProcess:
         server = ServerProcess(
-            list(flags), tmp_path / f"server-{len(servers)}.log", port, rest_port
+            list(flags), tmp_path / f"server-{len(servers)}.log", port, rest_port, host
         )
         servers.append(server)
         if wait:

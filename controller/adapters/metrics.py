@@ -106,6 +106,17 @@ class ScrapeProvider:
         self._snapshots: list[tuple[float, _Snapshot]] = []
         self._lock = threading.Lock()
 
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._urls
+
+    def set_urls(self, urls: Sequence[str]) -> None:
+        """Scrape these from now on (targets discovered in DNS). An interval is judged
+        over the targets scraped at both its ends: a target that joined counts from
+        its first full interval on, one that left drops out (neither is a gap)."""
+        with self._lock:
+            self._urls = tuple(urls)
+
     def mark(self, at: float) -> None:
         self._snapshot_at(at)
 
@@ -116,12 +127,15 @@ class ScrapeProvider:
         if baseline is None:
             # e.g. just after a controller restart: no honest baseline exists.
             return Reading(problems=(f"no metrics snapshot at or before {start:.3f}",))
+        both = set(baseline) & set(later)
         problems = [f"{url}: {value}" for snap in (baseline, later)
-                    for url, value in snap.items() if isinstance(value, str)]
+                    for url, value in snap.items() if url in both and isinstance(value, str)]
         if problems:
             return Reading(problems=tuple(dict.fromkeys(problems)))
-        delta = diff_targets({u: s for u, s in later.items() if isinstance(s, Scrape)},
-                             {u: s for u, s in baseline.items() if isinstance(s, Scrape)})
+        delta = diff_targets(
+            {u: s for u, s in later.items() if u in both and isinstance(s, Scrape)},
+            {u: s for u, s in baseline.items() if u in both and isinstance(s, Scrape)},
+        )
         empty = VersionWindow(0.0, 0.0)
         # Every target answered: a version without series served no requests.
         windows = {v: delta.windows.get((model, v), empty) for v in versions}
@@ -147,10 +161,11 @@ class ScrapeProvider:
         return snap
 
     def _scrape_all(self) -> _Snapshot:
-        if not self._urls:
+        urls = self._urls
+        if not urls:
             return {}
-        with ThreadPoolExecutor(max_workers=min(8, len(self._urls))) as pool:
-            return dict(zip(self._urls, pool.map(self._scrape_one, self._urls), strict=True))
+        with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+            return dict(zip(urls, pool.map(self._scrape_one, urls), strict=True))
 
     def _scrape_one(self, url: str) -> Scrape | str:
         try:

@@ -132,6 +132,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--state-dir", default=None, help="work directory for the controller's clone"
     )
     parser.add_argument(
+        "--targets-dns",
+        action="append",
+        default=None,
+        metavar="NAME:PORT[,METRICS_PORT]",
+        help="targets discovered in DNS (repeatable): every A/AAAA record of NAME (e.g. a "
+        "headless Service) is a target at PORT, resolved on every reconcile",
+    )
+    parser.add_argument(
+        "--dns-server", default=None, metavar="IP[:PORT]",
+        help="the DNS server --targets-dns asks (default: the system's resolver)",
+    )
+    parser.add_argument(
         "--target-token-file", default=None,
         help="file with the targets' admin bearer token (their --admin_token_file)",
     )
@@ -178,12 +190,14 @@ def load_settings(args: argparse.Namespace) -> Any:
     repo = pick("repo", "repo")
     model_root = pick("model_root", "modelRoot")
     targets_raw = args.target or config.target_texts()
+    targets_dns = [str(t) for t in (getattr(args, "targets_dns", None)
+                                    or file_values.get("targetsDns", []))]
     missing = [
         name
         for name, value in (
             ("--repo", repo),
             ("--model-root", model_root),
-            ("--target", targets_raw),
+            ("--target or --targets-dns", targets_raw or targets_dns),
         )
         if not value
     ]
@@ -232,6 +246,8 @@ def load_settings(args: argparse.Namespace) -> Any:
         dashboard_token=dashboard_token,
         commit_url=pick("commit_url", "commitUrl", "") or "",
         acting_commands=command_names(_subcommands()),
+        targets_dns=_checked_dns_targets(targets_dns),
+        dns_server=_checked_dns_server(pick("dns_server", "dnsServer", "") or ""),
         notifications=tuple(
             NotificationTarget(
                 url=entry.url, format=entry.format,
@@ -242,6 +258,20 @@ def load_settings(args: argparse.Namespace) -> Any:
         ),
         **git_write_settings(pick),
     )
+
+
+def _checked_dns_targets(texts: list[str]) -> list[str]:
+    from controller.adapters.discovery import parse_dns_target
+
+    return [parse_dns_target(t).text for t in texts]
+
+
+def _checked_dns_server(text: str) -> str:
+    from controller.adapters.discovery import parse_dns_server
+
+    if text:
+        parse_dns_server(text)
+    return text
 
 
 def _subcommands() -> list[str]:
@@ -353,6 +383,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             for line in controller.state.spec_errors or [controller.state.git_error]:
                 print(line, file=sys.stderr)
             return 1
+        controller.refresh_targets()
         observed = controller.reconciler.observe(snapshot.desired)
         preview = controller.driver.drive_preview(snapshot, observed)
         desired = preview.desired

@@ -80,7 +80,16 @@ class Reconciler:
         self.sleep = sleep
         self.backoff = backoff or Backoff()
         self.poll_s = poll_s
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(self.targets))))
+        # Sized for a fleet that may grow (targets discovered in DNS) up to 16 at once.
+        self._pool = ThreadPoolExecutor(max_workers=16)
+
+    def set_targets(self, targets: Sequence[Target]) -> None:
+        """Replace the fleet (discovery): a new target starts with no backoff; a gone
+        one is forgotten, so a replica coming back under the same name starts fresh."""
+        names = {t.name for t in targets}
+        for gone in {t.name for t in self.targets} - names:
+            self.backoff.succeeded(gone)
+        self.targets = list(targets)
 
     def observe(self, desired: DesiredState) -> list[ObservedTarget]:
         now = self.clock()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller.adapters.discovery import DnsDiscovery, parse_dns_server, parse_dns_target
 from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
@@ -36,6 +37,7 @@ from controller.decide.gates import canary_out_of_traffic
 from controller.decide.notices import Notice
 from controller.runtime.dashboard.routes import DashboardSettings
 from controller.runtime.dashboard.view import RolloutHistory, history_of
+from controller.runtime.fleet import Fleet
 from controller.runtime.logfields import fields
 from controller.runtime.notify import NotificationTarget, Notifier
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
@@ -78,6 +80,10 @@ class ControllerSettings:
     target_root_ca: bytes = b""
     target_client_cert: bytes = b""
     target_client_key: bytes = field(default=b"", repr=False)
+    # Targets discovered in DNS ("NAME:PORT[,METRICS_PORT]", resolved every reconcile)
+    # and the DNS server to ask ("IP[:PORT]"; empty: the system's resolver).
+    targets_dns: Sequence[str] = ()
+    dns_server: str = ""
     # The dashboard on `listen`: its token (empty: open, loopback only), the link
     # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
     dashboard_token: str = field(default="", repr=False)
@@ -121,9 +127,16 @@ class Controller:
         # server gets its config back within a poll rather than a long backoff.
         poll = max(settings.poll_interval_s, 0.1)
         self.metrics = ControllerMetrics(self._metrics_view)
+        self.fleet = Fleet(
+            settings.targets,
+            DnsDiscovery([parse_dns_target(t) for t in settings.targets_dns],
+                         parse_dns_server(settings.dns_server) if settings.dns_server else None)
+            if settings.targets_dns else None,
+            lambda address: TimedTarget(target_client(address, settings), self.metrics),
+            scrape_url,
+        )
         self.reconciler = reconciler or Reconciler(
-            [TimedTarget(target_client(t, settings), self.metrics) for t in settings.targets],
-            backoff=Backoff(min(1.0, poll), poll),
+            self.fleet.clients(), backoff=Backoff(min(1.0, poll), poll),
         )
         self.notes = GitNotes(self.git)
         self.notifier = Notifier(settings.notifications)
@@ -222,11 +235,22 @@ class Controller:
         finally:
             self._reconciling.release()
 
+    def refresh_targets(self) -> None:
+        """Follow the DNS names (`--targets-dns`): the fleet is what they resolve to now."""
+        if self.fleet.refresh(self.reconciler):
+            self._count_metrics_of(None)
+
+    def _count_metrics_of(self, result: ReconcileResult | None) -> None:
+        provider = self.driver.provider
+        if self.fleet.discovery is not None and isinstance(provider, ScrapeProvider):
+            provider.set_urls(self.fleet.metrics_urls(result))
+
     def _reconcile(self) -> ReconcileResult | None:
         with self._lock:
             snapshot = self.state.snapshot
         if snapshot is None:
             return None
+        self.refresh_targets()
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
         self._schedule_tick(drive.next_due)
         desired = drive.desired
@@ -238,6 +262,7 @@ class Controller:
             superseded=lambda: self._stop.is_set() or self.state.snapshot is not snapshot,
         )
         self.metrics.reconciled(result, time.monotonic() - started)
+        self._count_metrics_of(result)
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
@@ -437,7 +462,7 @@ class Controller:
                 self.state,
                 repo=self.settings.repo,
                 branch=self.settings.branch,
-                targets=[t.name for t in self.settings.targets],
+                targets=[t.name for t in self.fleet.addresses],
             )
 
 

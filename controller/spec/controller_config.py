@@ -90,6 +90,10 @@ class ControllerConfig(_Strict):
     git_signing_key: str | None = None
     git_signing_format: Literal["ssh", "openpgp"] | None = None
     write_back: Literal["push", "branch"] | None = None
+    targets_dns: list[str] = Field(
+        default_factory=list, description="NAME:PORT[,METRICS_PORT] resolved every reconcile."
+    )
+    dns_server: str | None = None
     notifications: list[NotificationEntry] = Field(default_factory=list)
 
     def target_texts(self) -> list[str]:

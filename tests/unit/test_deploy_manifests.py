@@ -288,25 +288,29 @@ def test_controller_config_names_existing_keys_only(tmp_path: Path) -> None:
     raw, _ = controller_config(tmp_path)
     known = {info.alias or name for name, info in ControllerConfig.model_fields.items()}
     assert set(raw) <= known, f"unknown keys: {set(raw) - known}"
-    for target in raw["targets"]:
+    for target in raw.get("targets", []):
         assert set(target) <= {"name", "grpc", "metrics"}
 
 
-def test_controller_targets_every_replica_by_stable_dns_name(tmp_path: Path) -> None:
+def test_controller_discovers_every_replica_through_the_headless_service(
+    tmp_path: Path,
+) -> None:
+    from controller.adapters.metrics import metrics_url
+
     _, settings = controller_config(tmp_path)
     statefulset = find(BUNDLED, "StatefulSet")
-    sts = statefulset["metadata"]["name"]
-    service = statefulset["spec"]["serviceName"]
+    service_name = statefulset["spec"]["serviceName"]
     namespace = statefulset["metadata"]["namespace"]
     annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
-    hosts = [f"{sts}-{n}.{service}.{namespace}.svc" for n in range(statefulset["spec"]["replicas"])]
-    assert [t.grpc_address for t in settings.targets] == [f"{h}:8500" for h in hosts]
-    assert [t.name for t in settings.targets] == [h.split(".")[0] for h in hosts]
-    for host, target in zip(hosts, settings.targets, strict=True):
-        url = urllib.parse.urlsplit(target.metrics_url)
-        assert (url.scheme, url.hostname) == ("http", host)
-        assert url.port == int(annotations["prometheus.io/port"])
-        assert url.path == annotations["prometheus.io/path"]
+    headless = find(BUNDLED, "Service", service_name)
+    assert headless["spec"]["clusterIP"] == "None"  # A records are the pods themselves
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert settings.targets == []
+    metrics_port = int(annotations["prometheus.io/port"])
+    assert list(settings.targets_dns) == [f"{service_name}.{namespace}.svc:8500,{metrics_port}"]
+    # A discovered target's metrics URL gets the default path: the pods serve it there.
+    assert urllib.parse.urlsplit(metrics_url("http://10.0.0.1:8501")).path == (
+        annotations["prometheus.io/path"])
 
 
 def test_controller_settings_match_the_pod(tmp_path: Path) -> None:
