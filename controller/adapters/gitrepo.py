@@ -51,6 +51,7 @@ from controller.spec import yamledit
 
 __all__ = [
     "CommitInfo",
+    "FileChanges",
     "GitError",
     "GitRepo",
     "NothingToCommit",
@@ -156,6 +157,16 @@ class Signing:
             raise ValueError(f"signing format {self.format!r}: expected ssh or openpgp")
         if not self.key.strip():
             raise ValueError("a signing key is required")
+
+
+@dataclass(frozen=True)
+class FileChanges:
+    """One first-parent commit and the files it changed against its first parent."""
+
+    sha: str
+    parent: str | None  # None for a root commit
+    committed_at: int  # unix seconds
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -468,6 +479,25 @@ class GitRepo:
                     break
                 found = info.sha
             return found
+
+    def file_changes(self, head: str, folder: str, since: float) -> list[FileChanges]:
+        """Commits on head's first-parent line committed at or after `since` (unix
+        seconds) that changed files under `folder`, newest first, with those files
+        (repository-relative). One git process, however many files the folder holds."""
+        with self._lock:
+            out = self._run(
+                "log", "--first-parent", "-m", f"--since=@{int(since)}", "--name-only",
+                "--format=%x1e%H %P%x1f%ct", self._resolve(head), "--",
+                _clean_relpath(folder) or ".",
+            )
+        found = []
+        for record in out.split("\x1e")[1:]:
+            header, _, names = record.partition("\n")
+            shas, _, when = header.partition("\x1f")
+            sha, *parents = shas.split()
+            paths = tuple(line.strip() for line in names.splitlines() if line.strip())
+            found.append(FileChanges(sha, parents[0] if parents else None, int(when), paths))
+        return found
 
     # --- writing commits -------------------------------------------------------------
 

@@ -386,7 +386,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         controller.refresh_targets()
         observed = controller.reconciler.observe(snapshot.desired)
         preview = controller.driver.drive_preview(snapshot, observed)
-        desired = preview.desired
+        desired, _ = controller.with_previous(snapshot, preview.desired)
         result = plan(desired, observed)
     finally:
         controller.stop()

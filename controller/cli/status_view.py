@@ -62,6 +62,11 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
             first = False
     out.append(table)
     for name, model in document.get("models", {}).items():
+        previous = model.get("previous")
+        if previous:
+            out.append(f"[bold]{name}[/] previous v{previous['version']} kept loaded until "
+                       f"{previous['until']} (git revert {previous['commit'][:12]} rolls back "
+                       "with no load)")
         rollout = model.get("rollout")
         if not rollout:
             continue

@@ -31,15 +31,17 @@ from controller.adapters.metrics import (
 )
 from controller.adapters.redact import redact
 from controller.adapters.targets import TargetClient
-from controller.decide.desired import desired_from_tree
-from controller.decide.fleet import TargetAddress
+from controller.decide.desired import Snapshot, desired_from_tree
+from controller.decide.fleet import DesiredState, TargetAddress
 from controller.decide.gates import canary_out_of_traffic
 from controller.decide.notices import Notice
+from controller.decide.previous import KeptPrevious, keep_previous
 from controller.runtime.dashboard.routes import DashboardSettings
 from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.fleet import Fleet
 from controller.runtime.logfields import fields
 from controller.runtime.notify import NotificationTarget, Notifier
+from controller.runtime.previous import PreviousVersions
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
@@ -145,6 +147,9 @@ class Controller:
             branch_writer=self.git if settings.write_back == "branch" else None,
             notify=self.notifier.send,
         )
+        self.clock = clock
+        # The previous stable kept loaded after a commit moved stable (keepPrevious).
+        self.previous = PreviousVersions(self.git, settings.specs_dir)
         self._errors_told: set[str] = set()
         self.state = ControllerState()
         self._histories: dict[str, RolloutHistory] = {}
@@ -252,8 +257,11 @@ class Controller:
             return None
         self.refresh_targets()
         drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
-        self._schedule_tick(drive.next_due)
-        desired = drive.desired
+        desired, kept = self.with_previous(snapshot, drive.desired)
+        # A kept version is dropped when its window ends, not at the next drift check.
+        due = [k.until for k in kept.values()]
+        due += [drive.next_due] if drive.next_due is not None else []
+        self._schedule_tick(min(due, default=None))
         started = time.monotonic()
         result = self.reconciler.run(
             desired,
@@ -266,6 +274,7 @@ class Controller:
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
+            self.state.previous = kept
             self.state.last_reconcile_at = datetime.now(UTC).isoformat(timespec="seconds")
             if result.in_sync:
                 self.state.commit_applied = desired.commit
@@ -290,6 +299,13 @@ class Controller:
             # Apply our own promotion or revert at once rather than at the next poll.
             return self._reconcile()
         return result
+
+    def with_previous(
+        self, snapshot: Snapshot, desired: DesiredState
+    ) -> tuple[DesiredState, dict[str, KeptPrevious]]:
+        """`desired` plus the previous stable versions kept loaded now, and those."""
+        kept = self.previous.kept(snapshot, self.clock())
+        return keep_previous(desired, kept), kept
 
     def _tell_new_errors(self, result: ReconcileResult, commit: str) -> None:
         """A change that could not be applied is told once, when it first fails."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypedDict, cast
 
 from controller.adapters.redact import redact
 from controller.decide.desired import Snapshot
 from controller.decide.fleet import ObservedTarget
 from controller.decide.gates import HELD_PHASES
+from controller.decide.previous import KeptPrevious
 from controller.runtime.reconcile import ReconcileResult
 from controller.runtime.rollout import RolloutStatus
 
@@ -23,9 +25,11 @@ __all__ = [
     "FindingDoc",
     "IntervalDoc",
     "ModelDoc",
+    "PreviousDoc",
     "RolloutDoc",
     "StatusDoc",
     "TargetDoc",
+    "previous_doc",
     "rollout_doc",
     "status_document",
 ]
@@ -68,6 +72,14 @@ class TargetDoc(TypedDict):
     splitWeightBp: int | None
 
 
+class PreviousDoc(TypedDict):
+    """The previous stable kept loaded (keepPrevious) and when it is dropped."""
+
+    version: int
+    until: str  # ISO 8601, UTC
+    commit: str  # the commit that moved stable away from it: reverting it is instant
+
+
 class ModelDoc(TypedDict):
     commitApplied: str
     stable: int | None
@@ -80,6 +92,7 @@ class ModelDoc(TypedDict):
     servingWeightBp: int | None
     targets: dict[str, TargetDoc]
     rollout: RolloutDoc | None
+    previous: PreviousDoc | None
     errors: list[str]
 
 
@@ -127,6 +140,8 @@ class ControllerState:
     last_result: ReconcileResult | None = None
     last_reconcile_at: str = ""
     webhook_deliveries: int = 0
+    # Per model: the previous stable kept loaded (keepPrevious), from git history.
+    previous: dict[str, KeptPrevious] = field(default_factory=dict)
 
 
 def rollout_doc(status: RolloutStatus) -> RolloutDoc:
@@ -144,6 +159,13 @@ def rollout_doc(status: RolloutStatus) -> RolloutDoc:
         "intervals": [cast(IntervalDoc, dict(i)) for i in status.intervals[-INTERVALS_SHOWN:]],
         "awaitingMerge": status.awaiting_merge,
     }
+
+
+def previous_doc(kept: KeptPrevious | None) -> PreviousDoc | None:
+    if kept is None:
+        return None
+    until = datetime.fromtimestamp(kept.until, UTC).isoformat(timespec="seconds")
+    return {"version": kept.version, "until": until, "commit": kept.commit}
 
 
 def serving_weight(model: str, observed: Iterable[ObservedTarget]) -> int | None:
@@ -189,6 +211,7 @@ def status_document(
             "servingWeightBp": serving_weight(name, observed.values()),
             "targets": {t: _target_doc(name, observed.get(t)) for t in targets},
             "rollout": rollout_doc(rollout) if rollout is not None else None,
+            "previous": previous_doc(state.previous.get(name)),
             "errors": [f.message for f in findings if f.model == name],
         }
     held: list[HeldDoc] = [

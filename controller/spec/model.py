@@ -36,7 +36,13 @@ API_VERSION = "rollouts/v1"
 KIND = "ModelRollout"
 STABLE_LABEL = "stable"
 CANARY_LABEL = "canary"
+# The version stable last moved away from, while spec.keepPrevious keeps it loaded.
+# Not reserved: a spec's own `labels.previous` takes precedence (it was usable before).
+PREVIOUS_LABEL = "previous"
 RESERVED_LABELS = (STABLE_LABEL, CANARY_LABEL)
+# spec.keepPrevious when unset: availability-preserving models keep the previous
+# stable loaded this long; resource-preserving ones never hold two versions.
+DEFAULT_KEEP_PREVIOUS = Duration(600.0, "10m")
 SCHEMA_ID = "urn:model-rollouts:schema:rollout:v1"
 
 # Validation context key: `load` sets it to report cross-field rules itself,
@@ -476,6 +482,14 @@ class RolloutBody(_Strict):
     keep: list[Version] = Field(
         default_factory=list, description="Extra versions to keep loaded (e.g. for rollback)."
     )
+    keep_previous: Duration | None = Field(
+        default=None,
+        description="After a commit moves stable (a promotion, a person's edit or revert), "
+        "keep the version it replaced loaded and labelled `previous` (out of the split) this "
+        "long from that commit's time, so reverting it is a label move with no load. Unset: "
+        f"{DEFAULT_KEEP_PREVIOUS} with transition availability, 0s (never) with resource; "
+        "0s disables.",
+    )
     labels: dict[LabelName, Version] = Field(
         default_factory=dict,
         description="Extra version labels (label -> version); stable and canary are reserved.",
@@ -487,8 +501,15 @@ class RolloutBody(_Strict):
         },
     )
 
+    def keep_previous_s(self) -> float:
+        """spec.keepPrevious in seconds, its default applied (0: never kept)."""
+        if self.keep_previous is not None:
+            return self.keep_previous.seconds
+        return 0.0 if self.transition == "resource" else DEFAULT_KEEP_PREVIOUS.seconds
+
     def versions(self) -> list[int]:
-        """Every version this rollout keeps loaded, sorted and without repeats."""
+        """Every version the spec itself keeps loaded, sorted and without repeats (a
+        kept previous stable is added per reconcile: `controller.decide.previous`)."""
         wanted = {self.stable, *self.keep, *self.labels.values()}
         if self.canary is not None:
             wanted.add(self.canary.version)
@@ -547,6 +568,14 @@ def rule_violations(doc: RolloutSpec) -> list[Violation]:
         if version in seen:
             found.append(Violation(("spec", "keep", index), f"version {version} is listed twice"))
         seen.add(version)
+    if body.transition == "resource" and body.keep_previous is not None \
+            and body.keep_previous.seconds > 0:
+        found.append(Violation(
+            ("spec", "keepPrevious"),
+            f"keepPrevious {body.keep_previous} would hold two versions of a model whose "
+            "transition is resource (too large to hold twice): use 0s, or transition "
+            "availability",
+        ))
     if body.canary is not None:
         found.extend(_canary_violations(body.canary, body.stable))
     return found

@@ -111,3 +111,17 @@ def test_a_held_canary_is_listed_and_not_in_sync() -> None:
                                  "message": "auto-reverted before"}]
     assert document["inSync"] is False
     assert document["models"]["hp2"]["servingWeightBp"] == 0
+
+
+def test_a_kept_previous_version_is_shown_with_its_window_end() -> None:
+    from controller.decide.previous import KeptPrevious
+
+    snapshot, _ = desired_from_tree([("rollouts/hp2.yaml", SPEC)], "c1", "/models")
+    kept = KeptPrevious("hp2", 3, 1_800_000_600.0, "d" * 40)
+    state = ControllerState(commit_seen="c1", snapshot=snapshot, previous={"hp2": kept})
+    models = status_document(state, repo="r", branch="main", targets=["s0"])["models"]
+    assert models["hp2"]["previous"] == {
+        "version": 3, "until": "2027-01-15T08:10:00+00:00", "commit": "d" * 40}
+    state.previous = {}
+    assert status_document(state, repo="r", branch="main", targets=["s0"])["models"]["hp2"][
+        "previous"] is None

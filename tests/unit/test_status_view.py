@@ -9,8 +9,9 @@ from typing import Any
 from rich.console import Console
 
 from controller.cli.status_view import render_status
+from controller.decide.previous import KeptPrevious
 from controller.runtime.rollout import RolloutStatus
-from controller.runtime.status import rollout_doc
+from controller.runtime.status import previous_doc, rollout_doc
 
 
 def document() -> dict[str, Any]:
@@ -72,3 +73,13 @@ def test_a_blocked_canary_is_not_in_sync_and_shows_what_the_targets_serve() -> N
     assert " 0% " in row and "blocked" in row and "20%" not in row
     assert "hp2 canary v3: blocked, out of traffic (targets serve 0%)" in text
     assert "set canary.retry: true" in text
+
+
+def test_a_kept_previous_version_shows_until_when_and_what_to_revert() -> None:
+    doc = document()
+    doc["models"]["hp2"]["previous"] = previous_doc(
+        KeptPrevious("hp2", 1, 1_800_000_600.0, "d" * 40))
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    render_status(doc, console)
+    assert ("hp2 previous v1 kept loaded until 2027-01-15T08:10:00+00:00 "
+            f"(git revert {'d' * 12} rolls back with no load)") in console.export_text()
