@@ -66,6 +66,14 @@ POLL_GOAL_P50_S = 1.5
 WEBHOOK_GOAL_P50_S = 0.5
 CANARY_SLACK_S = 2.0
 FIRST_FAULTY_VERSION = 3
+FIRST_PROMOTED_VERSION = 100
+ROLLBACK_GOAL_P50_S = 1.5
+AVAILABLE = 30  # tensorflow.serving.ModelVersionStatus.State
+# Promoted after one passing 1 s step: no traffic is needed (no data passes).
+PROMOTE_BLOCK = (
+    "    steps: [{weight: 50, hold: 1s}]\n"
+    "    analysis: {interval: 1s, minRequests: 1, onNoData: pass}\n"
+)
 
 
 # -- small bounded helpers ----------------------------------------------------
@@ -141,13 +149,15 @@ class Fleet:
     servers: list[ServerProcess]
     person: Person
     faulty_versions: list[int]
+    promoted_versions: list[int] = field(default_factory=list)
 
     def targets(self) -> list[str]:
         return [f"--target=s{i}={s.address},{s.rest_url}" for i, s in enumerate(self.servers)]
 
 
-def build_models(root: Path, faulty: int) -> list[int]:
-    """hp2 versions 1 and 2 (healthy) and `faulty` failing versions from 3 on."""
+def build_models(root: Path, faulty: int, promoted: int = 0) -> tuple[list[int], list[int]]:
+    """hp2 versions 1 and 2 (healthy), `faulty` failing versions from 3 on, and
+    `promoted` healthy ones from 100 on."""
     from tests.models import make_half_plus_two  # TensorFlow: import only when building
 
     cache = root / ".cache"
@@ -160,13 +170,16 @@ def build_models(root: Path, faulty: int) -> list[int]:
     versions = list(range(FIRST_FAULTY_VERSION, FIRST_FAULTY_VERSION + faulty))
     for version in versions:
         shutil.copytree(failing, base / str(version))
-    return versions
+    fresh = list(range(FIRST_PROMOTED_VERSION, FIRST_PROMOTED_VERSION + promoted))
+    for version in fresh:
+        shutil.copytree(healthy, base / str(version))
+    return versions, fresh
 
 
 @contextmanager
-def fleet(work: Path, faulty: int) -> Iterator[Fleet]:
+def fleet(work: Path, faulty: int, promoted: int = 0) -> Iterator[Fleet]:
     root = work / "models"
-    versions = build_models(root, faulty)
+    versions, fresh = build_models(root, faulty, promoted)
     (work / "empty.conf").write_text("model_config_list {}\n")
     (work / "monitoring.conf").write_text(MONITORING)
     flags = [
@@ -181,7 +194,7 @@ def fleet(work: Path, faulty: int) -> Iterator[Fleet]:
             server.wait_ready()
         person = Person(work)
         person.write(f"rollouts/{MODEL}.yaml", sync_spec(1), "hp2 at v1, v2 kept")
-        yield Fleet(root, servers, person, versions)
+        yield Fleet(root, servers, person, versions, fresh)
     finally:
         for server in servers:
             server.stop()
@@ -356,6 +369,96 @@ def measure_canary(ctl: ControllerProcess, version: int, interval_s: float,
     )
 
 
+# -- 3. revert of a promotion -> stable serves the old version --------------------
+def loads_of(server: ServerProcess, version: int) -> float:
+    """Successful SavedModel loads of hp2 `version` on `server` (its own counter)."""
+    from benchmarks.harness import load_attempts
+
+    text = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=5).text
+    return sum(n for path, n in load_attempts(text).items() if Path(path).name == str(version))
+
+
+def states_of(server: ServerProcess) -> dict[int, int]:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    try:
+        reply = server.model_stub().GetModelStatus(request, timeout=2)
+    except grpc.RpcError:
+        return {}
+    return {s.version: s.state for s in reply.model_version_status}
+
+
+@dataclass
+class RollbackSample:
+    revert_to_served_s: float
+    loads: float  # SavedModel loads of the old version on all targets during the revert
+
+
+def measure_rollback(ctl: ControllerProcess, version: int, keep: str,
+                     rng: random.Random) -> RollbackSample:
+    person, servers = ctl.fleet.person, ctl.fleet.servers
+    person.pull()
+    extra = f"  keepPrevious: {keep}\n" if keep else ""
+    person.write(f"rollouts/{MODEL}.yaml",
+                 spec(stable=1, canary=version, canary_block=PROMOTE_BLOCK, extra=extra),
+                 f"canary hp2 v{version}")
+    subject = f"rollouts: promote {MODEL} to {version}"
+    if not wait_for(lambda: subject in person.remote_log(), 120, 0.1):
+        raise SystemExit(f"v{version} never promoted: {ctl.status()}")
+    promotion = person.remote_head()
+    # Applied: stable is the new version everywhere, and v1 is kept or unloaded.
+    kept = keep != "0s"
+    promoted = moved(servers, version)
+    if not wait_for(lambda: promoted() and all(
+            (states_of(s).get(1) == AVAILABLE) == kept for s in servers), 60, 0.05):
+        raise SystemExit(f"promotion of v{version} never applied: {ctl.status()}")
+    before = sum(loads_of(s, 1) for s in servers)
+    time.sleep(rng.uniform(0.0, 1.0))  # spread the reverts over the poll phase
+    person.pull()
+    person.revert(promotion)
+    t0 = time.monotonic()
+    if not wait_for(moved(servers, 1), 60, 0.01):
+        raise SystemExit(f"revert of v{version}: stable never back on v1: {ctl.status()}")
+    took = time.monotonic() - t0
+    return RollbackSample(took, sum(loads_of(s, 1) for s in servers) - before)
+
+
+def run_rollback(result: Result, fl: Fleet, work: Path, samples: int,
+                 profile: Path | None) -> bool:
+    table = result.table(
+        "A person's revert of a promotion -> stable serves the old version on every target "
+        "(git poll 1s, 2 targets)",
+        ["keepPrevious", "N", "p50 s", "p99 s", "max s", "loads per revert",
+         "goal p50 s", "met"],
+    )
+    table.notes.append(
+        "t0 = the revert's push; t1 = GetModelStatus(label=stable) is the old version on "
+        "both targets (polled every 10 ms). loads = the servers' own "
+        "load_attempt_count for the old version, summed over both targets, per revert. "
+        "Default keepPrevious: the old version was still loaded (a label move); 0s: it "
+        "was unloaded at the promotion and is loaded again."
+    )
+    versions = iter(fl.promoted_versions)
+    met = True
+    for name, keep, goal in (("10m (default)", "", ROLLBACK_GOAL_P50_S),
+                             ("0s", "0s", None)):
+        rng = random.Random(7)
+        with controller(fl, work, f"rollback-{keep or 'default'}", "1s", "5s", profile) as ctl:
+            got = []
+            for i in range(samples):
+                got.append(measure_rollback(ctl, next(versions), keep, rng))
+                print(f"  rollback keepPrevious {name}, sample {i + 1}/{samples}: {got[-1]}",
+                      flush=True)
+        stats = summarize([s.revert_to_served_s for s in got])
+        loads = sum(s.loads for s in got) / len(got)
+        ok = goal is None or (stats["p50"] <= goal and loads == 0)
+        met &= ok
+        table.add(name, len(got), stats["p50"], stats["p99"], stats["max"], loads,
+                  goal if goal is not None else "-", ok if goal is not None else "-")
+        result.data[f"rollback_{keep or 'default'}"] = [vars(s) for s in got]
+    return met
+
+
 # -- the run ---------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -369,6 +472,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="run the controllers under py-spy; collapsed stacks go here")
     parser.add_argument("--skip-sync", action="store_true")
     parser.add_argument("--skip-canary", action="store_true")
+    parser.add_argument("--rollback-samples", type=int, default=None,
+                        help="revert-of-a-promotion samples per keepPrevious setting")
+    parser.add_argument("--skip-rollback", action="store_true")
     parser.add_argument("--keep-work", action="store_true", help="keep logs and repos")
     return parser.parse_args(argv)
 
@@ -377,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     samples = args.samples or (3 if args.quick else 10)
     canary_samples = args.canary_samples or (1 if args.quick else 3)
+    rollback_samples = args.rollback_samples or (3 if args.quick else 10)
     configs: list[tuple[float, int]] = [(1.0, 1)] if args.quick else [(1.0, 1), (1.0, 2),
                                                                         (2.0, 2)]
     result = Result("bench_gitops", "GitOps latency")
@@ -384,15 +491,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": 2, "sync_samples": samples, "canary_samples": canary_samples,
         "sync_reconcile_interval": "5s (default)",
         "canary_poll_interval": "1s", "canary_reconcile_interval": args.canary_reconcile,
+        "rollback_samples": rollback_samples,
     }
     work = Path(tempfile.mkdtemp(prefix="bench-gitops-"))
     met = True
     try:
         reconciles = [r.strip() for r in args.canary_reconcile.split(",") if r.strip()]
         faulty = 0 if args.skip_canary else canary_samples * len(configs) * len(reconciles)
-        with fleet(work, faulty) as fl:
+        promoted = 0 if args.skip_rollback else 2 * rollback_samples
+        with fleet(work, faulty, promoted) as fl:
             if not args.skip_sync:
                 met &= run_sync(result, fl, work, samples, args.profile)
+            if not args.skip_rollback:
+                met &= run_rollback(result, fl, work, rollback_samples, args.profile)
             if not args.skip_canary:
                 met &= run_canary(result, fl, work, configs, canary_samples,
                                   reconciles, args.profile)
