@@ -37,7 +37,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["proposed", "started", "interval", "step", "verdict", "paused", "resumed"]
+EventKind = Literal[
+    "proposed", "started", "interval", "step", "verdict", "paused", "resumed",
+    # A pull request canary's run boundaries (`decide.pull_requests`); `fold` skips them.
+    "baseline", "stopped",
+]
 DecisionKind = Literal[
     "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait",
     "pause", "resume", "hold", "hold_failed",
