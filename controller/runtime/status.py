@@ -16,7 +16,7 @@ from controller.decide.desired import Snapshot
 from controller.decide.fleet import ObservedTarget
 from controller.decide.gates import HELD_PHASES
 from controller.runtime.reconcile import ReconcileResult
-from controller.runtime.rollout import RolloutStatus
+from controller.runtime.rollout import FAILED_HELD, RolloutStatus
 
 __all__ = [
     "ControllerState",
@@ -107,7 +107,8 @@ class StatusDoc(TypedDict):
     lastReconcileAt: str
     reconcileErrors: list[str]
     findings: list[FindingDoc]
-    # Canaries the spec proposes and the controller keeps out of traffic.
+    # Canaries the spec proposes and the controller keeps out of traffic: blocked or
+    # held by history gates, or failed and held for a person (analysis.onFailure: pause).
     held: list[HeldDoc]
     models: dict[str, ModelDoc]
 
@@ -193,7 +194,8 @@ def status_document(
         }
     held: list[HeldDoc] = [
         {"model": r.model, "version": r.version, "phase": r.phase, "message": r.message}
-        for _, r in sorted(state.rollouts.items()) if r.phase in HELD_PHASES
+        for _, r in sorted(state.rollouts.items())
+        if r.phase in HELD_PHASES or r.phase == FAILED_HELD
     ]
     return {
         "repo": redact(repo),
