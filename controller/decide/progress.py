@@ -41,6 +41,8 @@ EventKind = Literal[
     "proposed", "started", "interval", "step", "verdict", "paused", "resumed",
     # A pull request canary's run boundaries (`decide.pull_requests`); `fold` skips them.
     "baseline", "stopped",
+    # A person's abort carried out (`runtime.aborts`): the run's last line; `fold` skips it.
+    "aborted",
 ]
 DecisionKind = Literal[
     "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait",

@@ -53,6 +53,7 @@ from controller.decide.notices import Event as NoticeEvent
 from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.aborts import AbortWatch, Running
 from controller.runtime.logfields import fields
 from controller.runtime.writeback import (
     BranchStatus,
@@ -67,6 +68,9 @@ log = logging.getLogger(__name__)
 
 
 class CommitMessage(Protocol):
+    @property
+    def sha(self) -> str: ...
+
     @property
     def message(self) -> str: ...
 
@@ -207,6 +211,8 @@ class RolloutDriver:
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
         self._warned: set[tuple[str, str, int]] = set()
+        # A person's abort of a canary this driver ran is told once it is carried out.
+        self.aborts = AbortWatch(git, journal, self.notify, clock)
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -215,6 +221,7 @@ class RolloutDriver:
         pending: list[Pending] = []
         notes_dirty = False
         next_due: float | None = None
+        running: dict[str, Running] = {}
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
             if plan is None:
@@ -231,6 +238,7 @@ class RolloutDriver:
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
+            running[name] = Running(plan.version, start)
             events = parse_journal(self.journal.notes(start))
             now = self.clock()
             state = fold(plan, events)
@@ -272,6 +280,7 @@ class RolloutDriver:
                     Pending(decision.kind, name, plan.version, document.path, start,
                             status.message, analysis_trailers(events))
                 )
+        notes_dirty |= self.aborts.tick(snapshot.desired, running, observed)
         if notes_dirty:
             result = self.journal.push_notes()
             if not result.ok:

@@ -50,6 +50,7 @@ spec:
 @dataclass
 class Info:
     message: str
+    sha: str = ""
 
 
 @dataclass
@@ -80,6 +81,9 @@ class FakeGit:
         return "start-commit"
 
     def log(self, head: str, max_count: int = 0) -> list[Info]:
+        if ".." in head:  # a range: the commits a new head brought, newest first
+            return [Info(m, sha) for sha, m in reversed(self.commit_messages.items())
+                    if sha not in head.split("..")]
         if head in self.commit_messages:
             return [Info(self.commit_messages[head])]
         return [Info(m) for m in self.messages]
@@ -580,3 +584,47 @@ def test_a_retry_raises_the_attempt_and_starts_a_fresh_journal() -> None:
     split = result.desired.models["hp2"].split
     assert split is not None and split.canary_weight_bp == 1000
     assert [e.kind for e in parse_journal(git.notes("retry-commit"))] == ["proposed"]
+
+
+def test_a_persons_abort_is_told_once_it_is_carried_out(rig) -> None:
+    from controller.decide.actions import plan_action
+
+    driver, git, _, clock = rig
+    told: list[Notice] = []
+    driver.notify = driver.aborts.notify = told.append
+    driver.drive(snapshot(), [target(1000)])
+    abort = plan_action("abort", SPEC, "hp2", by="Pat <pat@example.test>", reason="bad feed")
+    git.commit_messages["abort-sha"] = abort.message
+    gone, problems = desired_from_tree([("rollouts/hp2.yaml", abort.text)], "head2", "/models")
+    assert gone is not None and not problems
+    still = target(None)  # the canary is still loaded: the abort is not carried out yet
+    assert driver.drive(gone, [still]).statuses == {}
+    assert [n.event for n in told if n.event == "aborted"] == []
+    unloaded = ObservedTarget("t1", True, {"hp2": ObservedModel("hp2", {1: "AVAILABLE"},
+                                                               {"stable": 1})})
+    clock.advance(5)
+    driver.drive(gone, [unloaded])
+    driver.drive(gone, [unloaded])
+    aborted = [n for n in told if n.event == "aborted"]
+    assert len(aborted) == 1
+    notice = aborted[0]
+    assert (notice.model, notice.canary_version, notice.stable_version, notice.commit,
+            notice.verdict) == ("hp2", 2, 1, "abort-sha", "abort")
+    assert notice.details == {"Rollouts-Requested-By": "Pat <pat@example.test>",
+                              "Rollouts-Reason": "bad feed"}
+    assert "aborted by Pat <pat@example.test>" in notice.summary
+    assert kinds(git)[-1] == "aborted:abort"  # the run's journal ends with it
+
+
+def test_a_canary_removed_without_an_abort_commit_is_not_told_as_aborted(rig) -> None:
+    driver, git, _, _ = rig
+    told: list[Notice] = []
+    driver.aborts.notify = told.append
+    driver.drive(snapshot(), [target(1000)])
+    git.commit_messages["edit-sha"] = "remove the canary by hand"
+    gone, _ = desired_from_tree([("rollouts/hp2.yaml", SPEC.split("  canary:")[0])], "head2",
+                                "/models")
+    assert gone is not None
+    unloaded = ObservedTarget("t1", True, {"hp2": ObservedModel("hp2", {1: "AVAILABLE"})})
+    driver.drive(gone, [unloaded])
+    assert told == [] and "aborted:abort" not in kinds(git)
