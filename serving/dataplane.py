@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -317,6 +319,12 @@ class DataPlane:
         self.method_name_check = method_name_check
         self.shadow = shadow
 
+    @property
+    def batches_predict(self) -> bool:
+        """Whether Predict goes through a batcher (an event loop should then
+        call `predict_async` rather than block a thread per request)."""
+        return self.batcher is not None
+
     def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
                 primary: Mapping[str, np.ndarray]) -> None:
         """Offer a finished request to the shadow scorer if it is sampled. The
@@ -406,6 +414,36 @@ class DataPlane:
 
         return self._call(ref, "Predict", entrypoint, body)
 
+    async def predict_async(
+        self,
+        ref: ModelRef,
+        inputs: Inputs,
+        signature_name: str = "",
+        output_filter: Sequence[str] = (),
+        *,
+        entrypoint: str = "",
+        missing_signature: Callable[[str], ServingError] = predict_missing_signature,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> PredictResult:
+        """`predict` for an event loop: the one entry point both transports
+        call from theirs. A version still loading is awaited here. With a
+        batcher, decoding and checks run on the loop and the call joins a
+        batch (`_predict_submitted`); without one, `predict` runs whole in
+        `executor` (None: the loop's default), as a thread-per-request path
+        would. The model call never runs on the loop."""
+        if self.batcher is not None:
+            return await self._predict_submitted(
+                ref, inputs, signature_name, output_filter, entrypoint, missing_signature,
+                executor)
+        started = time.monotonic()
+        await self.wait_for_version(ref)
+        if ref.wait_s is not None:  # what is left of the request's wait for the thread
+            ref = dataclasses.replace(ref, wait_s=max(0.0, ref.wait_s - (time.monotonic()
+                                                                          - started)))
+        call = functools.partial(self.predict, ref, inputs, signature_name, output_filter,
+                                 entrypoint=entrypoint, missing_signature=missing_signature)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
     async def predict_batched(
         self,
         ref: ModelRef,
@@ -415,13 +453,24 @@ class DataPlane:
         entrypoint: str = "",
         missing_signature: Callable[[str], ServingError] = predict_missing_signature,
     ) -> PredictResult:
-        """`predict` for an event loop, with batching on: decoding and checks run
-        here, the call joins a batch, and the loop awaits the batch instead of
-        a thread blocking on it. The handle is held until the batch has run,
-        even if the awaiting task is cancelled, so an unload still waits."""
+        """`predict_async` with a batcher required (kept for its callers)."""
         if self.batcher is None:
             raise RuntimeError("predict_batched needs a batcher")
+        return await self._predict_submitted(ref, inputs, signature_name, (), entrypoint,
+                                             missing_signature, None)
+
+    async def _predict_submitted(
+        self, ref: ModelRef, inputs: Inputs, signature_name: str,
+        output_filter: Sequence[str], entrypoint: str,
+        missing_signature: Callable[[str], ServingError],
+        executor: concurrent.futures.Executor | None,
+    ) -> PredictResult:
+        """Decoding and checks on the loop, then the call joins a batch, and
+        the loop awaits the batch instead of a thread blocking on it. The
+        handle is held until the batch has run, even if the awaiting task is
+        cancelled, so an unload still waits."""
         key = signature_name or DEFAULT_SIGNATURE
+        outputs_wanted = list(output_filter) or None
         with self._recorded(ref, "Predict", entrypoint) as served:
             # Any wait for a loading version is awaited here; the handle below
             # is taken on the loop, so it must not block.
@@ -431,17 +480,24 @@ class DataPlane:
                 self._handle(ref, wait_s=0.0))
             try:
                 served.append(self._served(handle, key))
-                tensors = _predict_inputs(handle, key, inputs, (), missing_signature,
+                tensors = _predict_inputs(handle, key, inputs, output_filter, missing_signature,
                                           self.method_name_check)
-                future = self._runner(handle).submit(key, tensors, None)
+                future = self._submit(handle, key, tensors, outputs_wanted, executor)
             except BaseException:
                 held.close()
                 raise
             # Whatever happens to the awaiting task, the handle goes with the batch.
             future.add_done_callback(lambda _: held.close())
             outputs = await _outcome(future)
-            self._shadow(handle, _predict_replay(key, tensors, (), missing_signature), outputs)
+            self._shadow(handle, _predict_replay(key, tensors, output_filter, missing_signature),
+                         outputs)
             return PredictResult(served[0], outputs)
+
+    def _submit(self, h: Any, key: str, tensors: Mapping[str, np.ndarray],
+                output_keys: Sequence[str] | None, executor: concurrent.futures.Executor | None,
+                ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
+        """The handle's call handed to its batcher; the future completes when it has run."""
+        return self._runner(h).submit(key, tensors, output_keys)  # type: ignore[no-any-return]
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
                        entrypoint: str, make: Callable[..., Example[Result]]) -> Result:

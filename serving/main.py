@@ -119,13 +119,15 @@ def core_options(flags: ServerFlags) -> CoreOptions:
 def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOptions:
     """How the tensorflow platform loads versions: --saved_model_tags,
     --enable_model_warmup, --num_request_iterations_for_warmup (TF Serving
-    uses it only if > 0: each record once otherwise), and the session config
+    uses it only if > 0: each record once otherwise),
+    --remove_unused_fields_from_bundle_metagraph, and the session config
     built from the session flags (`tensorflow_session_config`)."""
     return SavedModelOptions(
         tags=saved_model_tags(flags.saved_model_tags),
         session_config=session,
         enable_warmup=flags.enable_model_warmup,
         warmup_iterations=max(1, flags.num_request_iterations_for_warmup),
+        remove_unused_meta_graph_fields=flags.remove_unused_fields_from_bundle_metagraph,
     )
 
 
@@ -140,7 +142,8 @@ def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions
     loading = SavedModelOptions(
         tags=settings.saved_model_tags, session_config=session,
         enable_warmup=settings.enable_model_warmup,
-        warmup_iterations=settings.warmup_iterations)
+        warmup_iterations=settings.warmup_iterations,
+        remove_unused_meta_graph_fields=settings.remove_unused_meta_graph_fields)
     return session, loading, settings.batching
 
 

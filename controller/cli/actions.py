@@ -27,7 +27,8 @@ from controller.spec.load import LoadedSpec, load_specs
 _HELP = {
     "promote": "make the canary stable now (a manual gate, or skip the remaining steps)",
     "abort": "take the canary out of traffic and back to stable (not a failed analysis)",
-    "retry": "propose again a canary version the controller reverted (canary.retry: true)",
+    "retry": "propose again a canary version the controller reverted (canary.retry: true), "
+             "or restart a held failure's analysis (onFailure: pause; canary.attempt + 1)",
     "pause": "hold the canary at its step and weight: no step, no verdict (canary.paused)",
     "resume": "let a paused canary go on from where its hold stopped",
 }
@@ -117,6 +118,7 @@ def _act(args: argparse.Namespace, checkout: Checkout) -> int:
             else None,
             retry_set=bool(canary and canary.retry),
             paused_set=bool(canary and canary.paused),
+            holds_failures=bool(canary and canary.analysis.on_failure == "pause"),
         )
     except ActionRefused as err:
         return _fail(args, str(err), 1)

@@ -13,6 +13,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from controller.decide.gates import HELD_PHASES
+from controller.runtime.rollout import FAILED_HELD
 
 
 def render_status(document: dict[str, Any], console: Console | None = None) -> None:
@@ -74,6 +75,9 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
         served = f"{serving / 100:g}%" if serving is not None else "mixed or unknown"
         if rollout["phase"] in HELD_PHASES:
             line = f"{rollout['phase']}, out of traffic (targets serve {served})"
+        elif rollout["phase"] == FAILED_HELD:
+            line = (f"failed, held: waiting for abort, retry or promote (step "
+                    f"{rollout.get('stepText', '')}, targets serve {served}, still loaded)")
         else:
             line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
         out.append(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
@@ -97,6 +101,6 @@ def _served_weight(info: dict[str, Any]) -> str:
 def _step_text(rollout: dict[str, Any]) -> str:
     if not rollout:
         return ""
-    if rollout.get("phase") in HELD_PHASES:
+    if rollout.get("phase") in (*HELD_PHASES, FAILED_HELD):
         return str(rollout["phase"])
     return str(rollout.get("stepText", ""))

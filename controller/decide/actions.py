@@ -12,7 +12,11 @@ message saying why; nothing is written then.
   every target serves stable. It is recorded as `Rollouts-Verdict: abort`, not as
   an automatic revert (no `Rollouts-Reverted-Version`), so proposing the version
   again needs no `retry`.
-- retry: `canary.retry: true`, allowed only for a version the controller reverted.
+- retry: for a version the controller reverted, `canary.retry: true`. For a canary
+  whose spec says `analysis.onFailure: pause` (so a failure is held at weight 0,
+  not reverted), `canary.attempt` + 1: the controller starts that version's analysis
+  again from the first step, with a fresh journal on the retry commit. Refused
+  otherwise: a canary with neither has nothing to retry.
 - pause / resume: `canary.paused: true` holds the canary at its step and weight
   (intervals are still judged, no step advances, no verdict is written); `false`
   resumes the hold where it stopped.
@@ -74,12 +78,13 @@ def plan_action(
     reverted: Mapping[str, frozenset[int]] | None = None,
     retry_set: bool = False,
     paused_set: bool = False,
+    holds_failures: bool = False,
 ) -> Edit:
     """The new spec text and commit message for `action`, or ActionRefused.
 
     `reverted` is what git history says the controller auto-reverted (model ->
     versions, from its trailers); `retry_set` whether the canary already has
-    `retry: true`.
+    `retry: true`; `holds_failures` whether its `analysis.onFailure` is `pause`.
     """
     version = _canary(text, model)
     stable = yamledit.stable_version(text, model)
@@ -120,11 +125,15 @@ def plan_action(
                       (ACTION, action)],
                      by, reason),
         )
-    if version not in (reverted or {}).get(model, frozenset()):
+    reverted_before = version in (reverted or {}).get(model, frozenset())
+    if holds_failures and (retry_set or not reverted_before):
+        return _restart(text, model, version, by, reason)
+    if not reverted_before:
         raise ActionRefused(
             f"{model}: canary version {version} was never reverted by the controller "
             "(no Rollouts-Reverted-Version trailer in git log), so there is nothing to "
-            "retry; it will run as it is")
+            "retry; it will run as it is (with analysis.onFailure: pause, retry restarts "
+            "a failed canary held at weight 0)")
     if retry_set:
         raise ActionRefused(f"{model}: canary version {version} already has retry: true")
     return Edit(
@@ -132,6 +141,22 @@ def plan_action(
         _message(f"rollouts: retry {model} canary {version}",
                  f"Version {version} was reverted by the controller before; "
                  "canary.retry: true proposes it again.",
+                 [(trailers.MODEL, model), (trailers.CANARY_VERSION, str(version)),
+                  (ACTION, "retry")],
+                 by, reason),
+    )
+
+
+def _restart(text: str, model: str, version: int, by: str, reason: str) -> Edit:
+    """`canary.attempt` + 1: the analysis of `version` starts again from the first step."""
+    run = yamledit.canary_run(text, model)
+    attempt = (run[1] if run else 1) + 1
+    return Edit(
+        yamledit.set_canary_flag(text, model, "attempt", attempt),
+        _message(f"rollouts: retry {model} canary {version} (attempt {attempt})",
+                 f"canary.attempt: {attempt} starts the analysis of version {version} again "
+                 "from the first step, with a fresh journal on this commit; a failure held "
+                 "at weight 0 (analysis.onFailure: pause) ends here.",
                  [(trailers.MODEL, model), (trailers.CANARY_VERSION, str(version)),
                   (ACTION, "retry")],
                  by, reason),

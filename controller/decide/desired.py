@@ -85,6 +85,7 @@ def canary_plan(doc: RolloutSpec) -> CanaryPlan | None:
         promotion=canary.promotion,
         progress_deadline_s=float(canary.progress_deadline),
         paused=canary.paused,
+        on_failure=analysis.on_failure,
     )
 
 
@@ -132,5 +133,20 @@ def with_weight(model: DesiredModel, weight_bp: int) -> DesiredModel:
         model.versions,
         model.labels,
         split,
+        model.transition,
+    )
+
+
+def held_out_of_traffic(model: DesiredModel) -> DesiredModel:
+    """A failed canary held for a person (`analysis.onFailure: pause`): still loaded and
+    labelled `canary`, but with no split at all, so no weighted, header-matched or
+    shadow request reaches it; a request naming its version or label still does."""
+    return DesiredModel(
+        model.name,
+        model.base_path,
+        model.platform,
+        model.versions,
+        model.labels,
+        None,
         model.transition,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "canary_load_error",
     "canary_out_of_traffic",
     "canary_ready",
+    "canary_unloaded",
     "history_gate",
     "is_promotion_of",
     "reproposes_reverted",
@@ -135,3 +136,16 @@ def canary_out_of_traffic(model: str, version: int, observed: Sequence[ObservedT
             return False
     return True
 
+
+
+def canary_unloaded(model: str, version: int, observed: Sequence[ObservedTarget]) -> bool:
+    """Some target answers and no reachable one has `version` of `model` loaded or on its
+    way (absent or END): a person's abort of that canary is carried out."""
+    reachable = [t for t in observed if t.reachable]
+    if not reachable:
+        return False
+    for target in reachable:
+        seen = target.models.get(model)
+        if seen is not None and seen.state(version) not in (None, "END"):
+            return False
+    return True

@@ -27,9 +27,12 @@ _TITLES: dict[str, str] = {
     "canary_started": "canary started",
     "step_advanced": "step advanced",
     "paused": "paused",
+    "failed_held": "failed, held for a person",
     "ready_to_promote": "ready to promote",
+    "ready_to_merge": "ready to merge",
     "promoted": "promoted",
     "reverted": "reverted",
+    "aborted": "aborted",
     "failed_to_apply": "failed to apply",
     "write_back_failed": "write-back failed",
 }

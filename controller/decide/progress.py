@@ -14,7 +14,11 @@ Rules (Argo Rollouts / Flagger semantics):
   `interval`. A step advances once its hold has passed with no failed interval
   and the latest judged interval passed: a failed interval (below the failure
   limit) starts the step's hold again from its own time.
-- `failure_limit` consecutive failed intervals fail the rollout. Inconclusive
+- `failure_limit` consecutive failed intervals fail the rollout: with
+  `on_failure` "revert" the verdict is `fail` (out of traffic, then the revert
+  commit); with "pause" it is `held` (weight 0, still loaded, nothing written)
+  and stays so until a person's commit ends it (abort, promote, or a retry,
+  which raises `canary.attempt` and so starts a fresh journal). Inconclusive
   intervals follow `on_no_data`: `pass` and `fail` count as such; `pause` counts
   as neither and stops the step from advancing until data returns.
 - An interval the metrics provider could not measure at all (a target down or
@@ -33,10 +37,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["proposed", "started", "interval", "step", "verdict", "paused", "resumed"]
+EventKind = Literal[
+    "proposed", "started", "interval", "step", "verdict", "paused", "resumed",
+    # A pull request canary's run boundaries (`decide.pull_requests`); `fold` skips them.
+    "baseline", "stopped",
+    # A person's abort carried out (`runtime.aborts`): the run's last line; `fold` skips it.
+    "aborted",
+]
 DecisionKind = Literal[
     "wait_ready", "start", "analyse", "advance", "promote", "ready_to_promote", "fail", "wait",
-    "pause", "resume", "hold",
+    "pause", "resume", "hold", "hold_failed",
 ]
 
 
@@ -60,6 +70,8 @@ class CanaryPlan:
     # `canary.paused`: hold the current step and weight; intervals are still judged
     # and journaled, but no step advances and no verdict is written.
     paused: bool = False
+    # `analysis.onFailure`: what a failed analysis does (revert, or hold at weight 0).
+    on_failure: Literal["revert", "pause"] = "revert"
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,9 @@ def decide(
         # Recorded but not yet carried out (e.g. the controller died in between).
         kind: DecisionKind = "fail" if state.verdict == "fail" else "promote"
         return Decision(kind, 0 if kind == "fail" else weight, state.step, reason="recorded")
+    if state.verdict == "held":
+        # A held failure stays held (and never becomes a revert) until a person's commit.
+        return Decision("hold_failed", 0, state.step, reason="recorded")
     if load_error:
         # A version that cannot load never becomes ready: waiting would leave
         # the rollout stuck forever, so it is a failed canary.
@@ -247,7 +262,7 @@ def decide(
         return _paused(plan, state, weight, ready=ready, now=now)
     if state.consecutive_failures >= plan.failure_limit:
         return Decision(
-            "fail",
+            "fail" if plan.on_failure == "revert" else "hold_failed",
             0,
             state.step,
             reason=f"{state.consecutive_failures} consecutive failed interval(s)",

@@ -86,6 +86,8 @@ def verdict_summary(events: Sequence[Event], kind: str, reason: str) -> str:
         "promote": "Analysis passed",
         "fail": "Analysis failed",
         "ready_to_promote": "Analysis passed; ready to promote (promotion: manual)",
+        "hold_failed": "Analysis failed; held at weight 0, still loaded (onFailure: pause): "
+                       "waiting for abort, retry or promote",
     }[kind]
     lines = [f"{head}: {n.passed} interval(s) passed, {n.failed} failed, {n.other} not judged."]
     if reason and reason != "recorded":

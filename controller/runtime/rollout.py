@@ -13,7 +13,11 @@ Per reconcile tick, for every model whose spec has a canary:
 
 A failed canary comes out of traffic first: the driver returns a desired state
 without it, the runner reconciles that, and only then `finish` writes the
-revert. A promotion is committed first and applied from git afterwards.
+revert. With `analysis.onFailure: pause` the failure is journaled as a `held`
+verdict instead: the canary stays loaded and labelled with no split, nothing is
+written to git, and every later tick (a restarted controller's too) keeps it so
+until a person's commit changes the spec. A promotion is committed first and
+applied from git afterwards.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from controller.adapters.metrics import MetricsProvider
 from controller.adapters.redact import redact
 from controller.decide import trailers
 from controller.decide.analysis import judge_interval
-from controller.decide.desired import Snapshot, with_weight
+from controller.decide.desired import Snapshot, held_out_of_traffic, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
 from controller.decide.gates import (
     canary_load_error,
@@ -49,6 +53,7 @@ from controller.decide.notices import Event as NoticeEvent
 from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
+from controller.runtime.aborts import AbortWatch, Running
 from controller.runtime.logfields import fields
 from controller.runtime.writeback import (
     BranchStatus,
@@ -57,11 +62,15 @@ from controller.runtime.writeback import (
     write_to_branch,
 )
 from controller.spec import yamledit
+from controller.spec.model import RolloutSpec
 
 log = logging.getLogger(__name__)
 
 
 class CommitMessage(Protocol):
+    @property
+    def sha(self) -> str: ...
+
     @property
     def message(self) -> str: ...
 
@@ -113,6 +122,9 @@ class RolloutStatus:
     awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
 
 
+# The phase of a failed canary that `analysis.onFailure: pause` holds for a person.
+FAILED_HELD = "failed_held"
+
 # Journal events that people are told of: (kind, verdict outcome) -> notice event.
 # Promotions and reverts are told when their commit is written (`_tell`).
 _NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
@@ -120,6 +132,7 @@ _NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
     ("paused", ""): "paused",
     ("step", ""): "step_advanced",
     ("verdict", "ready"): "ready_to_promote",
+    ("verdict", "held"): "failed_held",
 }
 
 
@@ -194,10 +207,12 @@ class RolloutDriver:
         self.write_failures: dict[str, int] = {}
         # Verdict commits written (or proposed on their branch), by kind.
         self.verdicts: dict[str, int] = {}
-        self._start_commits: dict[tuple[str, str, int], str | None] = {}
+        self._start_commits: dict[tuple[str, str, int, int], str | None] = {}
         self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
         self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
         self._warned: set[tuple[str, str, int]] = set()
+        # A person's abort of a canary this driver ran is told once it is carried out.
+        self.aborts = AbortWatch(git, journal, self.notify, clock)
 
     # -- per tick --------------------------------------------------------
     def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
@@ -206,12 +221,14 @@ class RolloutDriver:
         pending: list[Pending] = []
         notes_dirty = False
         next_due: float | None = None
+        running: dict[str, Running] = {}
         for name in sorted(models):
             plan = snapshot.canary_plan(name)
             if plan is None:
                 continue
             document = snapshot.documents[name]
-            start = self.start_commit(snapshot.commit, document.path, name, plan.version)
+            start = self.start_commit(snapshot.commit, document.path, name, plan.version,
+                                      _attempt(document.spec))
             held = self.held_back(snapshot, name, plan, start)
             if held is not None:
                 models[name] = without_canary(models[name])
@@ -221,6 +238,7 @@ class RolloutDriver:
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
+            running[name] = Running(plan.version, start)
             events = parse_journal(self.journal.notes(start))
             now = self.clock()
             state = fold(plan, events)
@@ -253,6 +271,8 @@ class RolloutDriver:
             statuses[name] = status
             if decision.kind == "fail":
                 models[name] = without_canary(models[name])
+            elif decision.kind == "hold_failed":
+                models[name] = held_out_of_traffic(models[name])
             else:
                 models[name] = with_weight(models[name], status.weight_bp)
             if decision.kind in ("promote", "fail"):
@@ -260,6 +280,7 @@ class RolloutDriver:
                     Pending(decision.kind, name, plan.version, document.path, start,
                             status.message, analysis_trailers(events))
                 )
+        notes_dirty |= self.aborts.tick(snapshot.desired, running, observed)
         if notes_dirty:
             result = self.journal.push_notes()
             if not result.ok:
@@ -288,7 +309,8 @@ class RolloutDriver:
             if plan is None or snapshot.documents[name].spec.spec.canary is None:
                 continue
             start = self.start_commit(
-                snapshot.commit, snapshot.documents[name].path, name, plan.version
+                snapshot.commit, snapshot.documents[name].path, name, plan.version,
+                _attempt(snapshot.documents[name].spec),
             )
             status = self.held_back(snapshot, name, plan, start)
             if status is not None:
@@ -299,6 +321,8 @@ class RolloutDriver:
             state = fold(plan, events)
             if state.verdict == "fail":
                 models[name] = without_canary(models[name])
+            elif state.verdict == "held":
+                models[name] = held_out_of_traffic(models[name])
             else:
                 weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
                 models[name] = with_weight(models[name], weight)
@@ -417,11 +441,14 @@ class RolloutDriver:
                 f"step {decision.step + 1}/{len(plan.steps)}: weight {decision.weight_bp / 100:g}%",
             )
             return True, status
-        if kind in ("promote", "fail", "ready_to_promote"):
+        if kind in ("promote", "fail", "ready_to_promote", "hold_failed"):
             recorded = fold(plan, events).verdict
-            outcome = {"promote": "promote", "fail": "fail"}.get(kind, "ready")
+            outcome = {"promote": "promote", "fail": "fail", "hold_failed": "held"}.get(
+                kind, "ready")
             summary = verdict_summary(events, kind, decision.reason)
             status.message = summary
+            if kind == "hold_failed":
+                status.phase = FAILED_HELD
             if recorded != outcome:
                 self._note(
                     start,
@@ -606,15 +633,19 @@ class RolloutDriver:
         return make
 
     # -- history lookups (cached per head) --------------------------------
-    def start_commit(self, head: str, path: str, model: str, version: int) -> str | None:
-        key = (head, model, version)
+    def start_commit(
+        self, head: str, path: str, model: str, version: int, attempt: int = 1
+    ) -> str | None:
+        """The commit that started this run of the canary: the one that set its version,
+        or the later one that raised `canary.attempt` (a retry starts a fresh journal)."""
+        key = (head, model, version, attempt)
         if key not in self._start_commits:
 
             def sets_version(text: str | None) -> bool:
                 if text is None:
                     return False
                 try:
-                    return yamledit.canary_version(text, model) == version
+                    return yamledit.canary_run(text, model) == (version, attempt)
                 except yamledit.YamlEditError:
                     return False
 
@@ -642,6 +673,11 @@ class RolloutDriver:
             messages = [info.message for info in self.git.log(head, max_count=1000)]
             self._reverted = {head: trailers.auto_reverted_versions(messages)}
         return self._reverted[head]
+
+
+def _attempt(spec: RolloutSpec) -> int:
+    canary = spec.spec.canary
+    return canary.attempt if canary is not None else 1
 
 
 def _with(event: Event, outcome: str, detail: dict[str, Any]) -> Event:

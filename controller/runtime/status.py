@@ -18,7 +18,7 @@ from controller.decide.fleet import ObservedTarget
 from controller.decide.gates import HELD_PHASES
 from controller.decide.previous import KeptPrevious
 from controller.runtime.reconcile import ReconcileResult
-from controller.runtime.rollout import RolloutStatus
+from controller.runtime.rollout import FAILED_HELD, RolloutStatus
 
 __all__ = [
     "ControllerState",
@@ -120,7 +120,8 @@ class StatusDoc(TypedDict):
     lastReconcileAt: str
     reconcileErrors: list[str]
     findings: list[FindingDoc]
-    # Canaries the spec proposes and the controller keeps out of traffic.
+    # Canaries the spec proposes and the controller keeps out of traffic: blocked or
+    # held by history gates, or failed and held for a person (analysis.onFailure: pause).
     held: list[HeldDoc]
     models: dict[str, ModelDoc]
 
@@ -216,7 +217,8 @@ def status_document(
         }
     held: list[HeldDoc] = [
         {"model": r.model, "version": r.version, "phase": r.phase, "message": r.message}
-        for _, r in sorted(state.rollouts.items()) if r.phase in HELD_PHASES
+        for _, r in sorted(state.rollouts.items())
+        if r.phase in HELD_PHASES or r.phase == FAILED_HELD
     ]
     return {
         "repo": redact(repo),

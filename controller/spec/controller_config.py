@@ -49,9 +49,13 @@ class GitAuthor(_Strict):
     email: str = Field(min_length=3, pattern=r"^[^<>\s]+$", description="e.g. bot@example.com")
 
 
+# The events of issue #16's list, in a rollout's order. `failed_held`: analysis failed
+# and `analysis.onFailure: pause` holds the canary for a person (not a `paused`, which is
+# a person's own pause); `ready_to_merge`: a pull-request canary passed; `aborted`: the
+# controller carried out a person's `rollouts abort`.
 NoticeEvent = Literal[
-    "canary_started", "step_advanced", "paused", "ready_to_promote", "promoted", "reverted",
-    "failed_to_apply", "write_back_failed",
+    "canary_started", "step_advanced", "paused", "failed_held", "ready_to_promote",
+    "ready_to_merge", "promoted", "reverted", "aborted", "failed_to_apply", "write_back_failed",
 ]
 
 

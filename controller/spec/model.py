@@ -406,7 +406,14 @@ class Analysis(_Strict):
         "nothing), fail (count a failure) or pass.",
     )
     failure_limit: Annotated[int, Field(ge=1), BeforeValidator(_minimum(1))] = Field(
-        default=2, description="Consecutive failed intervals that revert the canary."
+        default=2, description="Consecutive failed intervals that fail the canary."
+    )
+    on_failure: Literal["revert", "pause"] = Field(
+        default="revert",
+        description="What a failed analysis does: revert (take the canary out of traffic, "
+        "then commit the revert) or pause (take it out of traffic, weight 0, still loaded "
+        "and labelled, and wait for a person's `rollouts abort`, `retry` or `promote`; "
+        "nothing is written to git).",
     )
     checks: Checks = Field(
         default=DEFAULT_CHECKS,
@@ -442,6 +449,12 @@ class Canary(_Strict):
         description="Hold the canary at its current step and weight: intervals are still "
         "judged and journaled, no step advances and no verdict is written; false again "
         "resumes the hold where it stopped.",
+    )
+    attempt: Annotated[int, Field(ge=1), BeforeValidator(_minimum(1))] = Field(
+        default=1,
+        description="Which analysis run of this version: `rollouts retry` raises it by one, "
+        "which starts the analysis again from the first step (e.g. after a failure held by "
+        "analysis.onFailure: pause).",
     )
     split: Split = Field(default_factory=Split, description="How traffic is divided.")
     shadow: Shadow | None = Field(

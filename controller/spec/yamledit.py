@@ -84,6 +84,18 @@ def canary_version(text: str, model_name: str) -> int | None:
     return _version_field(text, model_name, "canary", "version")
 
 
+def canary_run(text: str, model_name: str) -> tuple[int, int] | None:
+    """(`spec.canary.version`, `spec.canary.attempt`, default 1) in one parse, or None
+    without a canary: which analysis run of which version the file asks for."""
+    _, spec = _spec_of(_load_docs(text), model_name)
+    canary = spec.get("canary")
+    version = canary.get("version") if isinstance(canary, CommentedMap) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        return None
+    attempt = canary.get("attempt", 1)
+    return version, attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1
+
+
 def stable_version(text: str, model_name: str) -> int | None:
     """`spec.stable` of the model's document, or None when unset."""
     return _version_field(text, model_name, "stable")
@@ -302,15 +314,16 @@ def set_canary(text: str, model_name: str, version: int) -> str:
     return _edit(text, model_name, text_edit, data_edit)
 
 
-def set_canary_flag(text: str, model_name: str, key: str, value: bool) -> str:
-    """Set a boolean of the canary block (`retry`), added after `version` if absent.
+def set_canary_flag(text: str, model_name: str, key: str, value: bool | int) -> str:
+    """Set a boolean or integer of the canary block (`retry`, `paused`, `attempt`),
+    added after `version` if absent.
 
     Raises YamlEditError when the model's document has no canary block.
     """
     _, found = _spec_of(_load_docs(text), model_name)
     if not isinstance(found.get("canary"), CommentedMap):
         raise YamlEditError(f"{model_name!r} has no canary block")
-    literal = "true" if value else "false"
+    literal = ("true" if value else "false") if isinstance(value, bool) else str(value)
 
     def text_edit(spec: CommentedMap, lines: list[str]) -> None:
         canary = spec["canary"]

@@ -56,6 +56,8 @@ class PlatformSettings:
     saved_model_tags: frozenset[str]
     enable_model_warmup: bool  # proto3: false unless the file says true (as in TF Serving)
     warmup_iterations: int
+    # proto3 as well: a platform config file keeps the whole MetaGraphDef unless it says true.
+    remove_unused_meta_graph_fields: bool = False
 
 
 def _add(pool: descriptor_pool.DescriptorPool, file: FileDescriptor, seen: set[str]) -> None:
@@ -182,6 +184,7 @@ def parse_platform_config(path: str, text: str, config_proto: FileDescriptor) ->
         saved_model_tags=frozenset(legacy.saved_model_tags) or frozenset({SERVE_TAG}),
         enable_model_warmup=bool(legacy.enable_model_warmup),
         warmup_iterations=max(1, iterations),
+        remove_unused_meta_graph_fields=bool(legacy.remove_unused_fields_from_bundle_metagraph),
     )
 
 

@@ -65,6 +65,23 @@ def signatures_from_meta_graph(meta_graph: meta_graph_pb2.MetaGraphDef) -> dict[
     }
 
 
+def retained(meta_graph: meta_graph_pb2.MetaGraphDef,
+             remove_unused_fields: bool) -> meta_graph_pb2.MetaGraphDef:
+    """What a loaded version keeps of its MetaGraphDef for its lifetime.
+
+    With --remove_unused_fields_from_bundle_metagraph (TF Serving's default),
+    only the SignatureDefs: metadata is all a loaded version reads from it,
+    and the GraphDef can be megabytes per version. A fresh message, so the
+    parsed SavedModel it came from can be freed.
+    """
+    if not remove_unused_fields:
+        return meta_graph
+    kept = meta_graph_pb2.MetaGraphDef()
+    for key, sig in meta_graph.signature_def.items():
+        kept.signature_def[key].CopyFrom(sig)
+    return kept
+
+
 def signature_def_map(
     meta_graph: meta_graph_pb2.MetaGraphDef,
 ) -> get_model_metadata_pb2.SignatureDefMap:

@@ -1,8 +1,9 @@
 """How the `tensorflow` platform loads a SavedModel: tags, session config, warmup.
 
 A plain value built from the command line (`--saved_model_tags`,
-`--enable_model_warmup`, `--num_request_iterations_for_warmup`, the session
-config flags) and handed to every TensorFlow loader. Imports no TensorFlow.
+`--enable_model_warmup`, `--num_request_iterations_for_warmup`,
+`--remove_unused_fields_from_bundle_metagraph`, the session config flags) and
+handed to every TensorFlow loader. Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class SavedModelOptions:
     enable_warmup: bool = True
     # How many times each warmup record is replayed (TF Serving's default: 1).
     warmup_iterations: int = 1
+    # --remove_unused_fields_from_bundle_metagraph: keep only the SignatureDefs
+    # of a loaded version's MetaGraphDef (meta_graph.retained).
+    remove_unused_meta_graph_fields: bool = True
 
 
 def parse_tags(text: str) -> frozenset[str]:

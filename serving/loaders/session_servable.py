@@ -26,7 +26,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.core.status import Code, ServingError
 from serving.loaders.base import Signature, check_input_names
-from serving.loaders.meta_graph import signature_def_map, signatures_from_meta_graph
+from serving.loaders.meta_graph import retained, signature_def_map, signatures_from_meta_graph
 from serving.loaders.options import DEFAULT_OPTIONS, SavedModelOptions
 from serving.loaders.tf_errors import clean_message, serving_error
 
@@ -54,6 +54,7 @@ class SessionServable:
             raise ServingError(Code.INTERNAL, f"Failed to load SavedModel at {export_dir}: "
                                f"{clean_message(str(exc))}") from exc
         self.signatures: Mapping[str, Signature] = signatures_from_meta_graph(meta_graph)
+        self._meta_graph = retained(meta_graph, options.remove_unused_meta_graph_fields)
         self._lock = threading.Lock()
         # One callable per (signature, outputs); every signature's full output
         # list is built now so the first request does not pay for it, and a
@@ -81,6 +82,11 @@ class SessionServable:
                 Code.INTERNAL,
                 f"Signature {key} of the SavedModel at {self.export_dir} names tensor"
                 f" {tensor_name}, which is not in its graph") from exc
+
+    @property
+    def meta_graph(self) -> meta_graph_pb2.MetaGraphDef:
+        """What this version keeps of its MetaGraphDef (meta_graph.retained)."""
+        return self._meta_graph
 
     def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
         return signature_def_map(self._meta_graph)

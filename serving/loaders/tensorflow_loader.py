@@ -32,6 +32,7 @@ from serving.loaders.base import Signature, check_input_names  # noqa: E402
 from serving.loaders.meta_graph import (  # noqa: E402
     is_tf2,
     read_meta_graph,
+    retained,
     signature_def_map,
     signatures_from_meta_graph,
 )
@@ -61,6 +62,7 @@ class TensorFlowServable:
         self.signatures: Mapping[str, Signature] = {
             key: sig for key, sig in every.items() if key in self._functions
         }
+        self._meta_graph = retained(self._meta_graph, options.remove_unused_meta_graph_fields)
         # Profiling showed the structured call (binding kwargs to the function
         # type, then flattening) costing more than the graph itself for small
         # models; bind once here and call the flat function per request.
@@ -69,6 +71,11 @@ class TensorFlowServable:
             flat = _FlatCall.of(self._functions[key], self.signatures[key])
             if flat is not None:
                 self._flat[key] = flat
+
+    @property
+    def meta_graph(self) -> meta_graph_pb2.MetaGraphDef:
+        """What this version keeps of its MetaGraphDef (meta_graph.retained)."""
+        return self._meta_graph
 
     def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
         return signature_def_map(self._meta_graph)

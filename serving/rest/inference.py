@@ -220,10 +220,11 @@ class _Inference:
         deadline = self._deadline()
         ref = dataclasses.replace(ref, wait_s=self._left(deadline))
         try:
-            if api == "Predict" and self.dataplane.batcher is not None:
-                # Batching: join the batch from the loop, no thread per request.
+            if api == "Predict" and self.dataplane.batches_predict:
+                # Batching: join the batch from the loop, no thread per request
+                # waiting on it (a call that finds its signature idle runs in the pool).
                 text, served = await self._await(
-                    self._predict_batched(ref, doc, signature), deadline)
+                    self._predict_async(ref, doc, signature), deadline)
             else:
                 ref = await self._ready(ref, deadline)
                 text, served = await self._run(
@@ -246,12 +247,12 @@ class _Inference:
             return tensors
         return decode
 
-    async def _predict_batched(self, ref: ModelRef, doc: dict[str, Any], signature: str
-                               ) -> tuple[str, Served]:
+    async def _predict_async(self, ref: ModelRef, doc: dict[str, Any], signature: str
+                             ) -> tuple[str, Served]:
         fmt: list[json_tensor.Format] = []
-        r = await self.dataplane.predict_batched(
+        r = await self.dataplane.predict_async(
             ref, self._decoder(doc, signature, fmt), signature, entrypoint=ENTRYPOINT,
-            missing_signature=_rest_missing_signature)
+            missing_signature=_rest_missing_signature, executor=self.pool)
         return json_response.predict_response(r.outputs, fmt[0]), r.served
 
     def _infer(self, api: str, ref: ModelRef, doc: dict[str, Any], signature: str

@@ -169,3 +169,26 @@ def test_tf2_models_keep_the_object_graph_path(tmp_path: Path) -> None:
     loader = TensorFlowLoader(str(make_half_plus_two(tmp_path / "tf2", 1)))
     assert isinstance(loader.load(), TensorFlowServable)
     loader.unload()
+
+
+@pytest.mark.parametrize("name", ["tf1", "tf2"])
+@pytest.mark.parametrize("remove_unused", [True, False])
+def test_a_loaded_version_keeps_only_its_signatures_unless_told(
+        models: dict[str, Path], tmp_path: Path, name: str, remove_unused: bool) -> None:
+    # --remove_unused_fields_from_bundle_metagraph (default true): the GraphDef,
+    # often megabytes, is not held for the version's lifetime; metadata is unchanged.
+    path = models["tf1"] if name == "tf1" else make_half_plus_two(tmp_path / "tf2", 1)
+    loader = TensorFlowLoader(
+        str(path), SavedModelOptions(remove_unused_meta_graph_fields=remove_unused))
+    servable = loader.load()
+    try:
+        assert isinstance(servable, (SessionServable, TensorFlowServable))
+        kept = servable.meta_graph
+        assert kept.HasField("graph_def") is not remove_unused
+        assert (kept.meta_info_def.tags == ["serve"]) is not remove_unused
+        assert "serving_default" in servable.signature_def_map().signature_def
+        assert set(kept.signature_def) >= set(servable.signatures)
+        y = servable.run("serving_default", {"x": numpy.array([2.0], numpy.float32)})
+        assert y["y"].reshape(-1).tolist() == [3.0]
+    finally:
+        loader.unload()

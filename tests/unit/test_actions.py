@@ -76,3 +76,25 @@ def test_no_canary_is_refused(action: Action) -> None:
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(ActionRefused, match="'other'"):
         plan_action("abort", SPEC, "other", by=BY)
+
+
+def test_retry_of_a_held_failure_raises_the_attempt_and_keeps_comments() -> None:
+    edit = plan_action("retry", SPEC, "hp2", by=BY, holds_failures=True, reason="fixed feed")
+    assert "    version: 3  # the new build\n    attempt: 2\n" in edit.text
+    assert edit.text.replace("    attempt: 2\n", "") == SPEC
+    assert edit.message.splitlines()[0] == "rollouts: retry hp2 canary 3 (attempt 2)"
+    pairs = dict(trailers.parse_trailers(edit.message))
+    assert pairs["Rollouts-Action"] == "retry" and pairs["Rollouts-Canary-Version"] == "3"
+    assert pairs["Rollouts-Reason"] == "fixed feed"
+    again = plan_action("retry", edit.text, "hp2", by=BY, holds_failures=True)
+    assert "    attempt: 3\n" in again.text and "attempt: 2" not in again.text
+    # A reverted version without retry: true still gets retry: true first; with it, and a
+    # failure held again, the attempt goes up.
+    reverted = {"hp2": frozenset({3})}
+    first = plan_action("retry", SPEC, "hp2", by=BY, holds_failures=True, reverted=reverted)
+    assert "retry: true" in first.text and "attempt" not in first.text
+    later = plan_action("retry", first.text, "hp2", by=BY, holds_failures=True,
+                        reverted=reverted, retry_set=True)
+    assert "    attempt: 2\n" in later.text
+    with pytest.raises(ActionRefused, match="onFailure: pause"):
+        plan_action("retry", SPEC, "hp2", by=BY)

@@ -128,3 +128,41 @@ def test_signature_method_name_check_only_when_enabled() -> None:
     with pytest.raises(ServingError, match="Expected classification signature method_name"):
         strict.multi_inference(ModelRef(M), [("classify_x_to_y", CLASSIFY_METHOD)],
                                examples(2.0))
+
+
+# ----- predict_async: the event-loop entry point both transports call
+
+
+def test_predict_async_without_a_batcher_runs_predict_in_the_given_executor() -> None:
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    metrics = Metrics()
+    core = half_plus_two_core()
+    seen: list[str] = []
+    servable = core.versions[M][2]
+    run = servable.run
+
+    def spy(*args: object, **kwargs: object) -> dict[str, np.ndarray]:
+        seen.append(threading.current_thread().name)
+        return run(*args, **kwargs)  # type: ignore[arg-type]
+
+    servable.run = spy  # type: ignore[method-assign]
+    dp = DataPlane(core, metrics)
+    with ThreadPoolExecutor(1, thread_name_prefix="given") as pool:
+        r = asyncio.run(dp.predict_async(ModelRef(M), x(2, 4), output_filter=["y"],
+                                         entrypoint="GRPC", executor=pool))
+    assert r.outputs["y"].tolist() == [4.0, 5.0] and r.served.version == 2
+    assert seen and seen[0].startswith("given")
+    assert core.in_flight == 0
+    assert b'entrypoint="GRPC"' in metrics.render()
+
+
+def test_predict_async_errors_are_the_blocking_paths() -> None:
+    import asyncio
+
+    dp = DataPlane(half_plus_two_core())
+    with pytest.raises(ServingError) as e:
+        asyncio.run(dp.predict_async(ModelRef(M), x(1), "bad"))
+    assert e.value.code is Code.FAILED_PRECONDITION

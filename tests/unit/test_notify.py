@@ -121,3 +121,16 @@ def test_config_file_notifications_are_validated_and_read(tmp_path: Path) -> Non
     with pytest.raises(ConfigFileError) as caught:
         read_controller_config(str(bad))
     assert f"{bad}:3:" in str(caught.value) and "promotd" in str(caught.value)
+
+
+def test_every_event_reads_as_words_and_is_a_config_value(tmp_path: Path) -> None:
+    from controller.decide.notices import EVENTS
+
+    assert {"aborted", "ready_to_merge", "failed_held"} <= set(EVENTS)
+    for event in EVENTS:
+        assert text(Notice(event, "hp2", 1.0)).startswith("hp2: ")
+    config = tmp_path / "controller.yaml"
+    config.write_text("notifications:\n  - url: http://127.0.0.1:1/hook\n"
+                      "    events: [aborted, ready_to_merge, failed_held]\n")
+    entry = read_controller_config(str(config)).notifications[0]
+    assert entry.events == ["aborted", "ready_to_merge", "failed_held"]

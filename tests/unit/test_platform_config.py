@@ -25,11 +25,12 @@ def test_session_batching_tags_and_warmup_come_from_the_file() -> None:
         "session_config { intra_op_parallelism_threads: 3 allow_soft_placement: true }\n"
         "batching_parameters { max_batch_size { value: 16 } allowed_batch_sizes: [8, 16] }\n"
         'saved_model_tags: "serve"\nsaved_model_tags: "tpu"\n'
-        "enable_model_warmup: true\n"
+        "enable_model_warmup: true\nremove_unused_fields_from_bundle_metagraph: true\n"
         "model_warmup_options { num_request_iterations { value: 4 } }"))
     assert settings.saved_model_tags == frozenset({"serve", "tpu"})
     assert settings.enable_model_warmup is True
     assert settings.warmup_iterations == 4
+    assert settings.remove_unused_meta_graph_fields is True
     batching = settings.batching
     assert batching is not None
     assert (batching.max_batch_size, batching.allowed_batch_sizes) == (16, (8, 16))
@@ -46,6 +47,7 @@ def test_an_empty_legacy_config_means_serve_no_batching_no_warmup() -> None:
     # proto3: warmup is off unless the file turns it on, as in TF Serving.
     assert settings.enable_model_warmup is False
     assert settings.warmup_iterations == 1
+    assert settings.remove_unused_meta_graph_fields is False
 
 
 @pytest.mark.parametrize(

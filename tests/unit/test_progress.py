@@ -292,3 +292,50 @@ def test_resume_continues_the_hold_where_the_pause_stopped_it() -> None:
 def test_a_pause_before_the_canary_started_waits_for_it() -> None:
     assert decide(PAUSED, [], ready=True, now=0).kind == "start"
     assert decide(PAUSED, [ev("started", 0)], ready=True, now=1).kind == "pause"
+
+
+HOLDING = CanaryPlan(model="m", version=2, steps=PLAN.steps, interval_s=30.0, failure_limit=2,
+                     on_failure="pause")
+FAILED_TWICE = [ev("started", 0), ev("interval", 30, outcome="fail"),
+                ev("interval", 60, outcome="fail")]
+HELD = [*FAILED_TWICE, ev("verdict", 60, outcome="held")]
+
+
+@pytest.mark.parametrize(
+    ("plan", "events", "kwargs", "kind", "weight", "reason"),
+    [
+        # The failure limit: revert (default) or hold at weight 0.
+        (PLAN, FAILED_TWICE, {}, "fail", 0, "2 consecutive failed interval(s)"),
+        (HOLDING, FAILED_TWICE, {}, "hold_failed", 0, "2 consecutive failed interval(s)"),
+        # Recorded: a held verdict is held on every later tick (a restarted controller
+        # too), whatever the fleet shows, and never becomes a revert.
+        (HOLDING, HELD, {}, "hold_failed", 0, "recorded"),
+        (HOLDING, HELD, {"ready": False}, "hold_failed", 0, "recorded"),
+        (HOLDING, HELD, {"load_error": "s0: boom"}, "hold_failed", 0, "recorded"),
+        (HOLDING, [*HELD, ev("interval", 90, outcome="pass")], {}, "hold_failed", 0, "recorded"),
+        # Even a revert plan reading a held journal (onFailure edited to revert
+        # afterwards) keeps holding: the verdict recorded is the one carried out.
+        (PLAN, HELD, {}, "hold_failed", 0, "recorded"),
+        # Below the limit a failure holds nothing: the run goes on.
+        (HOLDING, FAILED_TWICE[:2], {"now": 61}, "analyse", 1000, ""),
+        # What cannot load or never gets ready is reverted either way.
+        (HOLDING, [ev("started", 0)], {"load_error": "s0: boom"}, "fail", 0,
+         "canary failed to load: s0: boom"),
+        (HOLDING, [ev("proposed", 1)], {"ready": False, "now": 602}, "fail", 0,
+         "canary not ready within progressDeadline 600s"),
+    ],
+)
+def test_on_failure_pause_holds_a_failed_canary_at_weight_zero(
+    plan: CanaryPlan, events: list[Event], kwargs: dict[str, object], kind: str, weight: int,
+    reason: str,
+) -> None:
+    args: dict[str, object] = {"ready": True, "now": 90} | kwargs
+    decision = decide(plan, events, **args)  # type: ignore[arg-type]
+    assert (decision.kind, decision.weight_bp, decision.reason) == (kind, weight, reason)
+
+
+def test_a_held_canary_ignores_a_pause_toggle() -> None:
+    paused = CanaryPlan(model="m", version=2, steps=PLAN.steps, interval_s=30.0,
+                        failure_limit=2, on_failure="pause", paused=True)
+    assert decide(paused, HELD, ready=True, now=90).kind == "hold_failed"
+    assert fold(HOLDING, HELD).verdict == "held"

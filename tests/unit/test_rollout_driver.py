@@ -22,6 +22,7 @@ from controller.decide.analysis import VersionWindow
 from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.decide.gates import canary_load_error, canary_ready
+from controller.decide.notices import Notice
 from controller.decide.progress import Event
 from controller.runtime.rollout import Pending, RolloutDriver
 from controller.runtime.status import rollout_doc
@@ -49,6 +50,7 @@ spec:
 @dataclass
 class Info:
     message: str
+    sha: str = ""
 
 
 @dataclass
@@ -79,6 +81,9 @@ class FakeGit:
         return "start-commit"
 
     def log(self, head: str, max_count: int = 0) -> list[Info]:
+        if ".." in head:  # a range: the commits a new head brought, newest first
+            return [Info(m, sha) for sha, m in reversed(self.commit_messages.items())
+                    if sha not in head.split("..")]
         if head in self.commit_messages:
             return [Info(self.commit_messages[head])]
         return [Info(m) for m in self.messages]
@@ -511,3 +516,115 @@ def test_preview_holds_back_what_drive_holds_back(rig, gate: str) -> None:
     _untouched(git, {})
     retry = SPEC.replace("    version: 2\n", "    version: 2\n    retry: true\n")
     assert driver.drive_preview(snapshot(retry), [target(1000)]).held == {}
+
+
+HOLDING_SPEC = SPEC.replace("      failureLimit: 2\n",
+                            "      failureLimit: 2\n      onFailure: pause\n")
+
+
+def test_on_failure_pause_holds_the_failed_canary_loaded_at_weight_zero(rig) -> None:
+    driver, git, provider, clock = rig
+    told: list[Notice] = []
+    driver.notify = told.append
+    provider.windows = {2: VersionWindow(100, 40), 1: VersionWindow(900, 0)}
+    snap = snapshot(HOLDING_SPEC)
+    driver.drive(snap, [target(1000)])
+    for _ in range(2):
+        clock.advance(30)
+        result = driver.drive(snap, [target(1000)])
+    status = result.statuses["hp2"]
+    assert status.phase == "failed_held" and status.weight_bp == 0
+    assert "held at weight 0" in status.message and "40.00% err" in status.message
+    model = result.desired.models["hp2"]
+    # Still loaded and labelled, with no split: no weighted or matched request reaches it.
+    assert model.split is None and model.labels == {"stable": 1, "canary": 2}
+    assert model.versions == {1, 2}
+    assert result.pending == []  # nothing for git: no revert
+    assert kinds(git)[-1] == "verdict:held"
+    held = [n for n in told if n.event == "failed_held"]
+    assert len(held) == 1 and held[0].verdict == "held" and "40.00% err" in held[0].summary
+    doc = rollout_doc(status)
+    assert doc["phase"] == "failed_held" and doc["weightBp"] == 0
+    # Later ticks, and a restarted driver on the same journal, keep holding: no
+    # second verdict, no revert, no interval judged, nobody told again.
+    for fresh in (driver, RolloutDriver(git, git, provider, clock=clock, notify=told.append)):
+        clock.advance(120)
+        again = fresh.drive(snap, [target(None)])
+        assert again.statuses["hp2"].phase == "failed_held" and again.pending == []
+        assert again.desired.models["hp2"].versions == {1, 2}
+        assert again.next_due is None
+    assert kinds(git).count("verdict:held") == 1 and kinds(git).count("interval:fail") == 2
+    assert [n.event for n in told].count("failed_held") == 1
+    preview = driver.drive_preview(snap, [target(None)]).desired.models["hp2"]
+    assert preview.split is None and preview.labels == {"stable": 1, "canary": 2}
+
+
+def test_a_retry_raises_the_attempt_and_starts_a_fresh_journal() -> None:
+    starts: list[tuple[str, bool]] = []
+
+    class AttemptGit(FakeGit):
+        def find_commit_that_set(self, head: str, path: str,
+                                 predicate: Callable[[str | None], bool]) -> str:
+            retried = SPEC.replace("    version: 2\n", "    version: 2\n    attempt: 2\n")
+            found = "retry-commit" if predicate(retried) else "start-commit"
+            starts.append((found, predicate(SPEC)))
+            return found
+
+    git, provider, clock = AttemptGit(), FakeProvider(), FakeClock()
+    driver = RolloutDriver(git, git, provider, clock=clock)
+    _journal(git, Event("started", 100.0, "hp2", 2),
+             Event("verdict", 200.0, "hp2", 2, 0, "held"))
+    assert driver.drive(snapshot(HOLDING_SPEC), [target(None)]).statuses["hp2"].phase == \
+        "failed_held"
+    retried = HOLDING_SPEC.replace("    version: 2\n", "    version: 2\n    attempt: 2\n")
+    result = driver.drive(snapshot(retried), [target(None)])
+    # The retry commit is the new run's start: a fresh journal at the first step.
+    assert starts[-1] == ("retry-commit", False)
+    assert result.statuses["hp2"].phase == "wait_ready"
+    split = result.desired.models["hp2"].split
+    assert split is not None and split.canary_weight_bp == 1000
+    assert [e.kind for e in parse_journal(git.notes("retry-commit"))] == ["proposed"]
+
+
+def test_a_persons_abort_is_told_once_it_is_carried_out(rig) -> None:
+    from controller.decide.actions import plan_action
+
+    driver, git, _, clock = rig
+    told: list[Notice] = []
+    driver.notify = driver.aborts.notify = told.append
+    driver.drive(snapshot(), [target(1000)])
+    abort = plan_action("abort", SPEC, "hp2", by="Pat <pat@example.test>", reason="bad feed")
+    git.commit_messages["abort-sha"] = abort.message
+    gone, problems = desired_from_tree([("rollouts/hp2.yaml", abort.text)], "head2", "/models")
+    assert gone is not None and not problems
+    still = target(None)  # the canary is still loaded: the abort is not carried out yet
+    assert driver.drive(gone, [still]).statuses == {}
+    assert [n.event for n in told if n.event == "aborted"] == []
+    unloaded = ObservedTarget("t1", True, {"hp2": ObservedModel("hp2", {1: "AVAILABLE"},
+                                                               {"stable": 1})})
+    clock.advance(5)
+    driver.drive(gone, [unloaded])
+    driver.drive(gone, [unloaded])
+    aborted = [n for n in told if n.event == "aborted"]
+    assert len(aborted) == 1
+    notice = aborted[0]
+    assert (notice.model, notice.canary_version, notice.stable_version, notice.commit,
+            notice.verdict) == ("hp2", 2, 1, "abort-sha", "abort")
+    assert notice.details == {"Rollouts-Requested-By": "Pat <pat@example.test>",
+                              "Rollouts-Reason": "bad feed"}
+    assert "aborted by Pat <pat@example.test>" in notice.summary
+    assert kinds(git)[-1] == "aborted:abort"  # the run's journal ends with it
+
+
+def test_a_canary_removed_without_an_abort_commit_is_not_told_as_aborted(rig) -> None:
+    driver, git, _, _ = rig
+    told: list[Notice] = []
+    driver.aborts.notify = told.append
+    driver.drive(snapshot(), [target(1000)])
+    git.commit_messages["edit-sha"] = "remove the canary by hand"
+    gone, _ = desired_from_tree([("rollouts/hp2.yaml", SPEC.split("  canary:")[0])], "head2",
+                                "/models")
+    assert gone is not None
+    unloaded = ObservedTarget("t1", True, {"hp2": ObservedModel("hp2", {1: "AVAILABLE"})})
+    driver.drive(gone, [unloaded])
+    assert told == [] and "aborted:abort" not in kinds(git)

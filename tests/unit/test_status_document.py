@@ -125,3 +125,15 @@ def test_a_kept_previous_version_is_shown_with_its_window_end() -> None:
     state.previous = {}
     assert status_document(state, repo="r", branch="main", targets=["s0"])["models"]["hp2"][
         "previous"] is None
+
+
+def test_a_failed_canary_held_for_a_person_is_listed_with_its_numbers() -> None:
+    held = RolloutStatus("hp2", 2, "failed_held", 0, 2, 0, "c0",
+                         message="Analysis failed; held at weight 0 ... 40.00% err")
+    document = status_document(_state(held, None), repo="r", branch="main", targets=["s0"])
+    assert document["held"] == [{"model": "hp2", "version": 2, "phase": "failed_held",
+                                 "message": held.message}]
+    assert document["inSync"] is False
+    rollout = document["models"]["hp2"]["rollout"]
+    assert rollout is not None and rollout["phase"] == "failed_held"
+    assert rollout["weightBp"] == 0 and "40.00% err" in rollout["message"]

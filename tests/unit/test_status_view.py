@@ -83,3 +83,22 @@ def test_a_kept_previous_version_shows_until_when_and_what_to_revert() -> None:
     render_status(doc, console)
     assert ("hp2 previous v1 kept loaded until 2027-01-15T08:10:00+00:00 "
             f"(git revert {'d' * 12} rolls back with no load)") in console.export_text()
+
+
+def test_a_failed_canary_held_for_a_person_says_what_it_waits_for() -> None:
+    doc = document()
+    held = RolloutStatus("hp2", 2, "failed_held", 0, 2, 0, "c0ffee",
+                         message="Analysis failed; held at weight 0: 0 passed, 2 failed",
+                         intervals=[{"outcome": "fail", "summary": "fail at 10%: 40.00% err"}])
+    doc["held"] = [{"model": "hp2", "version": 2, "phase": "failed_held",
+                    "message": held.message}]
+    doc["models"]["hp2"]["rollout"] = rollout_doc(held)
+    doc["models"]["hp2"]["servingWeightBp"] = 0
+    console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
+    render_status(doc, console)
+    text = console.export_text()
+    assert ("hp2 canary v2: failed, held: waiting for abort, retry or promote "
+            "(step 1/2, targets serve 0%, still loaded)") in text
+    assert "fail  fail at 10%: 40.00% err" in text
+    assert "Analysis failed; held at weight 0: 0 passed, 2 failed" in text
+    assert "blocked: hp2 canary 2 failed_held" in text
