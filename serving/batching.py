@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Executor, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -202,6 +202,9 @@ class _Queue:
 
 class Batcher:
     """Merges concurrent `run` calls per queue; see the module docstring."""
+
+    # A call stays in its batch once queued, even if its caller gives up.
+    withdrawable = False
 
     def __init__(self, options: BatchingOptions, observer: BatchObserver | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -392,7 +395,9 @@ class BatchedServable:
                                  model=self._model, version=self._version)
 
     def submit(self, signature_key: str, inputs: Mapping[str, np.ndarray],
-               output_keys: Sequence[str] | None = None) -> Future[dict[str, np.ndarray]]:
-        """As `run`, without blocking: the batch's result, when it has run."""
+               output_keys: Sequence[str] | None = None, executor: Executor | None = None,
+               ) -> Future[dict[str, np.ndarray]]:
+        """As `run`, without blocking: the batch's result, when it has run
+        (`executor` is unused: the batch threads run every batch)."""
         return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
                                     model=self._model, version=self._version)
