@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +192,8 @@ def test_concurrent_ragged_requests_are_merged_and_answered_as_if_unbatched(
         xs = [inputs(seed * 100 + i, n, ROW_WIDTH) for i, n in enumerate(SIZES)]
         with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
             calls: list[Callable[[], Any]] = [
-                (lambda x=x: grpc_predict(server, "rowwise", x)) if i % 3 == 2
-                else (lambda x=x: rest_predict(http, "rowwise", x))
+                partial(grpc_predict, server, "rowwise", x) if i % 3 == 2
+                else partial(rest_predict, http, "rowwise", x)
                 for i, x in enumerate(xs)]
             answers = in_parallel(calls)
         for answer, x in zip(answers, xs, strict=True):
@@ -208,7 +209,7 @@ def test_matmul_rows_batched_agree_with_unbatched_within_the_documented_toleranc
     def one_round(seed: int) -> None:
         xs = [inputs(seed * 100 + i, n, MLP_IN) for i, n in enumerate(SIZES)]
         with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
-            answers = in_parallel([lambda x=x: rest_predict(http, "mlp", x) for x in xs])
+            answers = in_parallel([partial(rest_predict, http, "mlp", x) for x in xs])
         for answer, x in zip(answers, xs, strict=True):
             assert not isinstance(answer, Exception), answer
             assert_matmul_close(answer["logits"], reference("mlp", x)["logits"])
@@ -222,7 +223,7 @@ def test_a_request_that_fails_the_model_fails_alone(
     bad = inputs(1, 2, ROW_WIDTH)
     bad[1, 1] = np.nan
     goods = [inputs(10 + i, n, ROW_WIDTH) for i, n in enumerate(SIZES[:5])]
-    calls: list[Callable[[], Any]] = [lambda x=x: grpc_predict(server, "rowwise", x)
+    calls: list[Callable[[], Any]] = [partial(grpc_predict, server, "rowwise", x)
                                       for x in [*goods[:2], bad, *goods[2:]]]
     answers = in_parallel(calls)
     failure = answers.pop(2)
@@ -239,7 +240,7 @@ def test_a_signature_with_a_fixed_leading_dim_is_served_unbatched(
         reference: Callable[[str, np.ndarray], dict[str, np.ndarray]]) -> None:
     xs = [inputs(i, 2, ROW_WIDTH) for i in range(4)]
     with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
-        answers = in_parallel([lambda x=x: rest_predict(http, "rowwise", x, "fixed")
+        answers = in_parallel([partial(rest_predict, http, "rowwise", x, "fixed")
                                for x in xs])
     for answer, x in zip(answers, xs, strict=True):
         assert not isinstance(answer, Exception), answer
@@ -252,7 +253,7 @@ def test_with_the_flag_off_nothing_is_planned_or_merged(
     server = start_server(*flags(root), "--opportunistic_batching=false")
     xs = [inputs(i, n, ROW_WIDTH) for i, n in enumerate(SIZES)]
     with httpx.Client(base_url=server.rest_url, timeout=TIMEOUT_S) as http:
-        answers = in_parallel([lambda x=x: rest_predict(http, "rowwise", x) for x in xs])
+        answers = in_parallel([partial(rest_predict, http, "rowwise", x) for x in xs])
     for answer, x in zip(answers, xs, strict=True):
         assert not isinstance(answer, Exception), answer
         assert_rowwise_exact(answer, reference("rowwise", x))
