@@ -490,3 +490,33 @@ def test_blocking_predict_batches_opportunistically_too(model: RowModel) -> None
     result = plane.predict(ModelRef("m"), {"x": x})
     assert_same(result.outputs, unbatched(x))
     assert model.calls == [ModelCall(3, threading.current_thread().name)]
+
+
+# ------------------------------------------------------------ the flags
+
+
+def test_enable_batching_takes_precedence_over_opportunistic_batching() -> None:
+    from serving.batching import Batcher
+    from serving.config.batching import BatchingOptions
+    from serving.config.flags import parse_flags
+    from serving.main import choose_batcher
+    from serving.metrics import Metrics
+
+    assert parse_flags([]).opportunistic_batching is True  # on by default
+    assert parse_flags(["--opportunistic_batching=false"]).opportunistic_batching is False
+    metrics = Metrics()
+    timed = choose_batcher(BatchingOptions(), 64, metrics)
+    assert isinstance(timed, Batcher)
+    timed.stop()
+    chosen = choose_batcher(None, 16, metrics)
+    assert isinstance(chosen, OpportunisticBatcher) and chosen.max_batch_rows == 16
+    chosen.stop()
+    assert choose_batcher(None, 0, metrics) is None
+
+
+def test_the_row_bound_flag_must_be_positive() -> None:
+    from serving.config.flags import FlagError, parse_flags
+
+    with pytest.raises(FlagError, match="--opportunistic_batching_max_batch_size must be at"
+                                        " least 1"):
+        parse_flags(["--opportunistic_batching_max_batch_size=0"])
