@@ -235,9 +235,10 @@ class Batcher:
 
     def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
                output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
-               ) -> Future[dict[str, np.ndarray]]:
+               executor: Executor | None = None) -> Future[dict[str, np.ndarray]]:
         """Queue `inputs` for a batch; the future completes when that batch has
-        run. Refusals (too large, queue full, stopping) raise here, at once."""
+        run (on a batch thread: `executor` is unused). Refusals (too large,
+        queue full, stopping) raise here, at once."""
         size = batch_size_of(inputs)
         if size > self.options.max_batch_size:
             raise invalid_argument(
@@ -350,17 +351,17 @@ class Batcher:
                                              sum(merged.sizes) + merged.padding, merged.padding)
         except ServingError as exc:
             for call in calls:  # one error object per caller: each may annotate its own
-                _settle(call.future, error=ServingError(exc.code, exc.message))
+                settle(call.future, error=ServingError(exc.code, exc.message))
             return
         except Exception as exc:  # a model fault: every caller of the batch sees it
             for call in calls:
-                _settle(call.future, error=exc)
+                settle(call.future, error=exc)
             return
         for call, part in zip(calls, parts, strict=True):
-            _settle(call.future, result=part)
+            settle(call.future, result=part)
 
 
-def _settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray] | None = None,
+def settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray] | None = None,
             error: BaseException | None = None) -> None:
     """Complete a caller's future; one its caller cancelled is left as it is
     (the rest of the batch must still get their rows)."""
@@ -373,10 +374,25 @@ def _settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray]
         pass
 
 
-class BatchedServable:
-    """A servable whose `run` goes through a Batcher; the rest is passed through."""
+class _Batches(Protocol):
+    """A batcher as a BatchedServable calls it (Batcher, OpportunisticBatcher)."""
 
-    def __init__(self, batcher: Batcher, servable: Any, model: str, version: int) -> None:
+    withdrawable: bool
+
+    def run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
+            output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
+            ) -> dict[str, np.ndarray]: ...
+
+    def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
+               output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
+               executor: Executor | None = None) -> Future[dict[str, np.ndarray]]: ...
+
+
+class BatchedServable:
+    """A servable whose `run` and `submit` go through a batcher; the rest is
+    passed through."""
+
+    def __init__(self, batcher: _Batches, servable: Any, model: str, version: int) -> None:
         self._batcher = batcher
         self._servable = servable
         self._model = model
@@ -398,6 +414,11 @@ class BatchedServable:
                output_keys: Sequence[str] | None = None, executor: Executor | None = None,
                ) -> Future[dict[str, np.ndarray]]:
         """As `run`, without blocking: the batch's result, when it has run
-        (`executor` is unused: the batch threads run every batch)."""
+        (`executor`: where an opportunistic batcher starts an idle lane's call)."""
         return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
-                                    model=self._model, version=self._version)
+                                    model=self._model, version=self._version,
+                                    executor=executor)
+
+    @property
+    def withdrawable(self) -> bool:
+        return self._batcher.withdrawable

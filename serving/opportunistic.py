@@ -38,18 +38,20 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from serving.batching import (
+    BatchedServable,
     BatchObserver,
     RunnableServable,
     batch_size_of,
     merge_inputs,
     queue_key,
+    settle,
     split_outputs,
 )
 from serving.core.loader import Loader
@@ -180,9 +182,9 @@ class OpportunisticBatcher:
 
     # -- callers
 
-    def bind(self, servable: Any, model: str, version: int) -> OpportunisticServable:
+    def bind(self, servable: Any, model: str, version: int) -> BatchedServable:
         """`servable` as the data plane sees it, with `run` and `submit` batched."""
-        return OpportunisticServable(self, servable, model, version)
+        return BatchedServable(self, servable, model, version)
 
     def run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
             output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
@@ -284,7 +286,7 @@ class OpportunisticBatcher:
             lane.waiting = []
             self._lanes.pop(key, None)
         for call in calls:
-            _settle(call.future, error=unavailable("Server is shutting down"))
+            settle(call.future, error=unavailable("Server is shutting down"))
 
     def _drive(self, key: Hashable, lane: _Lane, calls: list[_Call], pool: Executor,
                started: bool) -> None:
@@ -312,16 +314,16 @@ class OpportunisticBatcher:
                 return
             self._observe(lane, merged.sizes)
             for call, part in zip(calls, parts, strict=True):
-                _settle(call.future, result=part)
+                settle(call.future, result=part)
             return
         call = calls[0]
         try:
             result = lane.servable.run(lane.signature_key, call.inputs, lane.output_keys)
         except BaseException as exc:
-            _settle(call.future, error=exc)
+            settle(call.future, error=exc)
             return
         self._observe(lane, (call.size,))
-        _settle(call.future, result=result)
+        settle(call.future, result=result)
 
     def _observe(self, lane: _Lane, sizes: Sequence[int]) -> None:
         if self._observer is not None:
@@ -331,49 +333,6 @@ class OpportunisticBatcher:
         """Decide and log a freshly loaded version's plan (`planned_loads`)."""
         plan = self.plan(servable)
         log.info("Opportunistic batching of %s: %s", path, describe_plan(plan))
-
-
-def _settle(future: Future[Outputs], result: Outputs | None = None,
-            error: BaseException | None = None) -> None:
-    try:
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-    except InvalidStateError:  # cancelled by its caller before it started
-        pass
-
-
-class OpportunisticServable:
-    """A servable whose `run` and `submit` go through an OpportunisticBatcher."""
-
-    withdrawable = True
-
-    def __init__(self, batcher: OpportunisticBatcher, servable: Any, model: str,
-                 version: int) -> None:
-        self._batcher = batcher
-        self._servable = servable
-        self._model = model
-        self._version = version
-
-    @property
-    def signatures(self) -> Mapping[str, Any]:
-        return self._servable.signatures  # type: ignore[no-any-return]
-
-    def signature_def_map(self) -> Any:
-        return self._servable.signature_def_map()
-
-    def run(self, signature_key: str, inputs: Tensors,
-            output_keys: Sequence[str] | None = None) -> Outputs:
-        return self._batcher.run(self._servable, signature_key, inputs, output_keys,
-                                 model=self._model, version=self._version)
-
-    def submit(self, signature_key: str, inputs: Tensors,
-               output_keys: Sequence[str] | None = None,
-               executor: Executor | None = None) -> Future[Outputs]:
-        return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
-                                    model=self._model, version=self._version,
-                                    executor=executor)
 
 
 class _PlannedLoader:

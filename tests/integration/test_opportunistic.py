@@ -12,7 +12,6 @@ within MATMUL_EPSILONS float32 epsilons of the row's largest value).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -27,7 +26,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.conftest import ServerProcess, StartServer, serving
-from tests.helpers import wait_for
+from tests.helpers import run_concurrently, wait_for
 from tests.models import MLP_IN, ROW_WIDTH, make_mlp, make_rowwise
 
 pytestmark = pytest.mark.integration
@@ -128,23 +127,7 @@ def grpc_predict(server: ServerProcess, model: str, x: np.ndarray) -> dict[str, 
 
 def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
     """Each call on its own thread, started together; results (or exceptions) in order."""
-    out: list[Any] = [None] * len(calls)
-    start = threading.Barrier(len(calls))
-
-    def worker(i: int) -> None:
-        start.wait(TIMEOUT_S)
-        try:
-            out[i] = calls[i]()
-        except Exception as exc:  # asserted on by the caller
-            out[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT_S * 2)
-        assert not t.is_alive()
-    return out
+    return [result for result, _ in run_concurrently(calls, TIMEOUT_S)]
 
 
 def inputs(seed: int, rows: int, width: int) -> np.ndarray:
