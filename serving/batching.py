@@ -271,6 +271,10 @@ class Batcher:
         open_batch.calls.append(call)
         open_batch.size += call.size
 
+    def joins(self, model: str) -> bool:
+        """Every call joins a batch (and waits for it)."""
+        return True
+
     def bind(self, servable: Any, model: str, version: int) -> BatchedServable:
         """`servable` as the data plane sees it, with `run` going through the batcher."""
         return BatchedServable(self, servable, model, version)

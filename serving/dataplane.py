@@ -135,6 +135,8 @@ class BatcherLike(Protocol):
 
     def bind(self, servable: Any, model: str, version: int) -> Any: ...
 
+    def joins(self, model: str) -> bool: ...
+
 
 class MetricsLike(Protocol):
     def observe(
@@ -344,6 +346,14 @@ class DataPlane:
         """Whether Predict goes through a batcher (an event loop should then
         call `predict_async` rather than block a thread per request)."""
         return self.batcher is not None
+
+    def joins_from_loop(self, model: str) -> bool:
+        """Whether an event loop should call `predict_async` for a Predict of
+        `model` now rather than run `predict` in a thread: always with timed
+        batching; with opportunistic batching while a call of the model runs
+        (it will likely join it). An idle model's call then takes the thread
+        exactly as unbatched, and still runs at once in that thread."""
+        return self.batcher is not None and self.batcher.joins(model)
 
     def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
                 primary: Mapping[str, np.ndarray]) -> None:

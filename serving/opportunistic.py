@@ -132,6 +132,9 @@ class _Call:
     future: Future[Outputs] = field(default_factory=Future)
 
 
+Outcome = tuple[_Call, Outputs | None, BaseException | None]
+
+
 @dataclass(eq=False)
 class _Lane:
     """A lane that exists is busy: one model call of it is running."""
@@ -155,6 +158,7 @@ class OpportunisticBatcher:
         self._observer = observer
         self._lock = threading.Lock()
         self._lanes: dict[Hashable, _Lane] = {}
+        self._busy: dict[str, int] = {}  # model -> its lanes running a call
         # Decided at load (`planned_loads`); a servable loaded some other way is
         # planned on first use. Weak: an unloaded version's plan goes with it.
         self._plans: weakref.WeakKeyDictionary[Any, dict[str, str | None]] = (
@@ -218,6 +222,11 @@ class OpportunisticBatcher:
             self._dispatch(pool, key, lane, [call])
         return call.future
 
+    def joins(self, model: str) -> bool:
+        """Whether a call of `model` is running in some lane now, so a new call
+        may well join one (a hint, read without the lock)."""
+        return model in self._busy
+
     def waiting(self) -> int:
         """Calls that joined a busy lane and have not started yet."""
         with self._lock:
@@ -243,6 +252,7 @@ class OpportunisticBatcher:
                 return call, None, key
             lane = _Lane(servable, signature_key, output_keys, model, version)
             self._lanes[key] = lane
+            self._busy[model] = self._busy.get(model, 0) + 1
         return call, lane, key
 
     def _next_calls(self, key: Hashable, lane: _Lane) -> list[_Call]:
@@ -256,7 +266,14 @@ class OpportunisticBatcher:
                 if calls:
                     return calls
             del self._lanes[key]
+            self._idle(lane.model)
             return []
+
+    def _idle(self, model: str) -> None:
+        """One of `model`'s lanes is idle again (the caller holds the lock)."""
+        left = self._busy.pop(model, 1) - 1
+        if left:
+            self._busy[model] = left
 
     def _continue(self, key: Hashable, lane: _Lane, pool: Executor) -> None:
         calls = self._next_calls(key, lane)
@@ -284,23 +301,25 @@ class OpportunisticBatcher:
         with self._lock:
             calls = calls + lane.waiting
             lane.waiting = []
-            self._lanes.pop(key, None)
+            if self._lanes.pop(key, None) is not None:
+                self._idle(lane.model)
         for call in calls:
             settle(call.future, error=unavailable("Server is shutting down"))
 
     def _drive(self, key: Hashable, lane: _Lane, calls: list[_Call], pool: Executor,
                started: bool) -> None:
-        """Run the lane's model calls back to back until nobody waits."""
+        """Run one model call of the lane. The calls that joined meanwhile are
+        handed to another thread before this one completes its callers'
+        futures, so the model runs again while those answers go out."""
         if not started:
             calls = [c for c in calls if c.future.set_running_or_notify_cancel()]
-        while True:
-            if calls:
-                self._run_calls(lane, calls)
-            calls = self._next_calls(key, lane)
-            if not calls:
-                return
+        outcomes = self._run_calls(lane, calls) if calls else []
+        self._continue(key, lane, pool)
+        for call, result, error in outcomes:
+            settle(call.future, result, error)
 
-    def _run_calls(self, lane: _Lane, calls: list[_Call]) -> None:
+    def _run_calls(self, lane: _Lane, calls: list[_Call]) -> list[Outcome]:
+        """Each call's outputs or error, as its own unbatched call would give."""
         if len(calls) > 1:
             try:
                 merged = merge_inputs([c.inputs for c in calls])
@@ -309,21 +328,16 @@ class OpportunisticBatcher:
             except Exception:  # noqa: BLE001 (whatever failed, each call alone decides)
                 # Perhaps one call's rows failed the merged call: run each
                 # alone, so each gets its own unbatched answer or error.
-                for call in calls:
-                    self._run_calls(lane, [call])
-                return
+                return [o for call in calls for o in self._run_calls(lane, [call])]
             self._observe(lane, merged.sizes)
-            for call, part in zip(calls, parts, strict=True):
-                settle(call.future, result=part)
-            return
+            return [(call, part, None) for call, part in zip(calls, parts, strict=True)]
         call = calls[0]
         try:
             result = lane.servable.run(lane.signature_key, call.inputs, lane.output_keys)
         except BaseException as exc:
-            settle(call.future, error=exc)
-            return
+            return [(call, None, exc)]
         self._observe(lane, (call.size,))
-        settle(call.future, result=result)
+        return [(call, result, None)]
 
     def _observe(self, lane: _Lane, sizes: Sequence[int]) -> None:
         if self._observer is not None:

@@ -234,8 +234,18 @@ def test_calls_arriving_while_one_runs_join_the_next_call_with_ragged_sizes(
     for future, x in zip(joined, xs, strict=True):
         assert_same(future.result(WAIT_S), unbatched(x))
     assert [c.rows for c in model.calls] == [1, sum(sizes)]
-    # The thread that ran the first call ran the next one too: no hand-off.
-    assert model.calls[0].thread == model.calls[1].thread
+
+
+def test_a_model_joins_only_while_a_call_of_it_runs(
+        batcher: OpportunisticBatcher, model: RowModel, pool: ThreadPoolExecutor) -> None:
+    plane = DataPlane(row_core(model), batcher=batcher)
+    assert not batcher.joins("m") and not plane.joins_from_loop("m")
+    first = start_held_call(batcher, model, pool, rows(0, 1))
+    assert batcher.joins("m") and plane.joins_from_loop("m")
+    assert not batcher.joins("other")
+    model.release()
+    first.result(WAIT_S)
+    assert wait_for(lambda: not batcher.joins("m"))
 
 
 def test_the_row_bound_splits_the_waiting_calls_into_calls_run_back_to_back(
