@@ -3,9 +3,10 @@
 tensorflow_model_server's flags for GPUs, TPUs, TF Lite and XLA:GPU are all
 accepted (a deployment's argv must start unchanged); a value that asks for
 something this build cannot do, or that does nothing beside the other flags,
-gets one warning line saying what happens instead. None of these makes serving wrong, so none stops the server; the
-ones that would (ALTS credentials off Google Cloud) fail where they are
-used, with their own one-line error. Pure: flags in, lines out.
+gets one warning line saying what happens instead. None of these makes
+serving wrong, so none stops the server; the ones that would (ALTS
+credentials off Google Cloud) fail where they are used, with their own
+one-line error. Pure: flags in, lines out.
 """
 
 from __future__ import annotations
