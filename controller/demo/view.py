@@ -166,8 +166,8 @@ def _intervals(state: DemoState, limit: int = 12) -> Table:
     table = Table(
         "canary", "weight", "canary req", "err", "p99", "differ", "mean|diff|", "stable req",
         "err", "p99", "verdict",
-        title="analysis intervals (server metrics per version; differ, mean|diff|: the "
-        "canary's answers vs stable's on the same shadow-scored requests)", title_justify="left",
+        title="analysis intervals (server metrics per version; differ, mean|diff|: "
+        "canary's answers vs stable's, shadow-scored)", title_justify="left",
         expand=False,
     )
     for row in state.intervals[-limit:]:
