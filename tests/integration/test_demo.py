@@ -224,8 +224,8 @@ def test_every_spec_the_demo_pushes_is_valid(tmp_path: Path, timings: Timings) -
     # weight-0 step holds the intervals that fail a wrong version, and more.
     assert all(hold >= timings.interval_s for hold in timings.holds_s)
     assert timings.dark_hold_s >= 2 * timings.failure_limit * timings.interval_s
-    dark = spec_text(MODEL, 2, 4, timings, dark_launch=True)
-    assert "steps: [{weight: 0, " in dark and "shadow: {sample: " in dark
+    dark_spec = spec_text(MODEL, 2, 4, timings, dark_launch=True)
+    assert "steps: [{weight: 0, " in dark_spec and "shadow: {sample: " in dark_spec
 
 
 def test_intervals_accumulate_across_status_documents_without_repeats() -> None:
