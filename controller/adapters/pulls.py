@@ -9,8 +9,9 @@ ref disappears here as it does there. Everything else is local, no network:
 - `PullRequestRefs.heads`: every pull request's head, whether it is merged (on the
   followed branch) and, if not, its merge base with the followed branch (what its
   change is measured against).
-- `PullRequestRefs.brought_by`: the pull request heads a merge commit brought onto
-  the followed branch (its second parent's line), where a merged canary's journal is.
+- `PullRequestRefs.brought_by`: the pull request heads a commit brought onto the
+  followed branch (a merge's second parent's line, or a fast-forward's own heads),
+  where a merged canary's journal is.
 - `read_tree`: the specs at any commit (the clone's own `GitRepo.read_tree`).
 """
 
@@ -91,15 +92,18 @@ class PullRequestRefs:
             return found
 
     def brought_by(self, commit: str) -> list[PullHead]:
-        """The merged pull request heads that the merge `commit` brought onto its first
-        parent's line; none when `commit` is not a merge."""
+        """The merged pull request heads whose change `commit` brought onto the followed
+        branch: for a merge commit, the heads on its second parent's line; for any other
+        commit (a fast-forward merge), the merged heads at or after it."""
         with self.repo.lock:
             infos = self.repo.log(commit, max_count=1)
-            if not infos or len(infos[0].parents) < 2:
+            if not infos:
                 return []
-            first = infos[0].parents[0]
-            return [PullHead(pull, sha, True, None)
-                    for sha, pull in self._refs("--merged", commit, "--no-merged", first)]
+            if len(infos[0].parents) >= 2:
+                filters = ("--merged", commit, "--no-merged", infos[0].parents[0])
+            else:
+                filters = ("--contains", commit, "--merged", self.repo.remote_ref)
+            return [PullHead(pull, sha, True, None) for sha, pull in self._refs(*filters)]
 
     def read_tree(self, commit: str, folder: str) -> list[tuple[str, str]]:
         return self.repo.read_tree(commit, folder)
