@@ -126,10 +126,11 @@ class CoreLike(Protocol):
 
 
 class BatcherLike(Protocol):
-    """serving.batching.Batcher (--enable_batching) or
-    serving.opportunistic.OpportunisticBatcher (--opportunistic_batching):
-    wraps a servable so its `run` and `submit` are batched. `withdrawable`:
-    a call whose awaiting caller is cancelled before it starts may be taken back."""
+    """serving.batching.Batcher (--enable_batching; a servable it does not
+    batch comes back as it is) or serving.opportunistic.OpportunisticBatcher
+    (--opportunistic_batching): wraps a servable so its `run` and `submit` are
+    batched. `withdrawable`: a call whose awaiting caller is cancelled before
+    it starts may be taken back."""
 
     withdrawable: bool
 
@@ -527,9 +528,25 @@ class DataPlane:
                 output_keys: Sequence[str] | None, executor: concurrent.futures.Executor | None,
                 ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
         """The handle's call handed to its batcher; the future completes when it
-        has run (an opportunistic batcher starts an idle lane's call in `executor`)."""
-        return self._runner(h).submit(  # type: ignore[no-any-return]
-            key, tensors, output_keys, executor=executor)
+        has run (an opportunistic batcher starts an idle lane's call in
+        `executor`). A version the batcher does not batch (per-model batching
+        parameters, none in its directory) runs in `executor` instead."""
+        runner = self._runner(h)
+        if hasattr(runner, "submit"):
+            return runner.submit(  # type: ignore[no-any-return]
+                key, tensors, output_keys, executor=executor)
+        done: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
+
+        def call() -> None:
+            if not done.set_running_or_notify_cancel():
+                return
+            try:
+                done.set_result(runner.run(key, tensors, output_keys))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        asyncio.get_running_loop().run_in_executor(executor, call)
+        return done
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
                        entrypoint: str, make: Callable[..., Example[Result]]) -> Result:

@@ -38,20 +38,18 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from serving.batching import (
-    BatchedServable,
     BatchObserver,
     RunnableServable,
     batch_size_of,
     merge_inputs,
     queue_key,
-    settle,
     split_outputs,
 )
 from serving.core.loader import Loader
@@ -186,9 +184,9 @@ class OpportunisticBatcher:
 
     # -- callers
 
-    def bind(self, servable: Any, model: str, version: int) -> BatchedServable:
+    def bind(self, servable: Any, model: str, version: int) -> OpportunisticServable:
         """`servable` as the data plane sees it, with `run` and `submit` batched."""
-        return BatchedServable(self, servable, model, version)
+        return OpportunisticServable(self, servable, model, version)
 
     def run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
             output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
@@ -347,6 +345,47 @@ class OpportunisticBatcher:
         """Decide and log a freshly loaded version's plan (`planned_loads`)."""
         plan = self.plan(servable)
         log.info("Opportunistic batching of %s: %s", path, describe_plan(plan))
+
+
+def settle(future: Future[Outputs], result: Outputs | None = None,
+           error: BaseException | None = None) -> None:
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:  # withdrawn by its caller before it started
+        pass
+
+
+class OpportunisticServable:
+    """A servable whose `run` and `submit` go through an OpportunisticBatcher."""
+
+    def __init__(self, batcher: OpportunisticBatcher, servable: Any, model: str,
+                 version: int) -> None:
+        self._batcher = batcher
+        self._servable = servable
+        self._model = model
+        self._version = version
+
+    @property
+    def signatures(self) -> Mapping[str, Any]:
+        return self._servable.signatures  # type: ignore[no-any-return]
+
+    def signature_def_map(self) -> Any:
+        return self._servable.signature_def_map()
+
+    def run(self, signature_key: str, inputs: Tensors,
+            output_keys: Sequence[str] | None = None) -> Outputs:
+        return self._batcher.run(self._servable, signature_key, inputs, output_keys,
+                                 model=self._model, version=self._version)
+
+    def submit(self, signature_key: str, inputs: Tensors,
+               output_keys: Sequence[str] | None = None,
+               executor: Executor | None = None) -> Future[Outputs]:
+        return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
+                                    model=self._model, version=self._version,
+                                    executor=executor)
 
 
 class _PlannedLoader:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-WAIT_S = 10.0  # default bound on a condition; reached only when a test fails
+WAIT_S = 60.0  # default bound on a condition; reached only when a test fails
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S,
