@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.gitops import ENV, Person, git, spec
+from tests.gitops import Person, git, rollouts, spec
 
 pytestmark = pytest.mark.integration
 
 CANARY = "    split: {hashKey: x-user-id}  # sticky per user\n    steps: [{weight: 50, hold: 1h}]\n"
-
-
-def rollouts(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = ENV | {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]}
-    return subprocess.run([sys.executable, "-m", "controller", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ commit that reached the remote, and a receiver that is down changes nothing.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from controller.runtime.webhook import verify
 from tests.conftest import ServerProcess, wait_for
 from tests.gitops import Person, spec
 from tests.helpers import free_port
+from tests.receiver import Receiver
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
@@ -34,37 +33,6 @@ CANARY = (
     "    analysis: {interval: 1s, minRequests: 5, failureLimit: 2,"
     " checks: {errorRate: {max: 0.05}}}\n"
 )
-
-
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that records every POST."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        lock = threading.Lock()
-        posts = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with lock:
-                    posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [json.loads(body).get("event", "") for _, body in list(self.posts)]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
