@@ -18,7 +18,7 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.notify import NotificationTarget
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import verify
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import monitored_server, wait_for
 from tests.gitops import Person, spec
 from tests.helpers import free_port
 from tests.receiver import Receiver
@@ -26,7 +26,6 @@ from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 CANARY = (
     "    split: {hashKey: x-user-id}\n"
     "    steps: [{weight: 50, hold: 2s}]\n"
@@ -51,10 +50,7 @@ def test_a_promotion_is_told_to_every_receiver(
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    server: ServerProcess = start_server(f"--model_config_file={tmp_path / 'empty.conf'}",
-                                         f"--monitoring_config_file={tmp_path / 'monitoring.conf'}")
+    server = monitored_server(start_server, tmp_path)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     down = f"http://127.0.0.1:{free_port()}/nobody-listens"

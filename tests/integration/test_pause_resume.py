@@ -11,13 +11,12 @@ import pytest
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import monitored_server, wait_for
 from tests.gitops import Person, git, rollouts, spec
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 CANARY = (
     "    split: {hashKey: x-user-id}\n"
     "    steps: [{weight: 30, hold: 2s}, {weight: 60, hold: 2s}]\n"
@@ -31,10 +30,7 @@ def test_paused_canary_holds_then_resumes_to_promotion(
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    server: ServerProcess = start_server(f"--model_config_file={tmp_path / 'empty.conf'}",
-                                         f"--monitoring_config_file={tmp_path / 'monitoring.conf'}")
+    server = monitored_server(start_server, tmp_path)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     controller = Controller(ControllerSettings(
