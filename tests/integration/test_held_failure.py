@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from controller.runtime.notify import NotificationTarget
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import verify
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import ServerProcess, monitored_server
+from tests.conftest import REPO, ServerProcess, monitored_server
 from tests.gitops import ENV, Person, git, rollouts, spec
 from tests.helpers import free_port, wait_for
 from tests.receiver import Receiver
@@ -118,8 +121,18 @@ def test_held_failure_then_retry_then_abort(
     http = controller.http_server()
     assert http is not None
     http.start()
-    traffic = Traffic([server.rest_url]).start()
+    traffic = Traffic([server.rest_url], max_seconds=900).start()
     controller.start()
+    # A person watching it all live, as `kubectl argo rollouts get rollout --watch`.
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "controller", "status", "--watch", "--interval", "250ms",
+         "--controller", f"http://{listen}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=ENV | {"PYTHONPATH": str(REPO), "COLUMNS": "200"})
+    watched: list[str] = []
+    assert watch.stdout is not None
+    stdout = watch.stdout
+    threading.Thread(target=lambda: watched.extend(iter(stdout.readline, "")),
+                     daemon=True).start()
     try:
         started = person.write("rollouts/hp2.yaml",
                                spec(stable=1, canary=3, canary_block=CANARY), "canary hp2 v3")
@@ -139,17 +152,18 @@ def test_held_failure_then_retry_then_abort(
         assert [h["phase"] for h in status["held"]] == ["failed_held"]
         assert status["models"]["hp2"]["servingWeightBp"] == 0
         # A person's view of it, from the controller's HTTP status.
-        shown = rollouts(tmp_path, "status", "--controller", f"http://{listen}")
+        shown = rollouts(tmp_path, "status", "--controller", f"http://{listen}",
+                         env={"COLUMNS": "200"})
         assert shown.returncode == 0, shown.stderr
         assert "failed, held: waiting for abort, retry or promote" in shown.stdout, shown.stdout
         assert "error rate" in shown.stdout
 
         # Real traffic reaches only stable now (one request first: the client is
         # sequential, so none still in flight was routed by the old split).
-        sent = sum(traffic.versions.values())
-        assert wait_for(lambda: sum(traffic.versions.values()) > sent, 30, 0.05)
+        sent = sum(traffic.statuses.values())
+        assert wait_for(lambda: sum(traffic.statuses.values()) > sent, 60, 0.05)
         on_canary, sent = traffic.versions["3"], sum(traffic.versions.values())
-        assert wait_for(lambda: sum(traffic.versions.values()) >= sent + 100, 60, 0.05)
+        assert wait_for(lambda: sum(traffic.versions.values()) >= sent + 100, 120, 0.05)
         assert traffic.versions["3"] == on_canary, (
             [f"{r.created:.3f} {r.getMessage()}" for r in caplog.records], served(server))
 
@@ -210,14 +224,30 @@ def test_held_failure_then_retry_then_abort(
             "hp2", 3, 1)
         assert notice["commit"] == abort_commit and notice["verdict"] == "abort"
         assert "Olu Oncall" in notice["summary"] and "v3 rejects inputs" in notice["summary"]
-        assert "aborted" in journal(retry_commit)
+        # The notes reach the remote just after the notice goes out.
+        assert wait_for(lambda: "aborted" in journal(retry_commit), 30, 0.1)
         assert wait_for(lambda: len(slack.posts) == 3, 30, 0.1)
         assert json.loads(slack.posts[2][1])["text"].startswith(
             "hp2: aborted (canary v3, stable v1)")
         assert controller.status()["held"] == [] and rollout() == {}
         # No revert commit at any point: the abort is the person's.
         assert not any(s.startswith("rollouts: revert") for s in person.remote_log())
+
+        # The watch showed each stage as it came, and ends on Ctrl-C.
+        def line_of(text: str, after: int = -1) -> int:
+            return next((i for i, line in enumerate(watched) if text in line and i > after),
+                        -1)
+
+        first = line_of(f"hp2 canary v3 (commit {started[:12]}): failed, held")
+        second = line_of(f"hp2 canary v3 (commit {retry_commit[:12]}): failed, held", first)
+        assert first >= 0 and second > first, watched
+        assert wait_for(lambda: line_of("(in sync)", second) > second, 30, 0.1), watched[second:]
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=30) == 0, watch.stderr.read() if watch.stderr else ""
     finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=10)
         controller.stop()
         http.stop()
         traffic.stop()
