@@ -6,13 +6,15 @@ real processes in tests/conftest.py.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
-WAIT_S = 10.0  # default bound on a condition; reached only when a test fails
+WAIT_S = 60.0  # default bound on a condition; reached only when a test fails
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S,
@@ -32,10 +34,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S,
 
 # Ports handed out below the kernel's ephemeral range, a block per pytest process:
 # a port from bind(0) could be given, between our check and the server's bind, to
-# some client's outgoing connection or to another xdist worker; these cannot.
-_PORT_BLOCK = 1500
+# some client's outgoing connection; a port from a block no other process draws
+# from cannot be given to another test either. Each process claims the first free
+# block with an exclusive lock on a file that it holds until it exits, so xdist
+# workers, the soak beside them and another suite running on the same machine
+# (CI and a developer's run) never share a block.
+_PORT_BLOCK = 1000
 _PORT_FIRST = 15000
+_LOCK_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "rollouts-test-ports"
 _next_port: list[int] = []
+_claimed: list[tuple[int, int, IO[bytes]]] = []  # (first, end, the held lock file)
 
 
 def _ephemeral_min() -> int:
@@ -45,19 +53,35 @@ def _ephemeral_min() -> int:
         return 32768
 
 
-def _port_block() -> tuple[int, int]:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    # gw0, gw1, ... get blocks 1, 2, ...; a process without xdist (the soak, a
-    # single test run) block 0.
-    slot = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
-    first = _PORT_FIRST + slot * _PORT_BLOCK
-    return first, min(first + _PORT_BLOCK, _ephemeral_min())
+def _claim_block() -> tuple[int, int] | None:
+    end_all = _ephemeral_min()
+    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    for first in range(_PORT_FIRST, end_all - _PORT_BLOCK + 1, _PORT_BLOCK):
+        handle = (_LOCK_DIR / f"{first}.lock").open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()  # another live process holds it
+            continue
+        _claimed.append((first, first + _PORT_BLOCK, handle))  # kept open: the claim
+        return first, first + _PORT_BLOCK
+    return None
+
+
+def _port_block() -> tuple[int, int] | None:
+    if not _claimed:
+        return _claim_block()
+    first, end, _ = _claimed[0]
+    return first, end
 
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (the caller binds it next), from this
     process's own block below the ephemeral range, never the same one twice in a row."""
-    first, end = _port_block()
+    block = _port_block()
+    if block is None:
+        return _any_free_port()  # every block is claimed by other processes
+    first, end = block
     if not _next_port:
         _next_port.append(first)
     for _ in range(end - first):
@@ -69,6 +93,10 @@ def free_port() -> int:
             except OSError:
                 continue  # in use (or in TIME_WAIT): try the next one
             return port
+    return _any_free_port()  # the whole block is busy
+
+
+def _any_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))  # the whole block is busy: any free port
+        sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

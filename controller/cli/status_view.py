@@ -84,13 +84,24 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
                     f"{rollout.get('stepText', '')}, targets serve {served}, still loaded)")
         else:
             line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
+        source = (f" from pull request {rollout['pullRequest']}"
+                  if rollout.get("pullRequest") else "")
         commit = (rollout.get("canaryCommit") or "")[:12]
-        out.append(f"[bold]{name}[/] canary v{rollout['version']}"
+        out.append(f"[bold]{name}[/] canary v{rollout['version']}{source}"
                    + (f" (commit {commit})" if commit else "") + f": {line}")
         for interval in rollout.get("intervals", []):
             out.append(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):
             out.append(f"  {rollout['message']}")
+    pulls = document.get("pullRequests") or []
+    if pulls:
+        table = Table("pull request", "head", "model", "canary", "phase", "why")
+        for pull in pulls:
+            version = pull.get("version")
+            table.add_row(pull["pull"], (pull.get("head") or "")[:12], pull.get("model") or "-",
+                          f"v{version}" if version is not None else "-", pull["phase"],
+                          pull.get("reason", ""))
+        out.append(table)
     for finding in document.get("findings", []):
         out.append(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
     return out

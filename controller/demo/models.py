@@ -1,12 +1,17 @@
-"""The demo's model: three versions of a tiny TensorFlow regression, exported as SavedModels.
+"""The demo's model: four versions of a tiny TensorFlow regression, exported as SavedModels.
 
 `y = 0.5 * x + offset` behind a `serving_default` predict signature (input `x`,
 output `y`, float32 vectors), the shape of TF Serving's half_plus_two example:
 
-- v1 (offset 2) and v2 (offset 3) are healthy;
+- v1 (offset 2) and v2 are healthy: v2 is a retrain whose answers differ from
+  v1's by `RETRAIN_DRIFT` (well inside the demo's per-element tolerance), so
+  shadow scoring finds 0 % of its answers differing;
 - v3 is faulty: an in-graph assertion rejects inputs at or above `FAULTY_FROM`
   (part of the demo's traffic, so its error rate climbs) and every call sleeps
-  `FAULTY_DELAY_S` inside the graph (so its latency climbs too).
+  `FAULTY_DELAY_S` inside the graph (so its latency climbs too);
+- v4 is wrong: fast, status OK, and every answer `WRONG_OFFSET` above v2's.
+  Error rate and latency cannot catch it; only comparing its answers with
+  stable's on the same requests (shadow scoring) does.
 
 Everything the server needs is in the graph: the demo's server process loads
 these directories like any other SavedModel, nothing is faked around them.
@@ -25,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FAULTY_FROM = 7.0  # inputs are drawn from [0, 10): v3 fails on ~30% of them
 FAULTY_DELAY_S = 0.04
+RETRAIN_DRIFT = 0.0005  # v2 - v1, per answer: below the tolerance (0.001), "the same"
+WRONG_OFFSET = 0.2  # v4 - v2, per answer: the bug shadow scoring must catch
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,9 @@ class VersionRecipe:
 
 RECIPES: tuple[VersionRecipe, ...] = (
     VersionRecipe(1, 2.0),
-    VersionRecipe(2, 3.0),
-    VersionRecipe(3, 3.0, fail_from=FAULTY_FROM, delay_s=FAULTY_DELAY_S),
+    VersionRecipe(2, 2.0 + RETRAIN_DRIFT),
+    VersionRecipe(3, 2.0 + RETRAIN_DRIFT, fail_from=FAULTY_FROM, delay_s=FAULTY_DELAY_S),
+    VersionRecipe(4, 2.0 + RETRAIN_DRIFT + WRONG_OFFSET),
 )
 
 
@@ -112,7 +120,7 @@ def export_demo_models(base: Path, recipes: tuple[VersionRecipe, ...] = RECIPES)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m controller.demo.models BASE`: export the three versions under BASE.
+    """`python -m controller.demo.models BASE`: export every version under BASE.
 
     The demo runs this as a subprocess so TensorFlow's start-up output lands in a
     log file and the export overlaps the server's own start-up.

@@ -1,13 +1,18 @@
-"""The demo's orchestration: real server, real controller, real git, three stages.
+"""The demo's orchestration: real server, real controller, real git, four canaries' worth.
 
-1. Workspace, models and processes: export v1..v3 (a subprocess), start the
+1. Workspace, models and processes: export v1..v4 (a subprocess), start the
    bundled server (`python -m serving`, free loopback ports, empty config) and
    the controller in this process, pointed at the workspace's bare remote.
-2. A person pushes a canary of v2; the controller analyses it under traffic and
+2. A person pushes a canary of v2; the controller analyses it under traffic
+   (error rate, p99, and its answers against v1's by shadow scoring) and
    pushes the promotion commit; the server's `stable` label moves to 2.
 3. A person pushes a canary of v3 (faulty); the controller takes it out of
    traffic and pushes the revert commit (trailer Rollouts-Reverted-Version: 3).
-4. A person rolls v2 back with `git revert` of the promotion; the canary block
+4. A person pushes a dark launch of v4 (fast, OK and wrong): weight 0, shadow
+   scored; its answers differ from v2's, so the controller reverts it during
+   that weight-0 step (Rollouts-Reverted-Version: 4) and no user request is
+   ever answered by v4 (the demo fails if one was).
+5. A person rolls v2 back with `git revert` of the promotion; the canary block
    that revert restores is held out of traffic (the controller recognises a
    revert of its own promotion), and the server's `stable` label returns to 1.
 
@@ -80,15 +85,17 @@ class Deadlines:
     ready: float = 120.0
     promote: float = 120.0
     revert: float = 90.0
+    dark_revert: float = 90.0
     rollback: float = 60.0
 
 
 STAGES = (
-    "export models v1, v2 (healthy) and v3 (faulty) with TensorFlow",
+    "export models v1, v2 (healthy), v3 (faulty) and v4 (wrong answers) with TensorFlow",
     "start the model server and the controller on 127.0.0.1",
     "v1 is stable and serves all traffic",
     "push canary v2 -> the controller analyses it and commits the promotion",
     "push canary v3 (faulty) -> the controller pulls it from traffic and commits a revert",
+    "dark-launch v4 (fast, OK, wrong) at weight 0 -> its answers differ, reverted unseen",
     "a person reverts the v2 promotion -> v1 is stable again",
 )
 
@@ -101,6 +108,8 @@ class Milestones:
     promotion: str = ""
     canary_v3: str = ""
     revert: str = ""
+    canary_v4: str = ""
+    dark_revert: str = ""
     rollback: str = ""
     durations: dict[str, float] = field(default_factory=dict)
 
@@ -171,6 +180,17 @@ class Demo:
             self.wait("no canary and stable = v2 on the server",
                       lambda: self._labels() == (2, None), self.deadlines.ready)
         with self._stage(5):
+            self.milestones.canary_v4 = workspace.commit_spec(
+                spec_text(MODEL, 2, 4, self.timings, dark_launch=True),
+                f"{MODEL}: dark launch v4",
+            )
+            self.milestones.dark_revert = self.wait_commit(
+                f"rollouts: revert {MODEL} canary 4", self.deadlines.dark_revert
+            )
+            self.wait("no canary and stable = v2 on the server",
+                      lambda: self._labels() == (2, None), self.deadlines.ready)
+            self.check_dark_launch()
+        with self._stage(6):
             # The revert brings the promotion's canary block back; the controller
             # recognises a revert of its own promotion and holds that canary out
             # of traffic, so this is a rollback to v1, not a new canary of v2.
@@ -320,6 +340,17 @@ class Demo:
         self.state.stages[index] = (description, DONE)
         self.refresh()
 
+    def check_dark_launch(self) -> None:
+        """v4 was judged at weight 0 only, on shadow-scored requests, and no user
+        request was answered by it (the client's count)."""
+        if self._served("4"):
+            raise StageFailed(f"{self._served('4')} user requests were answered by v4 during "
+                              "its dark launch")
+        judged = [row for row in self.state.intervals if row.version == 4]
+        if not judged or any(row.weight_pct != 0 for row in judged):
+            raise StageFailed("v4 was not judged at weight 0 only: "
+                              + ", ".join(f"{row.weight_pct:g}%" for row in judged))
+
     # -- the end ---------------------------------------------------------------
     def check_history(self) -> None:
         """The git history must tell the story: each commit with its trailers."""
@@ -328,6 +359,9 @@ class Demo:
             (self.milestones.promotion, "Rollouts-Promoted-Version: 2"),
             (self.milestones.revert, "Rollouts-Reverted-Version: 3"),
             (self.milestones.revert, f"This reverts commit {self.milestones.canary_v3}"),
+            (self.milestones.dark_revert, "Rollouts-Reverted-Version: 4"),
+            (self.milestones.dark_revert, f"This reverts commit {self.milestones.canary_v4}"),
+            (self.milestones.dark_revert, "fail at 0%"),
         )
         for sha, needle in expectations:
             if needle not in self.workspace.message(sha):
@@ -349,8 +383,13 @@ class Demo:
         failed = [row for row in self.state.intervals if row.outcome == "fail"]
         passed = [row for row in self.state.intervals if row.outcome == "pass"]
         lines.append(f"  analysis: {len(passed)} interval(s) passed, {len(failed)} failed")
-        lines.append(f"  promotion commit {m.promotion[:12]}, revert commit {m.revert[:12]}, "
-                     f"person's rollback {m.rollback[:12]}")
+        dark = [row for row in self.state.intervals if row.version == 4]
+        if dark:
+            compared = sum(row.canary.compared for row in dark)
+            lines.append(f"  dark launch v4: {self._served('4')} user requests answered by v4, "
+                         f"{compared:.0f} requests shadow-scored on it")
+        lines.append(f"  promotion commit {m.promotion[:12]}, revert commits {m.revert[:12]} "
+                     f"(v3) and {m.dark_revert[:12]} (v4), person's rollback {m.rollback[:12]}")
         return lines
 
     def explore_hint(self) -> list[str]:

@@ -4,8 +4,10 @@
 rendering is pure (`render(state)` returns a rich renderable; `plain_lines`
 returns the lines a non-terminal should see for a change), so both can be
 tested without a terminal. Per-interval numbers come from the controller's
-own analysis (server-side metrics per version); the traffic table is the
-client's view.
+own analysis (server-side metrics per version, and shadow scoring's
+comparison of the canary's answers with stable's: the share of compared
+requests that differ and the mean absolute difference); the traffic table is
+the client's view.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class Side:
     requests: float
     error_rate: float
     p99_ms: float | None
+    # Shadow scoring (the canary's side only): requests compared, the share of
+    # them whose answers differed, the mean |canary - stable|; None: not scored.
+    compared: float = 0.0
+    differing_rate: float | None = None
+    mean_abs_diff: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,16 @@ class DemoState:
 def _side(raw: Mapping[str, Any] | None) -> Side:
     raw = raw or {}
     p99 = raw.get("latencyP99Seconds")
+    # `analysis.VersionWindow.to_dict`'s shadow block, present once scored.
+    shadow = raw.get("shadow") or {}
+    rate, mean = shadow.get("differingRate"), shadow.get("meanAbsDiff")
     return Side(
         float(raw.get("requests") or 0.0),
         float(raw.get("errorRate") or 0.0),
         None if p99 is None else float(p99) * 1000,
+        compared=float(shadow.get("compared") or 0.0),
+        differing_rate=None if rate is None else float(rate),
+        mean_abs_diff=None if mean is None else float(mean),
     )
 
 
@@ -113,13 +126,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
+def _differ(side: Side) -> str:
+    return "-" if side.differing_rate is None else _pct(side.differing_rate)
+
+
+def _mean_abs(side: Side) -> str:
+    return "-" if side.mean_abs_diff is None else f"{side.mean_abs_diff:.4f}"
+
+
+def diff_text(side: Side) -> str:
+    """Shadow scoring's numbers for the canary, or "" when nothing was compared."""
+    if side.compared <= 0:
+        return ""
+    return f" diff {_differ(side)} of {side.compared:.0f} mean|diff| {_mean_abs(side)}"
+
+
 def interval_text(row: IntervalRow) -> str:
     """One interval as a line (plain output, and the basis of the table's cells)."""
     text = (
         f"v{row.version} {row.weight_pct:g}%: {row.outcome:<12} "
         f"canary {row.canary.requests:.0f} req {_pct(row.canary.error_rate)} err "
-        f"p99 {_ms(row.canary.p99_ms)} | stable {row.stable.requests:.0f} req "
-        f"{_pct(row.stable.error_rate)} err p99 {_ms(row.stable.p99_ms)}"
+        f"p99 {_ms(row.canary.p99_ms)}{diff_text(row.canary)} | "
+        f"stable {row.stable.requests:.0f} req {_pct(row.stable.error_rate)} err "
+        f"p99 {_ms(row.stable.p99_ms)}"
     )
     if row.outcome != "pass" and row.reasons:
         text += " — " + "; ".join(row.reasons)
@@ -135,8 +164,10 @@ def _stages(state: DemoState) -> Table:
 
 def _intervals(state: DemoState, limit: int = 12) -> Table:
     table = Table(
-        "canary", "weight", "canary req", "err", "p99", "stable req", "err", "p99", "verdict",
-        title="analysis intervals (server metrics, per version)", title_justify="left",
+        "canary", "weight", "canary req", "err", "p99", "differ", "mean|diff|", "stable req",
+        "err", "p99", "verdict",
+        title="analysis intervals (server metrics per version; differ, mean|diff|: "
+        "canary's answers vs stable's, shadow-scored)", title_justify="left",
         expand=False,
     )
     for row in state.intervals[-limit:]:
@@ -147,6 +178,7 @@ def _intervals(state: DemoState, limit: int = 12) -> Table:
         table.add_row(
             f"v{row.version}", f"{row.weight_pct:g}%",
             f"{row.canary.requests:.0f}", _pct(row.canary.error_rate), _ms(row.canary.p99_ms),
+            _differ(row.canary), _mean_abs(row.canary),
             f"{row.stable.requests:.0f}", _pct(row.stable.error_rate), _ms(row.stable.p99_ms),
             verdict,
         )

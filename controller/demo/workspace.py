@@ -3,7 +3,7 @@
     <root>/
       remote.git/     bare repository: the "GitHub" both the person and the controller push to
       person/         a person's clone: edits rollouts/<model>.yaml, commits, pushes, reverts
-      models/<model>/ the model root the server loads versions from (1/, 2/, 3/)
+      models/<model>/ the model root the server loads versions from (1/ .. 4/)
       state/          the controller's own clone
       logs/           the server's output
 
@@ -42,20 +42,31 @@ class Timings:
     failure_limit: int
     poll_s: float
     reconcile_s: float
+    # A dark launch's weight-0 step: long enough for `failure_limit` intervals
+    # and then some, so a wrong version is always caught inside it.
+    dark_hold_s: float = 30.0
 
 
 NORMAL = Timings(
     interval_s=5, holds_s=(15, 15, 15), weights=(10, 25, 50), min_requests=30,
-    failure_limit=2, poll_s=1.0, reconcile_s=0.5,
+    failure_limit=2, poll_s=1.0, reconcile_s=0.5, dark_hold_s=30,
 )
 FAST = Timings(
     interval_s=1, holds_s=(2, 2), weights=(20, 50), min_requests=10, failure_limit=2,
-    poll_s=0.5, reconcile_s=0.25,
+    poll_s=0.5, reconcile_s=0.25, dark_hold_s=10,
 )
+# Every demo canary is also scored on its answers: this share of the requests
+# either side answers is run on the other side too, and the answers compared.
+SHADOW_SAMPLE = 0.5
 
 
-def spec_text(model: str, stable: int, canary: int | None, timings: Timings) -> str:
-    """The demo's rollout spec: steady at `stable`, or canarying `canary` step by step."""
+def spec_text(model: str, stable: int, canary: int | None, timings: Timings, *,
+              dark_launch: bool = False) -> str:
+    """The demo's rollout spec: steady at `stable`, or canarying `canary` step by step.
+
+    With `dark_launch` the steps start with weight 0: the canary is loaded,
+    labelled and judged on shadow-scored requests while no user is answered by it.
+    """
     text = (
         "# yaml-language-server: $schema=../schemas/rollout.schema.json\n"
         "# The demo's model. Bump `canary.version` to roll a new version out.\n"
@@ -68,15 +79,18 @@ def spec_text(model: str, stable: int, canary: int | None, timings: Timings) -> 
     )
     if canary is None:
         return text
-    steps = ", ".join(
-        f"{{weight: {w}, hold: {format_duration(h)}}}"
-        for w, h in zip(timings.weights, timings.holds_s, strict=True)
-    )
+    steps = list(zip(timings.weights, timings.holds_s, strict=True))
+    if dark_launch:
+        steps.insert(0, (0, timings.dark_hold_s))
+    step_text = ", ".join(f"{{weight: {w}, hold: {format_duration(h)}}}" for w, h in steps)
     return text + (
         "  canary:\n"
         f"    version: {canary}\n"
         "    split: {hashKey: x-user-id}  # each user sticks to one side\n"
-        f"    steps: [{steps}]\n"
+        f"    shadow: {{sample: {SHADOW_SAMPLE:g}}}  # also scored on the other side, compared\n"
+        + ("    # weight 0 first: a dark launch, judged before any user sees it\n"
+           if dark_launch else "")
+        + f"    steps: [{step_text}]\n"
         "    analysis:\n"
         f"      interval: {format_duration(timings.interval_s)}\n"
         f"      minRequests: {timings.min_requests}\n"
@@ -87,6 +101,9 @@ def spec_text(model: str, stable: int, canary: int | None, timings: Timings) -> 
         "        errorRate: {max: 0.02, codes: [INVALID_ARGUMENT, INTERNAL, UNKNOWN, "
         "UNAVAILABLE, DEADLINE_EXCEEDED, DATA_LOSS, RESOURCE_EXHAUSTED]}\n"
         "        latencyP99: {max: 500ms}\n"
+        # Answers: a request "differs" when an element is off by more than the
+        # tolerance; v4's are all 0.2 off, v2's 0.0005.
+        "        predictionDiff: {tolerance: 0.001, maxDifferingRate: 0.01, maxMeanAbs: 0.01}\n"
     )
 
 

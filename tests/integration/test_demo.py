@@ -73,10 +73,12 @@ def test_fast_demo_writes_the_whole_lifecycle_to_git(tmp_path: Path) -> None:
     [workspace] = workspaces(tmp_path)
     remote = workspace / "remote.git"
 
-    # The story, newest first: the person's rollback, the auto-revert of v3,
-    # the promotion of v2, each after the commit it answers.
+    # The story, newest first: the person's rollback, the auto-reverts of v4
+    # (in the dark) and v3, the promotion of v2, each after the commit it answers.
     assert subjects(remote) == [
         f'Revert "rollouts: promote {MODEL} to 2"',
+        f"rollouts: revert {MODEL} canary 4",
+        f"{MODEL}: dark launch v4",
         f"rollouts: revert {MODEL} canary 3",
         f"{MODEL}: canary v3",
         f"rollouts: promote {MODEL} to 2",
@@ -87,6 +89,8 @@ def test_fast_demo_writes_the_whole_lifecycle_to_git(tmp_path: Path) -> None:
     canary_v3 = sha_of(remote, f"{MODEL}: canary v3")
     promotion = sha_of(remote, f"rollouts: promote {MODEL} to 2")
     revert = sha_of(remote, f"rollouts: revert {MODEL} canary 3")
+    dark_launch = sha_of(remote, f"{MODEL}: dark launch v4")
+    dark_revert = sha_of(remote, f"rollouts: revert {MODEL} canary 4")
     person_revert = sha_of(remote, f'Revert "rollouts: promote {MODEL} to 2"')
 
     promotion_message = git(remote, "log", "-1", "--format=%B", promotion)
@@ -101,6 +105,29 @@ def test_fast_demo_writes_the_whole_lifecycle_to_git(tmp_path: Path) -> None:
     assert "Rollouts-Intervals: 0 passed, 2 failed" in revert_message
     assert f"This reverts commit {canary_v3}." in revert_message
     assert "error rate" in revert_message  # the reason, with its numbers
+
+    # v4 (fast, OK, wrong) was judged on its answers in its weight-0 step and
+    # reverted there: every interval at 0 %, no user request answered by it.
+    dark_message = git(remote, "log", "-1", "--format=%B", dark_revert)
+    assert "Rollouts-Verdict: fail" in dark_message
+    assert "Rollouts-Reverted-Version: 4" in dark_message
+    assert f"This reverts commit {dark_launch}." in dark_message
+    assert "differing rate 100.00% > maxDifferingRate 1.00%" in dark_message, dark_message
+    failed_at = re.findall(r"^- fail at (\S+): canary (\d+) req", dark_message, flags=re.M)
+    assert failed_at and all(at == "0%" and req == "0" for at, req in failed_at), dark_message
+    notes_v4 = git(remote, "notes", "--ref=rollouts", "show", dark_launch)
+    assert "analysis starts at 0%" in notes_v4 and "verdict: Analysis failed" in notes_v4
+    assert re.search(r"interval: fail at 0%: canary 0 req .*100\.00% differ", notes_v4), notes_v4
+    assert "interval: pass" not in notes_v4 and "v4 step:" not in notes_v4
+    assert "dark launch v4: 0 user requests answered by v4" in output
+    served = re.search(r"traffic: .*; served (.*)", output)
+    assert served and "v4" not in served.group(1), output
+    # The view prints the prediction diff next to error rate and p99: v4 all
+    # off by 0.2, v2 (a retrain) inside the tolerance.
+    assert re.search(r"interval v4 0%: fail .* err p99 \S+ diff 100\.0% of \d+ "
+                     r"mean\|diff\| 0\.2000 \|", output), output
+    assert re.search(r"interval v2 \d+%: pass .* diff 0\.0% of \d+ mean\|diff\| 0\.0005 \|",
+                     output), output
 
     person_message = git(remote, "log", "-1", "--format=%B", person_revert)
     assert f"This reverts commit {promotion}." in person_message
@@ -187,14 +214,18 @@ def test_ctrl_c_stops_everything_and_removes_the_workspace(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("timings", [FAST, NORMAL], ids=["fast", "normal"])
 def test_every_spec_the_demo_pushes_is_valid(tmp_path: Path, timings: Timings) -> None:
-    for stable, canary in ((1, None), (1, 2), (2, 3)):
+    for stable, canary, dark in ((1, None, False), (1, 2, False), (2, 3, False), (2, 4, True)):
         path = tmp_path / f"{stable}-{canary}" / "half-plus-two.yaml"
         path.parent.mkdir()
-        path.write_text(spec_text(MODEL, stable, canary, timings))
+        path.write_text(spec_text(MODEL, stable, canary, timings, dark_launch=dark))
         report = validate([path])
         assert report.problems == [] and len(report.documents) == 1, report.problems
-    # Every hold can hold at least one analysis interval.
+    # Every hold can hold at least one analysis interval; the dark launch's
+    # weight-0 step holds the intervals that fail a wrong version, and more.
     assert all(hold >= timings.interval_s for hold in timings.holds_s)
+    assert timings.dark_hold_s >= 2 * timings.failure_limit * timings.interval_s
+    dark_spec = spec_text(MODEL, 2, 4, timings, dark_launch=True)
+    assert "steps: [{weight: 0, " in dark_spec and "shadow: {sample: " in dark_spec
 
 
 def test_intervals_accumulate_across_status_documents_without_repeats() -> None:

@@ -55,8 +55,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, make_model: Any) -> Iterato
         yield process
 
 
+LOAD_WAIT_S = 120.0  # a loaded machine may take long to load a version; never a failure
+
+
+def available(server: ServerProcess, version: int) -> bool:
+    reply = httpx.get(f"{server.rest_url}/v1/models/hp/versions/{version}", timeout=WAIT_S)
+    states = reply.json().get("model_version_status", []) if reply.is_success else []
+    return any(s.get("state") == "AVAILABLE" for s in states)
+
+
 def relabel(server: ServerProcess, canary: int) -> None:
-    """Point the canary label at `canary` through ModelService, keeping the rest."""
+    """Point the canary label at `canary` through ModelService, keeping the rest,
+    once `canary` is AVAILABLE (the policy loads every version; a label may
+    only name an available one)."""
+    assert wait_for(lambda: available(server, canary), LOAD_WAIT_S, 0.2), (
+        f"hp v{canary} never became AVAILABLE")
     reply = server.rollout_stub().GetConfig(pb.GetConfigRequest(), timeout=WAIT_S)
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse(reply.model_server_config, config)
