@@ -62,6 +62,14 @@ def following_pulls(pieces: dict[str, Any], tmp_path: Path, *, traffic: bool = T
             sending.stop()
 
 
+def open_long_canary(person: Person, number: int) -> str:
+    """Pull request N with a canary of v2 that holds for an hour (judged once a minute)."""
+    return person.push_pull(
+        number, "rollouts/hp2.yaml",
+        spec(stable=1, canary=2, canary_block=canary_block(hold="1h", interval="1m")),
+        "canary hp2 v2")
+
+
 def note_of(person: Person, commit: str) -> str:
     """The journal on `commit`, as the remote has it."""
     git(person.clone, "fetch", "-q", "origin", "+refs/notes/*:refs/notes/*")
@@ -182,10 +190,7 @@ def test_a_closed_pull_request_stops_its_canary(
 ) -> None:
     with following_pulls(fleet, tmp_path, traffic=False) as rig:
         person, servers, controller = rig.person, rig.servers, rig.controller
-        head = person.push_pull(
-            5, "rollouts/hp2.yaml",
-            spec(stable=1, canary=2, canary_block=canary_block(hold="1h", interval="1m")),
-            "canary hp2 v2")
+        head = open_long_canary(person, 5)
         assert wait_for(lambda: serving_canary(servers, 2), 60, 0.2), controller.status()
         person.close_pull(5)
         assert wait_for(lambda: serving_canary(servers, None), 30, 0.2), controller.status()
@@ -199,10 +204,7 @@ def test_a_stable_change_on_main_restarts_a_running_pull_request_canary(
 ) -> None:
     with following_pulls(fleet, tmp_path, traffic=False) as rig:
         person, servers, controller = rig.person, rig.servers, rig.controller
-        head = person.push_pull(
-            6, "rollouts/hp2.yaml",
-            spec(stable=1, canary=2, canary_block=canary_block(hold="1h", interval="1m")),
-            "canary hp2 v2")
+        head = open_long_canary(person, 6)
         assert wait_for(lambda: " started: " in note_of(person, head), 60, 0.2), (
             controller.status())
         person.write("rollouts/hp2.yaml", spec(stable=3), "hp2 stable v3")
