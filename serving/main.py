@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import FrameType
@@ -84,11 +84,13 @@ from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
 from serving.loaders.options import SavedModelOptions  # noqa: E402
 from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
+from serving.opportunistic import OpportunisticBatcher, planned_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.cors import Cors  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
 from serving.shadow import ShadowScorer  # noqa: E402
+from serving.version_batching import VersionBatching  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -131,9 +133,10 @@ def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOp
     )
 
 
-def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None]:
-    """--platform_config_file: the session ConfigProto, the loading options and
-    the batching options of its tensorflow platform."""
+def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None, bool]:
+    """--platform_config_file: the session ConfigProto, the loading options,
+    the batching options of its tensorflow platform and whether versions
+    batch with their own batching_params.pbtxt."""
     from tensorflow.core.protobuf import config_pb2
 
     settings = read_platform_config(path, config_pb2.DESCRIPTOR)
@@ -144,7 +147,7 @@ def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions
         enable_warmup=settings.enable_model_warmup,
         warmup_iterations=settings.warmup_iterations,
         remove_unused_meta_graph_fields=settings.remove_unused_meta_graph_fields)
-    return session, loading, settings.batching
+    return session, loading, settings.batching, settings.per_model_batching
 
 
 def startup_config(flags: ServerFlags) -> ModelServerConfig:
@@ -192,23 +195,48 @@ class Wiring:
 
     metrics: Metrics
     dataplane: DataPlane
-    batcher: Batcher | None = None
+    batcher: Batcher | OpportunisticBatcher | None = None
     shadow: ShadowScorer | None = None
 
 
+def choose_batcher(batching: BatchingOptions | None, opportunistic: int, metrics: Metrics,
+                   options_for: Callable[[Any], BatchingOptions | None] | None = None,
+                   ) -> Batcher | OpportunisticBatcher | None:
+    """--enable_batching (TF Serving's timed batching, one pool of batch threads
+    for all models; `options_for`: per-model parameters) wins over
+    opportunistic batching, whose `opportunistic` is its row bound (0: off): a
+    deployment that asked for batch timeouts and allowed sizes gets exactly those."""
+    if batching is not None:
+        if opportunistic:
+            log.info("--enable_batching is on: opportunistic batching is off")
+        return Batcher(batching, metrics, options_for=options_for)
+    if opportunistic:
+        return OpportunisticBatcher(opportunistic, metrics)
+    return None
+
+
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
-                    method_name_check: bool = False) -> Wiring:
+                    method_name_check: bool = False, per_model_batching: bool = False,
+                    opportunistic: int = 0) -> Wiring:
     """One Metrics object fed by requests, loads and version states; the
     hash-split router; the data plane over the core. Call before the first
-    reload so the startup loads are measured too."""
+    reload so the startup loads are measured too. `per_model_batching`
+    (with `batching`): each version batches as its batching_params.pbtxt says."""
     metrics = Metrics()
+    versions = (VersionBatching(batching) if batching is not None and per_model_batching
+                else None)
     for platform in core.registry.platforms():
-        core.registry.register(
-            platform, timed_loads(core.registry.factory("", platform), metrics))
+        factory = timed_loads(core.registry.factory("", platform), metrics)
+        core.registry.register(platform, versions.loads(factory) if versions else factory)
     core.add_listener(LoadedVersions(metrics))
     core.router = routing.route
-    # --enable_batching: one batcher (one pool of batch threads) for all models.
-    batcher = Batcher(batching, metrics) if batching is not None else None
+    batcher = choose_batcher(batching, opportunistic, metrics,
+                             versions.options_for if versions else None)
+    if isinstance(batcher, OpportunisticBatcher):
+        # Each version's batch plan is decided, and logged, as it loads.
+        for platform in core.registry.platforms():
+            core.registry.register(
+                platform, planned_loads(core.registry.factory("", platform), batcher))
     # Shadow scoring is idle until a split sets a shadow rate.
     shadow = ShadowScorer(core, metrics)
     dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow,
@@ -382,11 +410,13 @@ def run(flags: ServerFlags) -> int:
         batching = options_from_flags(flags.enable_batching, flags.batching_parameters_file)
         token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
         ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
+        per_model_batching = flags.enable_per_model_batching_parameters
         session = tensorflow_session_config(flags)
         loading = saved_model_options(flags, session)
         if flags.platform_config_file:
             # The file replaces the session, batching, tag and warmup flags (server.cc).
-            session, loading, batching = platform_options(flags.platform_config_file)
+            session, loading, batching, per_model_batching = platform_options(
+                flags.platform_config_file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -407,7 +437,10 @@ def run(flags: ServerFlags) -> int:
     apply_session_threads(session)
     core = ServerCore(core_options(flags),
                       registry=default_registry(loading))
-    wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
+    wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check,
+                             per_model_batching,
+                             flags.opportunistic_batching_max_batch_size
+                             if flags.opportunistic_batching else 0)
     freeze_startup_heap()
     try:
         # A signal while the start-up models load stops the wait at once.

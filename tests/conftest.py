@@ -184,6 +184,18 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
 
 
+MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
+
+
+def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
+    """A server that starts with no models (the controller pushes its config) and
+    exports Prometheus metrics, as every controller test's target does."""
+    (workdir / "empty.conf").write_text("model_config_list {}\n")
+    (workdir / "monitoring.conf").write_text(MONITORING)
+    return start(f"--model_config_file={workdir / 'empty.conf'}",
+                 f"--monitoring_config_file={workdir / 'monitoring.conf'}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     outcome: Any = yield

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 ENV = {
     "GIT_AUTHOR_NAME": "Pat Person",
@@ -23,6 +28,15 @@ def git(cwd: Path, *args: str) -> str:
     if result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
     return result.stdout.strip()
+
+
+def rollouts(cwd: Path, *args: str,
+             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`rollouts ARGS` (this tree's) run in `cwd` as a person would, with git's identity
+    from ENV (or `env` on top of it)."""
+    full = ENV | {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]} | dict(env or {})
+    return subprocess.run([sys.executable, "-m", "controller", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 class Person:

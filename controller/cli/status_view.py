@@ -29,8 +29,12 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
     seen = (document.get("commitSeen") or "-")[:12]
     held = document.get("held") or []
     if held:
-        sync = "blocked: " + ", ".join(f"{h['model']} canary {h['version']} {h['phase']}"
-                                       for h in held)
+        # A failed canary held for a person is not "blocked" (that is a history gate):
+        # say what it waits for.
+        sync = "not in sync: " + ", ".join(
+            f"{h['model']} canary {h['version']} "
+            + ("failed, held for a person" if h["phase"] == FAILED_HELD else h["phase"])
+            for h in held)
     else:
         sync = "in sync" if document.get("inSync") else "converging"
     out.append(
@@ -82,7 +86,9 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
             line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
         source = (f" from pull request {rollout['pullRequest']}"
                   if rollout.get("pullRequest") else "")
-        out.append(f"[bold]{name}[/] canary v{rollout['version']}{source}: {line}")
+        commit = (rollout.get("canaryCommit") or "")[:12]
+        out.append(f"[bold]{name}[/] canary v{rollout['version']}{source}"
+                   + (f" (commit {commit})" if commit else "") + f": {line}")
         for interval in rollout.get("intervals", []):
             out.append(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):

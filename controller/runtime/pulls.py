@@ -186,7 +186,7 @@ class PullRequestCanaries:
                                 _failure(runs[(f.pull, f.model)]))
                      for f in selection.failed]
         dirty |= self._stop_the_gone(heads, selection.running,
-                                     {(f.pull, f.head) for f in selection.failed}, now)
+                                     {(f.pull, f.head) for f in selection.failed}, followed, now)
         if dirty:
             result = self.journal.push_notes()
             if not result.ok:
@@ -196,14 +196,15 @@ class PullRequestCanaries:
         return PullView(compose(snapshot, specs, self.model_root), running, tuple(statuses))
 
     def _stop_the_gone(self, heads: Sequence[PullHead], running: Mapping[str, Proposal],
-                       failed: set[tuple[str, str]], now: float) -> bool:
+                       failed: set[tuple[str, str]], followed: Mapping[str, int],
+                       now: float) -> bool:
         """Journal a `stopped` line for each canary that ran last tick and no longer
         runs (a failed one ended with its verdict: nothing to stop)."""
         previous = {model: p for model, p in self._previous.items()
                     if (p.pull, p.head) not in failed}
         self._previous = dict(running)
         found = stops(previous, running, {h.pull: h.head for h in heads},
-                      [h.pull for h in heads if h.merged])
+                      [h.pull for h in heads if h.merged], followed)
         for stop in found:
             log.warning("%s: canary %s of pull request %s stopped: %s", stop.model,
                         stop.version, stop.pull, stop.reason,

@@ -488,11 +488,13 @@ class RolloutDriver:
             if kind == "hold_failed":
                 status.phase = FAILED_HELD
             if recorded != outcome:
+                # The analysis behind it goes with the notice (ready_to_promote,
+                # failed_held), as the trailers do with a written verdict's.
                 self._note(
                     start,
                     Event("verdict", now, plan.model, plan.version, decision.step, outcome,
                           detail),
-                    summary, notice,
+                    summary, notice, analysis_trailers(events),
                 )
                 return True, status
         return False, status
@@ -524,7 +526,8 @@ class RolloutDriver:
         return _with(base, verdict.outcome, interval_detail(verdict, decision.weight_bp))
 
     def _note(self, commit: str, event: Event, summary: str,
-              notice: NoticeEvent | None = None) -> None:
+              notice: NoticeEvent | None = None,
+              analysis: Sequence[tuple[str, str]] = ()) -> None:
         # A journal entry is one line (concurrent note merges stay lossless).
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
@@ -539,7 +542,8 @@ class RolloutDriver:
         if kind is not None:
             self.notify(Notice(kind, event.model, event.at, event.version,
                                self._stable.get(event.model), commit, event.outcome,
-                               summary=redact(" ".join(summary.split()))))
+                               summary=redact(" ".join(summary.split())),
+                               details={k: redact(v) for k, v in analysis}))
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:

@@ -62,6 +62,14 @@ def following_pulls(pieces: dict[str, Any], tmp_path: Path, *, traffic: bool = T
             sending.stop()
 
 
+def open_long_canary(person: Person, number: int) -> str:
+    """Pull request N with a canary of v2 that holds for an hour (judged once a minute)."""
+    return person.push_pull(
+        number, "rollouts/hp2.yaml",
+        spec(stable=1, canary=2, canary_block=canary_block(hold="1h", interval="1m")),
+        "canary hp2 v2")
+
+
 def note_of(person: Person, commit: str) -> str:
     """The journal on `commit`, as the remote has it."""
     git(person.clone, "fetch", "-q", "origin", "+refs/notes/*:refs/notes/*")
@@ -182,13 +190,29 @@ def test_a_closed_pull_request_stops_its_canary(
 ) -> None:
     with following_pulls(fleet, tmp_path, traffic=False) as rig:
         person, servers, controller = rig.person, rig.servers, rig.controller
-        head = person.push_pull(
-            5, "rollouts/hp2.yaml",
-            spec(stable=1, canary=2, canary_block=canary_block(hold="1h", interval="1m")),
-            "canary hp2 v2")
+        head = open_long_canary(person, 5)
         assert wait_for(lambda: serving_canary(servers, 2), 60, 0.2), controller.status()
         person.close_pull(5)
         assert wait_for(lambda: serving_canary(servers, None), 30, 0.2), controller.status()
         assert wait_for(lambda: "pull request 5 was closed" in note_of(person, head), 30, 0.2)
         assert controller.status()["pullRequests"] == []
         assert person.remote_log() == ["hp2 at v1"]
+
+
+def test_a_stable_change_on_main_restarts_a_running_pull_request_canary(
+    fleet: dict[str, Any], tmp_path: Path  # noqa: F811 - the imported fixture
+) -> None:
+    with following_pulls(fleet, tmp_path, traffic=False) as rig:
+        person, servers, controller = rig.person, rig.servers, rig.controller
+        head = open_long_canary(person, 6)
+        assert wait_for(lambda: " started: " in note_of(person, head), 60, 0.2), (
+            controller.status())
+        person.write("rollouts/hp2.yaml", spec(stable=3), "hp2 stable v3")
+        # The canary runs on against the new stable: a new baseline, a fresh start.
+        assert wait_for(lambda: note_of(person, head).count(" started: ") == 2, 60, 0.2), (
+            controller.status())
+        journal = note_of(person, head)
+        assert "stable changed from v1 to v3 on the followed branch" in journal
+        assert wait_for(lambda: all(label_version(s, "stable") == 3 for s in servers), 30, 0.2)
+        assert serving_canary(servers, 2) and phase_of(controller, "6") == "running"
+        assert person.remote_log() == ["hp2 stable v3", "hp2 at v1"]

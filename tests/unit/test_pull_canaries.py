@@ -250,3 +250,17 @@ def test_pull_requests_refspec_is_checked() -> None:
         with pytest.raises(ValueError, match=says) as info:
             parse_refspec(bad)
         assert "--pull-requests" in str(info.value) and bad in str(info.value)
+
+
+def test_a_canary_on_the_followed_branch_takes_the_model_over(rig) -> None:
+    pulls, refs, notes = rig
+    refs.open("7", "h7", text(canary=2))
+    pulls.tick(followed(), 1000.0)
+    view = pulls.tick(followed(canary=4, commit="main2"), 1001.0)
+    assert view.running == {} and view.snapshot.desired.models["hp2"].labels == {
+        "stable": 1, "canary": 4}
+    assert kinds(notes, "h7") == ["baseline", "stopped"]
+    assert "the followed branch's canary of hp2 (v4) runs first" in notes.notes("h7")[-1]
+    # Once the followed branch's canary is over, the pull request's runs afresh.
+    pulls.tick(followed(stable=4, commit="main3"), 1002.0)
+    assert kinds(notes, "h7") == ["baseline", "stopped", "baseline"]
