@@ -224,3 +224,11 @@ def test_shadow_bench_labels_both_versions_of_every_model() -> None:
     for config in parsed.model_config_list.config:
         assert list(config.model_version_policy.specific.versions) == [1, 2]
         assert dict(config.version_labels) == {"stable": 1, "canary": 2}
+
+
+def test_shadow_ratios_pair_each_round_with_its_own_baseline() -> None:
+    off = [bench_shadow.Window(_result(100, p50), None, {}) for p50 in (1.0, 10.0, 2.0)]
+    on = [bench_shadow.Window(_result(100, p50), None, {}) for p50 in (1.1, 12.0, 3.0)]
+    # Per round 1.1, 1.2, 1.5: the median is 1.2 (the medians' ratio would be 3/2).
+    assert bench_shadow.paired_ratio(on, off, "p99_ms") == pytest.approx(1.2)
+    assert bench_shadow.paired_ratio(on, off, "rps") == 1.0
