@@ -16,6 +16,12 @@ over SharedBatchScheduler), without TensorFlow:
   `allowed_batch_sizes` entry by repeating a row, dims >= 1 padded when
   `pad_variable_length_inputs`; outputs are split back and padding dropped.
 
+Each queue has its version's options (sizes, timeout, depth, padding); the
+threads are the server's, shared by every model. Which options a loaded
+version batches with, or whether it batches at all, is the `options_for`
+callable's to say (with --enable_per_model_batching_parameters,
+serving.version_batching; otherwise every version gets the server's).
+
 The caller blocks until its batch has run, so a request still holds its
 version's handle while it waits (an unload waits for it). The pure helpers
 (`batch_size_of`, `round_to_allowed`, `merge_inputs`, `split_outputs`,
@@ -197,6 +203,7 @@ class _Queue:
     output_keys: Sequence[str] | None
     model: str
     version: int
+    options: BatchingOptions
     batches: deque[_Batch]
 
 
@@ -204,11 +211,15 @@ class Batcher:
     """Merges concurrent `run` calls per queue; see the module docstring."""
 
     def __init__(self, options: BatchingOptions, observer: BatchObserver | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 options_for: Callable[[Any], BatchingOptions | None] | None = None) -> None:
+        """`options`: the server's (its threads serve every queue); `options_for`:
+        a loaded servable's own options, None if it is not batched (default:
+        `options` for every servable)."""
         self.options = options
         self._observer = observer
         self._clock = clock
-        self._timeout = options.batch_timeout_micros / 1e6
+        self._options_for = options_for or (lambda servable: options)
         self._cond = threading.Condition()
         self._queues: dict[Hashable, _Queue] = {}
         self._next = 0  # round-robin position over self._queues
@@ -225,30 +236,32 @@ class Batcher:
 
     def run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
             output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
-            ) -> dict[str, np.ndarray]:
+            options: BatchingOptions | None = None) -> dict[str, np.ndarray]:
         """Run `inputs` as part of a batch; blocks until that batch has run."""
         return self.submit(servable, signature_key, inputs, output_keys, model=model,
-                           version=version).result()
+                           version=version, options=options).result()
 
     def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
                output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
-               ) -> Future[dict[str, np.ndarray]]:
-        """Queue `inputs` for a batch; the future completes when that batch has
-        run. Refusals (too large, queue full, stopping) raise here, at once."""
+               options: BatchingOptions | None = None) -> Future[dict[str, np.ndarray]]:
+        """Queue `inputs` for a batch (with `options`, default the server's);
+        the future completes when that batch has run. Refusals (too large,
+        queue full, stopping) raise here, at once."""
+        options = options or self.options
         size = batch_size_of(inputs)
-        if size > self.options.max_batch_size:
+        if size > options.max_batch_size:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size"
-                f" {self.options.max_batch_size}")
+                f" {options.max_batch_size}")
         call = _Call(inputs, size)
         key = queue_key(servable, signature_key, output_keys, inputs,
-                        self.options.pad_variable_length_inputs)
+                        options.pad_variable_length_inputs)
         with self._cond:
             if self._stopping:
                 raise unavailable("Server is shutting down; batching is stopped")
             queue = self._queues.get(key)
             if queue is None:
-                queue = _Queue(servable, signature_key, output_keys, model, version,
+                queue = _Queue(servable, signature_key, output_keys, model, version, options,
                                deque([_Batch(self._clock())]))
                 self._queues[key] = queue
             self._enqueue(queue, call)
@@ -257,9 +270,10 @@ class Batcher:
 
     def _enqueue(self, queue: _Queue, call: _Call) -> None:
         open_batch = queue.batches[-1]
-        if open_batch.size + call.size > self.options.max_batch_size:
-            if len(queue.batches) >= self.options.max_enqueued_batches:
-                raise queue_full_error(len(queue.batches), self.options.max_enqueued_batches)
+        limits = queue.options
+        if open_batch.size + call.size > limits.max_batch_size:
+            if len(queue.batches) >= limits.max_enqueued_batches:
+                raise queue_full_error(len(queue.batches), limits.max_enqueued_batches)
             open_batch = _Batch(self._clock())
             queue.batches.append(open_batch)
         if not open_batch.calls:
@@ -267,9 +281,13 @@ class Batcher:
         open_batch.calls.append(call)
         open_batch.size += call.size
 
-    def bind(self, servable: Any, model: str, version: int) -> BatchedServable:
-        """`servable` as the data plane sees it, with `run` going through the batcher."""
-        return BatchedServable(self, servable, model, version)
+    def bind(self, servable: Any, model: str, version: int) -> Any:
+        """`servable` as the data plane sees it: a BatchedServable whose `run`
+        goes through the batcher, or `servable` itself if it is not batched."""
+        options = self._options_for(servable)
+        if options is None:
+            return servable
+        return BatchedServable(self, servable, model, version, options)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Refuse new calls, finish every queued batch, then end the threads."""
@@ -285,7 +303,7 @@ class Batcher:
     def _ready(self, queue: _Queue, now: float) -> bool:
         batch = queue.batches[0]
         return batch_ready(len(queue.batches), batch.size, batch.opened, now,
-                           self.options.max_batch_size, self._timeout, self._stopping)
+                           queue.options.max_batch_size, _timeout(queue), self._stopping)
 
     def pending(self) -> int:
         """Calls accepted but not yet handed to a batch thread."""
@@ -314,10 +332,11 @@ class Batcher:
 
     def _wait_time(self, now: float) -> float | None:
         """How long until some open batch times out (None: nothing is waiting)."""
-        opened = [q.batches[0].opened for q in self._queues.values() if q.batches[0].calls]
-        if not opened:
+        due = [q.batches[0].opened + _timeout(q) for q in self._queues.values()
+               if q.batches[0].calls]
+        if not due:
             return None
-        return max(0.0, min(opened) + self._timeout - now)
+        return max(0.0, min(due) - now)
 
     def _work(self) -> None:
         while True:
@@ -335,8 +354,8 @@ class Batcher:
     def _process(self, queue: _Queue, batch: _Batch) -> None:
         calls = batch.calls
         try:
-            merged = merge_inputs([c.inputs for c in calls], self.options.allowed_batch_sizes,
-                                  self.options.pad_variable_length_inputs)
+            merged = merge_inputs([c.inputs for c in calls], queue.options.allowed_batch_sizes,
+                                  queue.options.pad_variable_length_inputs)
             outputs = queue.servable.run(queue.signature_key, merged.inputs, queue.output_keys)
             if len(calls) == 1 and not merged.padding:
                 parts = [outputs]
@@ -357,6 +376,10 @@ class Batcher:
             _settle(call.future, result=part)
 
 
+def _timeout(queue: _Queue) -> float:
+    return queue.options.batch_timeout_micros / 1e6
+
+
 def _settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray] | None = None,
             error: BaseException | None = None) -> None:
     """Complete a caller's future; one its caller cancelled is left as it is
@@ -373,11 +396,13 @@ def _settle(future: Future[dict[str, np.ndarray]], result: dict[str, np.ndarray]
 class BatchedServable:
     """A servable whose `run` goes through a Batcher; the rest is passed through."""
 
-    def __init__(self, batcher: Batcher, servable: Any, model: str, version: int) -> None:
+    def __init__(self, batcher: Batcher, servable: Any, model: str, version: int,
+                 options: BatchingOptions | None = None) -> None:
         self._batcher = batcher
         self._servable = servable
         self._model = model
         self._version = version
+        self._options = options
 
     @property
     def signatures(self) -> Mapping[str, Any]:
@@ -389,10 +414,12 @@ class BatchedServable:
     def run(self, signature_key: str, inputs: Mapping[str, np.ndarray],
             output_keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         return self._batcher.run(self._servable, signature_key, inputs, output_keys,
-                                 model=self._model, version=self._version)
+                                 model=self._model, version=self._version,
+                                 options=self._options)
 
     def submit(self, signature_key: str, inputs: Mapping[str, np.ndarray],
                output_keys: Sequence[str] | None = None) -> Future[dict[str, np.ndarray]]:
         """As `run`, without blocking: the batch's result, when it has run."""
         return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
-                                    model=self._model, version=self._version)
+                                    model=self._model, version=self._version,
+                                    options=self._options)

@@ -120,7 +120,8 @@ class CoreLike(Protocol):
 
 
 class BatcherLike(Protocol):
-    """serving.batching.Batcher: wraps a servable so its `run` is batched."""
+    """serving.batching.Batcher: wraps a servable so its `run` is batched (a
+    servable it does not batch comes back as it is)."""
 
     def bind(self, servable: Any, model: str, version: int) -> Any: ...
 
@@ -496,8 +497,24 @@ class DataPlane:
     def _submit(self, h: Any, key: str, tensors: Mapping[str, np.ndarray],
                 output_keys: Sequence[str] | None, executor: concurrent.futures.Executor | None,
                 ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
-        """The handle's call handed to its batcher; the future completes when it has run."""
-        return self._runner(h).submit(key, tensors, output_keys)  # type: ignore[no-any-return]
+        """The handle's call handed to its batcher; the future completes when it
+        has run. A version the batcher does not batch (per-model batching
+        parameters, none in its directory) runs in `executor` instead."""
+        runner = self._runner(h)
+        if hasattr(runner, "submit"):
+            return runner.submit(key, tensors, output_keys)  # type: ignore[no-any-return]
+        done: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
+
+        def call() -> None:
+            if not done.set_running_or_notify_cancel():
+                return
+            try:
+                done.set_result(runner.run(key, tensors, output_keys))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        asyncio.get_running_loop().run_in_executor(executor, call)
+        return done
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
                        entrypoint: str, make: Callable[..., Example[Result]]) -> Result:

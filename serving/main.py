@@ -89,6 +89,7 @@ from serving.rest.cors import Cors  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
 from serving.server_core import CoreOptions, ServableHandle, ServerCore  # noqa: E402
 from serving.shadow import ShadowScorer  # noqa: E402
+from serving.version_batching import VersionBatching  # noqa: E402
 
 log = logging.getLogger("serving")
 
@@ -131,9 +132,10 @@ def saved_model_options(flags: ServerFlags, session: Any = None) -> SavedModelOp
     )
 
 
-def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None]:
-    """--platform_config_file: the session ConfigProto, the loading options and
-    the batching options of its tensorflow platform."""
+def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions | None, bool]:
+    """--platform_config_file: the session ConfigProto, the loading options,
+    the batching options of its tensorflow platform and whether versions
+    batch with their own batching_params.pbtxt."""
     from tensorflow.core.protobuf import config_pb2
 
     settings = read_platform_config(path, config_pb2.DESCRIPTOR)
@@ -144,7 +146,7 @@ def platform_options(path: str) -> tuple[Any, SavedModelOptions, BatchingOptions
         enable_warmup=settings.enable_model_warmup,
         warmup_iterations=settings.warmup_iterations,
         remove_unused_meta_graph_fields=settings.remove_unused_meta_graph_fields)
-    return session, loading, settings.batching
+    return session, loading, settings.batching, settings.per_model_batching
 
 
 def startup_config(flags: ServerFlags) -> ModelServerConfig:
@@ -197,18 +199,23 @@ class Wiring:
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
-                    method_name_check: bool = False) -> Wiring:
+                    method_name_check: bool = False, per_model_batching: bool = False,
+                    ) -> Wiring:
     """One Metrics object fed by requests, loads and version states; the
     hash-split router; the data plane over the core. Call before the first
-    reload so the startup loads are measured too."""
+    reload so the startup loads are measured too. `per_model_batching`
+    (with `batching`): each version batches as its batching_params.pbtxt says."""
     metrics = Metrics()
+    versions = (VersionBatching(batching) if batching is not None and per_model_batching
+                else None)
     for platform in core.registry.platforms():
-        core.registry.register(
-            platform, timed_loads(core.registry.factory("", platform), metrics))
+        factory = timed_loads(core.registry.factory("", platform), metrics)
+        core.registry.register(platform, versions.loads(factory) if versions else factory)
     core.add_listener(LoadedVersions(metrics))
     core.router = routing.route
     # --enable_batching: one batcher (one pool of batch threads) for all models.
-    batcher = Batcher(batching, metrics) if batching is not None else None
+    batcher = (Batcher(batching, metrics, options_for=versions.options_for if versions else None)
+               if batching is not None else None)
     # Shadow scoring is idle until a split sets a shadow rate.
     shadow = ShadowScorer(core, metrics)
     dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow,
@@ -382,11 +389,13 @@ def run(flags: ServerFlags) -> int:
         batching = options_from_flags(flags.enable_batching, flags.batching_parameters_file)
         token = read_token_file(flags.admin_token_file) if flags.admin_token_file else ""
         ssl = read_ssl_config(flags.ssl_config_file) if flags.ssl_config_file else None
+        per_model_batching = flags.enable_per_model_batching_parameters
         session = tensorflow_session_config(flags)
         loading = saved_model_options(flags, session)
         if flags.platform_config_file:
             # The file replaces the session, batching, tag and warmup flags (server.cc).
-            session, loading, batching = platform_options(flags.platform_config_file)
+            session, loading, batching, per_model_batching = platform_options(
+                flags.platform_config_file)
     except FlagError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -407,7 +416,8 @@ def run(flags: ServerFlags) -> int:
     apply_session_threads(session)
     core = ServerCore(core_options(flags),
                       registry=default_registry(loading))
-    wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check)
+    wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check,
+                             per_model_batching)
     freeze_startup_heap()
     try:
         # A signal while the start-up models load stops the wait at once.

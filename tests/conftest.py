@@ -23,7 +23,7 @@ settings.register_profile("suite", deadline=None, derandomize=True, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 REPO = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 90.0
+READY_TIMEOUT_S = 600.0  # bounds a failure only: a TF import took over 90 s at load 20
 
 
 ModelFactory = Callable[..., Path]
@@ -182,6 +182,18 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
         server.stop()
         if failed is not None and failed.failed:
             print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
+
+
+MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
+
+
+def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
+    """A server that starts with no models (the controller pushes its config) and
+    exports Prometheus metrics, as every controller test's target does."""
+    (workdir / "empty.conf").write_text("model_config_list {}\n")
+    (workdir / "monitoring.conf").write_text(MONITORING)
+    return start(f"--model_config_file={workdir / 'empty.conf'}",
+                 f"--monitoring_config_file={workdir / 'monitoring.conf'}")
 
 
 @pytest.hookimpl(hookwrapper=True)

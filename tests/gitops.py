@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 ENV = {
     "GIT_AUTHOR_NAME": "Pat Person",
@@ -23,6 +28,15 @@ def git(cwd: Path, *args: str) -> str:
     if result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
     return result.stdout.strip()
+
+
+def rollouts(cwd: Path, *args: str,
+             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`rollouts ARGS` (this tree's) run in `cwd` as a person would, with git's identity
+    from ENV (or `env` on top of it)."""
+    full = ENV | {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]} | dict(env or {})
+    return subprocess.run([sys.executable, "-m", "controller", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 class Person:
@@ -63,6 +77,31 @@ class Person:
     def revert(self, sha: str) -> str:
         git(self.clone, "revert", "--no-edit", sha)
         return self.push()
+
+    def push_pull(self, number: int, relpath: str, text: str, message: str) -> str:
+        """Commit `text` on branch pr<N> off main and push it as GitHub keeps a pull
+        request's head (`refs/pull/N/head`); a second push is the pull request changing."""
+        git(self.clone, "checkout", "-q", "-B", f"pr{number}", "main")
+        path = self.clone / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        git(self.clone, "add", relpath)
+        git(self.clone, "commit", "-q", "-m", message)
+        git(self.clone, "push", "-q", "-f", "origin", f"HEAD:refs/pull/{number}/head")
+        head = git(self.clone, "rev-parse", "HEAD")
+        git(self.clone, "checkout", "-q", "main")
+        return head
+
+    def merge_pull(self, number: int) -> str:
+        """Merge pull request N into main with a merge commit, as a forge's button does."""
+        self.pull()
+        git(self.clone, "merge", "-q", "--no-ff", "-m", f"Merge pull request #{number}",
+            f"pr{number}")
+        return self.push()
+
+    def close_pull(self, number: int) -> None:
+        """Close pull request N unmerged: its head ref is gone."""
+        git(self.clone, "push", "-q", "origin", f":refs/pull/{number}/head")
 
     def remote_log(self) -> list[str]:
         """Subjects on the remote's main, newest first."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-WAIT_S = 10.0  # default bound on a condition; reached only when a test fails
+WAIT_S = 60.0  # default bound on a condition; reached only when a test fails
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S,

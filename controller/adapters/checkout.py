@@ -3,7 +3,8 @@
 `rollouts promote | abort | retry` run where a person works: commits carry the
 person's git identity and signing settings, and pushes use their credentials. With
 `--repo URL` the command clones into a temporary directory first. Only what the
-actions need: the top level, the branch, history messages, commit one file, push.
+actions need: the top level, the branch, history messages, whether the remote
+has moved on, commit one file, push.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ class CheckoutError(RuntimeError):
     """A git command failed; the message has git's own words."""
 
 
+def _why(output: str) -> str:
+    """git's own reason for failing: the remote's words and git's error lines, not the
+    hints after them (a rejected push ends with "hint: See the 'Note about
+    fast-forwards'...")."""
+    lines = [" ".join(line.split()) for line in output.strip().splitlines()]
+    said = [line for line in lines if line.startswith(("remote:", "error:", "fatal:", "!"))]
+    if not said:
+        said = [line for line in lines if line and not line.startswith("hint:")][-1:]
+    return "; ".join(said) or "failed"
+
+
 class Checkout:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -33,8 +45,7 @@ class Checkout:
         except (OSError, subprocess.TimeoutExpired) as err:
             raise CheckoutError(f"git {args[0]}: {err}") from err
         if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise CheckoutError(f"git {' '.join(args[:2])}: {detail[-1] if detail else 'failed'}")
+            raise CheckoutError(f"git {' '.join(args[:2])}: {_why(result.stderr or result.stdout)}")
         return result.stdout
 
     @classmethod
@@ -75,6 +86,20 @@ class Checkout:
 
     def new_branch(self, name: str) -> None:
         self.git("checkout", "-q", "-b", name)
+
+    def switch(self, name: str) -> None:
+        self.git("checkout", "-q", name)
+
+    def behind(self, remote: str, branch: str) -> int:
+        """How many commits `remote`'s `branch` has that HEAD lacks, fetched now; 0 when
+        the remote has no such branch (nothing to be behind of)."""
+        self.git("fetch", "-q", remote)
+        ref = f"refs/remotes/{remote}/{branch}"
+        try:
+            self.git("rev-parse", "--verify", "-q", ref)
+        except CheckoutError:
+            return 0
+        return int(self.git("rev-list", "--count", f"HEAD..{ref}").strip())
 
     def push(self, remote: str, refspec: str) -> None:
         self.git("push", "-q", remote, refspec)

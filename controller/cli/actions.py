@@ -73,6 +73,14 @@ def _document(checkout: Checkout, specs_dir: str, model: str) -> LoadedSpec:
     if not found:
         broken = sorted({p.path for p in result.problems})
         hint = f" (invalid spec files, not read: {', '.join(broken)})" if broken else ""
+        named = [d.spec.spec.model.name for d in result.documents
+                 if d.spec.metadata.name == model]
+        models = sorted(d.spec.spec.model.name for d in result.documents)
+        if named:
+            hint += (f"; {model!r} is the metadata.name of the spec of model {named[0]!r}: "
+                     "MODEL is spec.model.name")
+        elif models:
+            hint += f"; the models there: {', '.join(models)}"
         raise LookupError(f"no spec for model {model!r} under {folder}{hint}")
     if len(found) > 1:
         raise LookupError(f"model {model!r} has {len(found)} specs: "
@@ -103,6 +111,14 @@ def cmd_action(args: argparse.Namespace) -> int:
 
 
 def _act(args: argparse.Namespace, checkout: Checkout) -> int:
+    branch = checkout.branch()
+    if (args.push or args.branch) and not args.repo and not args.dry_run:
+        # Decide on the spec as the remote has it: a stale checkout would act on a
+        # canary that is gone or changed there, and its push would be rejected anyway.
+        behind = checkout.behind("origin", branch)
+        if behind:
+            return _fail(args, f"{branch} is {behind} commit(s) behind origin/{branch}, "
+                               "whose spec may differ: run `git pull`, then this again", 2)
     document = _document(checkout, args.specs_dir, args.model)
     path = Path(document.path).resolve()
     before = path.read_text(encoding="utf-8")
@@ -126,18 +142,33 @@ def _act(args: argparse.Namespace, checkout: Checkout) -> int:
         print(_diff(path, checkout.root.resolve(), before, edit.text), end="")
         print("\n" + edit.message)
         return 0
-    branch = checkout.branch()
     if args.branch:
         checkout.new_branch(args.branch)
     path.write_text(edit.text, encoding="utf-8")
     sha = checkout.commit(path, edit.message)
-    where = "not pushed (add --push, or push it yourself)"
+    subject = edit.message.splitlines()[0]
     if args.branch:
-        checkout.push("origin", f"HEAD:refs/heads/{args.branch}")
-        where = f"pushed to new branch {args.branch}: open a pull request from it"
+        try:
+            checkout.push("origin", f"HEAD:refs/heads/{args.branch}")
+        finally:
+            # The person's checkout stays on the branch they were on: the action is
+            # proposed on its own branch, and a later `--push` must not land there.
+            checkout.switch(branch)
+        where = (f"pushed to new branch {args.branch}: open a pull request from it "
+                 f"(this checkout stays on {branch})")
     elif args.push:
-        checkout.push("origin", f"HEAD:{args.base if args.repo else branch}")
-        where = f"pushed to {args.base if args.repo else branch}"
-    print(f"rollouts {args.action}: {edit.message.splitlines()[0]}\n"
-          f"  commit {sha[:12]}, {where}")
+        target = args.base if args.repo else branch
+        try:
+            checkout.push("origin", f"HEAD:{target}")
+        except CheckoutError as err:
+            if args.repo:
+                raise
+            return _fail(args, f"{subject}: commit {sha[:12]} is in this checkout but not "
+                               f"on origin/{target}: {err}. Push it yourself once that is "
+                               "fixed (`git pull --rebase` first if the remote moved on), "
+                               "or drop it with `git reset --hard HEAD~1`", 2)
+        where = f"pushed to {target}"
+    else:
+        where = "not pushed (add --push, or push it yourself)"
+    print(f"rollouts {args.action}: {subject}\n  commit {sha[:12]}, {where}")
     return 0

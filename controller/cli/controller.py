@@ -84,6 +84,12 @@ def add_parsers(subparsers: Any) -> None:
         help="push: verdicts onto the followed branch (default); branch: each onto "
         "rollouts/<model>/<promote|revert>-<version> for a bot or person to merge",
     )
+    run.add_argument(
+        "--pull-requests", default=None, metavar="REFSPEC",
+        help="run canaries from pull requests before merge: the remote refs of their heads "
+        "with '*' for the number, e.g. +refs/pull/*/head (GitHub) or "
+        "refs/merge-requests/*/head (GitLab); a pass is ready to merge, merging promotes",
+    )
     run.set_defaults(handler=cmd_run)
 
     plan = subparsers.add_parser(
@@ -256,6 +262,7 @@ def load_settings(args: argparse.Namespace) -> Any:
             )
             for entry in config.notifications
         ),
+        pull_requests=_checked_pull_requests(pick("pull_requests", "pullRequests", "") or ""),
         **git_write_settings(pick),
     )
 
@@ -264,6 +271,14 @@ def _checked_dns_targets(texts: list[str]) -> list[str]:
     from controller.adapters.discovery import parse_dns_target
 
     return [parse_dns_target(t).text for t in texts]
+
+
+def _checked_pull_requests(text: str) -> str:
+    from controller.adapters.pulls import parse_refspec
+
+    if text:
+        parse_refspec(text)
+    return text
 
 
 def _checked_dns_server(text: str) -> str:

@@ -29,8 +29,12 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
     seen = (document.get("commitSeen") or "-")[:12]
     held = document.get("held") or []
     if held:
-        sync = "blocked: " + ", ".join(f"{h['model']} canary {h['version']} {h['phase']}"
-                                       for h in held)
+        # A failed canary held for a person is not "blocked" (that is a history gate):
+        # say what it waits for.
+        sync = "not in sync: " + ", ".join(
+            f"{h['model']} canary {h['version']} "
+            + ("failed, held for a person" if h["phase"] == FAILED_HELD else h["phase"])
+            for h in held)
     else:
         sync = "in sync" if document.get("inSync") else "converging"
     out.append(
@@ -80,11 +84,24 @@ def status_view(document: dict[str, Any]) -> list[RenderableType]:
                     f"{rollout.get('stepText', '')}, targets serve {served}, still loaded)")
         else:
             line = f"{rollout['phase']}, step {rollout.get('stepText', '')}, targets serve {served}"
-        out.append(f"[bold]{name}[/] canary v{rollout['version']}: {line}")
+        source = (f" from pull request {rollout['pullRequest']}"
+                  if rollout.get("pullRequest") else "")
+        commit = (rollout.get("canaryCommit") or "")[:12]
+        out.append(f"[bold]{name}[/] canary v{rollout['version']}{source}"
+                   + (f" (commit {commit})" if commit else "") + f": {line}")
         for interval in rollout.get("intervals", []):
             out.append(f"  {interval.get('outcome', '?'):>12}  {interval.get('summary', '')}")
         if rollout.get("message"):
             out.append(f"  {rollout['message']}")
+    pulls = document.get("pullRequests") or []
+    if pulls:
+        table = Table("pull request", "head", "model", "canary", "phase", "why")
+        for pull in pulls:
+            version = pull.get("version")
+            table.add_row(pull["pull"], (pull.get("head") or "")[:12], pull.get("model") or "-",
+                          f"v{version}" if version is not None else "-", pull["phase"],
+                          pull.get("reason", ""))
+        out.append(table)
     for finding in document.get("findings", []):
         out.append(f"[yellow]![/] {finding['target']} {finding['model']}: {finding['message']}")
     return out

@@ -248,12 +248,15 @@ def stops(
     running: Mapping[str, Proposal],
     heads: Mapping[str, str],
     merged: Iterable[str],
+    followed: Mapping[str, int] | None = None,
 ) -> list[Stop]:
     """The pull request canaries that ran (`previous`, by model) and no longer run.
 
     `heads`: every pull request's head now (pull -> sha); `merged`: the pull requests
-    whose head is on the followed branch.
+    whose head is on the followed branch; `followed`: the followed branch's own
+    canaries (model -> version), which take a model over.
     """
+    followed = followed or {}
     merged_pulls = set(merged)
     found: list[Stop] = []
     for model, before in sorted(previous.items()):
@@ -268,6 +271,8 @@ def stops(
             reason = f"pull request {before.pull} changed (head now {heads[before.pull][:12]})"
         elif now is not None:
             reason = f"pull request {now.pull}'s canary of {model} runs instead"
+        elif model in followed:
+            reason = f"the followed branch's canary of {model} (v{followed[model]}) runs first"
         else:
             reason = f"pull request {before.pull} no longer proposes this canary"
         found.append(Stop(model, before.pull, before.head, before.canary.version, reason))

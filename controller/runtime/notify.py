@@ -1,8 +1,9 @@
 """Delivering notices to people's HTTP endpoints, off the reconcile path.
 
-`Notifier.send` never blocks and never raises: it puts one delivery per
-interested target on a bounded queue (full: dropped and logged) and a worker
-thread POSTs them, each retried with exponential backoff. A receiver that is down
+`Notifier.send` never blocks and never raises: it puts one delivery on the bounded
+queue of each interested target (full: dropped and logged), and that target's own
+worker thread POSTs them in order, each retried with exponential backoff, so a
+receiver that hangs or is down delays no other receiver. A receiver that is down
 is logged at WARNING, never fatal. With a secret, each request carries
 `X-Hub-Signature-256: sha256=<HMAC of the body>`, the header the controller's own
 webhook endpoint checks, so one verifier serves both directions.
@@ -48,7 +49,29 @@ def _httpx_post(timeout_s: float) -> Post:
     return post
 
 
+class _Lane:
+    """One target's queue and the worker thread that delivers it, in order."""
+
+    def __init__(self, target: NotificationTarget, max_queued: int,
+                 deliver: Callable[[NotificationTarget, Notice], None]) -> None:
+        self.target = target
+        self.queue: queue.Queue[Notice | None] = queue.Queue(max_queued)
+        self._deliver = deliver
+        self.worker = threading.Thread(target=self._run, name="notify", daemon=True)
+        self.worker.start()
+
+    def _run(self) -> None:
+        while True:
+            notice = self.queue.get()
+            if notice is None:
+                return
+            self._deliver(self.target, notice)
+
+
 class Notifier:
+    """Delivers each notice to every target that wants it, a worker per target: a
+    receiver that is slow, hangs or is down delays only its own deliveries."""
+
     def __init__(
         self,
         targets: Sequence[NotificationTarget],
@@ -65,43 +88,38 @@ class Notifier:
         self._sleep = sleep
         self._attempts = attempts
         self._first_backoff_s = first_backoff_s
-        self._queue: queue.Queue[tuple[NotificationTarget, Notice] | None] = queue.Queue(
-            max_queued)
+        self._counts = threading.Lock()
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
-        self._worker: threading.Thread | None = None
-        if self.targets:
-            self._worker = threading.Thread(target=self._run, name="notify", daemon=True)
-            self._worker.start()
+        self._lanes = [_Lane(t, max_queued, self._deliver) for t in self.targets]
 
     def send(self, notice: Notice) -> None:
-        for target in self.targets:
-            if notice.event not in target.events:
+        for lane in self._lanes:
+            if notice.event not in lane.target.events:
                 continue
             try:
-                self._queue.put_nowait((target, notice))
+                lane.queue.put_nowait(notice)
             except queue.Full:
-                self.dropped += 1
-                log.warning("notification %s for %s dropped: %d already queued",
-                            notice.event, notice.model, self._queue.maxsize)
+                self._count("dropped")
+                log.warning("notification %s for %s to %s dropped: %d already queued",
+                            notice.event, notice.model, redact(lane.target.url),
+                            lane.queue.maxsize)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop after what is queued now, waiting at most `timeout_s`."""
-        if self._worker is None:
-            return
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            return
-        self._worker.join(timeout_s)
+        """Stop after what is queued now, waiting at most `timeout_s` in all."""
+        deadline = time.monotonic() + timeout_s
+        for lane in self._lanes:
+            try:
+                lane.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Full:
+                continue
+        for lane in self._lanes:
+            lane.worker.join(max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            self._deliver(*item)
+    def _count(self, name: str) -> None:
+        with self._counts:
+            setattr(self, name, getattr(self, name) + 1)
 
     def _deliver(self, target: NotificationTarget, notice: Notice) -> None:
         body = render(notice, target.format)
@@ -118,7 +136,7 @@ class Notifier:
                 problem = str(err) or type(err).__name__
             else:
                 if 200 <= status < 300:
-                    self.delivered += 1
+                    self._count("delivered")
                     return
                 problem = f"HTTP {status}"
                 if 400 <= status < 500 and status not in (408, 429):
@@ -126,6 +144,6 @@ class Notifier:
             if attempt < self._attempts:
                 self._sleep(delay)
                 delay *= 2
-        self.failed += 1
+        self._count("failed")
         log.warning("notification %s for %s to %s failed after %d attempt(s): %s",
                     notice.event, notice.model, redact(target.url), attempt, redact(problem))

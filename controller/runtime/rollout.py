@@ -52,9 +52,11 @@ from controller.decide.gates import (
 from controller.decide.notices import Event as NoticeEvent
 from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
+from controller.decide.pull_requests import current_run
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
 from controller.runtime.aborts import AbortWatch, Running
 from controller.runtime.logfields import fields
+from controller.runtime.pulls import PullCanary
 from controller.runtime.writeback import (
     BranchStatus,
     BranchWriter,
@@ -120,10 +122,13 @@ class RolloutStatus:
     # The journal's other events (proposed, started, step, verdict), for the dashboard.
     events: list[dict[str, Any]] = field(default_factory=list)
     awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
+    pull_request: str = ""  # the pull request it runs from (`--pull-requests`), or ""
 
 
 # The phase of a failed canary that `analysis.onFailure: pause` holds for a person.
 FAILED_HELD = "failed_held"
+# The phase of a pull request's canary that passed: merging it promotes.
+READY_TO_MERGE = "ready_to_merge"
 
 # Journal events that people are told of: (kind, verdict outcome) -> notice event.
 # Promotions and reverts are told when their commit is written (`_tell`).
@@ -187,9 +192,13 @@ class RolloutDriver:
         clock: Callable[[], float] = time.time,
         branch_writer: BranchWriter | None = None,
         notify: Callable[[Notice], None] | None = None,
+        journal_home: Callable[[str, RolloutSpec], str] | None = None,
     ) -> None:
         """`branch_writer`: propose each verdict on a branch of its own (write-back
-        "branch") instead of pushing it onto the followed branch."""
+        "branch") instead of pushing it onto the followed branch. `journal_home`: where
+        the journal of the canary a commit started lives (`PullRequestCanaries.
+        journal_home`: a merged pull request's head; default: that commit)."""
+        self.journal_home = journal_home or (lambda start, _spec: start)
         self.git = git
         self.journal = journal
         self.provider = provider
@@ -215,7 +224,16 @@ class RolloutDriver:
         self.aborts = AbortWatch(git, journal, self.notify, clock)
 
     # -- per tick --------------------------------------------------------
-    def drive(self, snapshot: Snapshot, observed: Sequence[ObservedTarget]) -> DriveResult:
+    def drive(
+        self,
+        snapshot: Snapshot,
+        observed: Sequence[ObservedTarget],
+        pulls: Mapping[str, PullCanary] | None = None,
+    ) -> DriveResult:
+        """One tick for every canary of `snapshot`. `pulls`: the models whose canary
+        runs from a pull request (`runtime.pulls`): journaled on its head; a pass is
+        "ready to merge" and a failure only leaves traffic, neither writes a commit."""
+        pulls = pulls or {}
         models = dict(snapshot.desired.models)
         statuses: dict[str, RolloutStatus] = {}
         pending: list[Pending] = []
@@ -227,8 +245,9 @@ class RolloutDriver:
             if plan is None:
                 continue
             document = snapshot.documents[name]
-            start = self.start_commit(snapshot.commit, document.path, name, plan.version,
-                                      _attempt(document.spec))
+            pull = pulls.get(name)
+            start = pull.head if pull is not None else self.start_commit(
+                snapshot.commit, document.path, name, plan.version, _attempt(document.spec))
             held = self.held_back(snapshot, name, plan, start)
             if held is not None:
                 models[name] = without_canary(models[name])
@@ -238,8 +257,10 @@ class RolloutDriver:
             if start is None:
                 log.warning("%s: cannot find the commit that started canary %s", name, plan.version)
                 continue
-            running[name] = Running(plan.version, start)
-            events = parse_journal(self.journal.notes(start))
+            if pull is None:
+                running[name] = Running(plan.version, start)
+            journal = start if pull is not None else self.journal_home(start, document.spec)
+            events = self._events(journal, plan)
             now = self.clock()
             state = fold(plan, events)
             weight = plan.steps[min(state.step, len(plan.steps) - 1)].weight_bp
@@ -247,14 +268,14 @@ class RolloutDriver:
                                  started=state.started_at is not None)
             load_error = canary_load_error(name, plan.version, observed)
             decision = decide(plan, events, ready=ready, now=now, load_error=load_error)
-            recorded, status = self._act(snapshot, plan, decision, events, start, now)
+            recorded, status = self._act(snapshot, plan, decision, events, journal, now, pull)
             # What an interval just judged (a failure limit reached, a hold over)
             # is acted on in this same pass, not one tick later.
             for _ in range(3):
                 if not recorded or decision.kind not in ("analyse", "start"):
                     break
                 notes_dirty = True
-                events = parse_journal(self.journal.notes(start))
+                events = self._events(journal, plan)
                 follow = decide(plan, events, ready=ready, now=now, load_error=load_error)
                 if follow.kind in ("wait", "analyse", "wait_ready", "hold"):
                     status.due_at = follow.due_at
@@ -262,7 +283,8 @@ class RolloutDriver:
                         status.phase, status.message = "paused", follow.reason
                     break
                 decision = follow
-                recorded, status = self._act(snapshot, plan, decision, events, start, now)
+                recorded, status = self._act(snapshot, plan, decision, events, journal, now,
+                                             pull)
             notes_dirty |= recorded
             if decision.kind in ("wait", "hold"):
                 status.due_at = decision.due_at
@@ -275,7 +297,7 @@ class RolloutDriver:
                 models[name] = held_out_of_traffic(models[name])
             else:
                 models[name] = with_weight(models[name], status.weight_bp)
-            if decision.kind in ("promote", "fail"):
+            if decision.kind in ("promote", "fail") and pull is None:
                 pending.append(
                     Pending(decision.kind, name, plan.version, document.path, start,
                             status.message, analysis_trailers(events))
@@ -317,7 +339,8 @@ class RolloutDriver:
                 models[name] = without_canary(models[name])
                 held[name] = status
                 continue
-            events = parse_journal(self.journal.notes(start)) if start else []
+            events = self._events(self.journal_home(start, snapshot.documents[name].spec),
+                                  plan) if start else []
             state = fold(plan, events)
             if state.verdict == "fail":
                 models[name] = without_canary(models[name])
@@ -362,6 +385,12 @@ class RolloutDriver:
                         status.message,
                         extra=fields("blocked", model=status.model, commit=status.canary_commit))
 
+    def _events(self, journal: str, plan: CanaryPlan) -> list[Event]:
+        """The events of `plan`'s current run in the notes of `journal` (a pull request
+        canary's earlier runs, before a `baseline` or `stopped` line, are history)."""
+        events = parse_journal(self.journal.notes(journal))
+        return list(current_run(events, plan.model, plan.version).events)
+
     def _act(
         self,
         snapshot: Snapshot,
@@ -370,6 +399,7 @@ class RolloutDriver:
         events: list[Event],
         start: str,
         now: float,
+        pull: PullCanary | None = None,
     ) -> tuple[bool, RolloutStatus]:
         model = snapshot.desired.models.get(plan.model)
         self._stable[plan.model] = model.labels.get("stable") if model else None
@@ -391,6 +421,7 @@ class RolloutDriver:
                 for e in events
                 if e.kind != "interval"
             ],
+            pull_request=pull.pull if pull is not None else "",
         )
         kind = decision.kind
         if kind == "wait_ready" and not any(
@@ -446,14 +477,24 @@ class RolloutDriver:
             outcome = {"promote": "promote", "fail": "fail", "hold_failed": "held"}.get(
                 kind, "ready")
             summary = verdict_summary(events, kind, decision.reason)
+            notice: NoticeEvent | None = None
+            detail: dict[str, Any] = {}
+            if pull is not None and kind != "hold_failed":
+                summary, notice = _pull_verdict(pull, kind, summary)
+                detail = {"summary": summary, "pull": pull.pull}
+                if kind != "fail":
+                    status.phase = READY_TO_MERGE
             status.message = summary
             if kind == "hold_failed":
                 status.phase = FAILED_HELD
             if recorded != outcome:
+                # The analysis behind it goes with the notice (ready_to_promote,
+                # failed_held), as the trailers do with a written verdict's.
                 self._note(
                     start,
-                    Event("verdict", now, plan.model, plan.version, decision.step, outcome),
-                    summary,
+                    Event("verdict", now, plan.model, plan.version, decision.step, outcome,
+                          detail),
+                    summary, notice, analysis_trailers(events),
                 )
                 return True, status
         return False, status
@@ -484,7 +525,9 @@ class RolloutDriver:
         )
         return _with(base, verdict.outcome, interval_detail(verdict, decision.weight_bp))
 
-    def _note(self, commit: str, event: Event, summary: str) -> None:
+    def _note(self, commit: str, event: Event, summary: str,
+              notice: NoticeEvent | None = None,
+              analysis: Sequence[tuple[str, str]] = ()) -> None:
         # A journal entry is one line (concurrent note merges stay lossless).
         # Notes are pushed and public to everyone who can read the repo: a
         # provider's error may quote a URL with credentials in it.
@@ -494,11 +537,13 @@ class RolloutDriver:
         log.log(logging.WARNING if failed else logging.INFO, "%s", line[: line.find("{")].strip(),
                 extra=fields(event.kind, model=event.model, commit=commit))
         self.journal.add_note(commit, line)
-        kind = _NOTICE_OF.get((event.kind, event.outcome if event.kind == "verdict" else ""))
+        kind = notice or _NOTICE_OF.get(
+            (event.kind, event.outcome if event.kind == "verdict" else ""))
         if kind is not None:
             self.notify(Notice(kind, event.model, event.at, event.version,
                                self._stable.get(event.model), commit, event.outcome,
-                               summary=redact(" ".join(summary.split()))))
+                               summary=redact(" ".join(summary.split())),
+                               details={k: redact(v) for k, v in analysis}))
 
     # -- writing verdicts to git ------------------------------------------
     def finish(self, pending: Pending) -> str | None:
@@ -673,6 +718,17 @@ class RolloutDriver:
             messages = [info.message for info in self.git.log(head, max_count=1000)]
             self._reverted = {head: trailers.auto_reverted_versions(messages)}
         return self._reverted[head]
+
+
+def _pull_verdict(pull: PullCanary, kind: str, summary: str) -> tuple[str, NoticeEvent]:
+    """A pull request canary's verdict in words, and what people are told: a pass is
+    ready to merge; a failure left traffic, and there is nothing on the followed branch
+    to revert."""
+    if kind == "fail":
+        return (f"{summary} Pull request {pull.pull}'s canary is out of traffic; the followed "
+                "branch is untouched (nothing to revert).", "reverted")
+    return f"{summary} Pull request {pull.pull} is ready to merge: merging promotes.", \
+        "ready_to_merge"
 
 
 def _attempt(spec: RolloutSpec) -> int:

@@ -29,6 +29,7 @@ from controller.adapters.metrics import (
     ScrapeProvider,
     metrics_url,
 )
+from controller.adapters.pulls import PullRequestRefs
 from controller.adapters.redact import redact
 from controller.adapters.targets import TargetClient
 from controller.decide.desired import Snapshot, desired_from_tree
@@ -42,6 +43,7 @@ from controller.runtime.fleet import Fleet
 from controller.runtime.logfields import fields
 from controller.runtime.notify import NotificationTarget, Notifier
 from controller.runtime.previous import PreviousVersions
+from controller.runtime.pulls import PullRequestCanaries
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import ControllerState, StatusDoc, status_document
@@ -101,6 +103,9 @@ class ControllerSettings:
     # "push": verdicts go onto the followed branch; "branch": each onto
     # rollouts/<model>/<verdict>-<version> for a bot or person to merge.
     write_back: str = "push"
+    # Canaries from pull requests (`--pull-requests`): the remote refs of their heads,
+    # e.g. "+refs/pull/*/head"; empty: only the followed branch's canaries run.
+    pull_requests: str = ""
 
 
 class Controller:
@@ -142,10 +147,16 @@ class Controller:
         )
         self.notes = GitNotes(self.git)
         self.notifier = Notifier(settings.notifications)
+        self.pulls = (
+            PullRequestCanaries(PullRequestRefs(self.git, settings.pull_requests), self.notes,
+                                settings.specs_dir, settings.model_root)
+            if settings.pull_requests else None
+        )
         self.driver = RolloutDriver(
             self.git, self.notes, provider or default_provider(settings), clock=clock,
             branch_writer=self.git if settings.write_back == "branch" else None,
             notify=self.notifier.send,
+            journal_home=self.pulls.journal_home if self.pulls is not None else None,
         )
         self.clock = clock
         # The previous stable kept loaded after a commit moved stable (keepPrevious).
@@ -171,6 +182,9 @@ class Controller:
             return False  # the remote failed recently: the last good state keeps serving
         try:
             head = self.git.sync()
+            # A pull request that opened, moved or closed is news even when the
+            # followed branch did not move.
+            pulls_moved = self.pulls.refresh() if self.pulls is not None else False
         except GitError as err:
             self._git_backoff.failed("git", now)
             with self._lock:
@@ -181,7 +195,7 @@ class Controller:
         with self._lock:
             self.state.git_error = ""
             if head == self.state.commit_seen:
-                return False
+                return pulls_moved
             self.state.commit_seen = head
         self._record_fetch_lag(head)
         try:
@@ -256,7 +270,16 @@ class Controller:
         if snapshot is None:
             return None
         self.refresh_targets()
-        drive = self.driver.drive(snapshot, self.reconciler.observe(snapshot.desired))
+        try:
+            view = self.pulls.tick(snapshot, self.clock()) if self.pulls is not None else None
+        except GitError as err:
+            # Keep what the targets serve: skip the tick rather than drop a canary.
+            log.warning("reading pull requests failed: %s", redact(str(err)),
+                        extra=fields("git"))
+            return None
+        driven = view.snapshot if view is not None else snapshot
+        drive = self.driver.drive(driven, self.reconciler.observe(driven.desired),
+                                  view.running if view is not None else None)
         desired, kept = self.with_previous(snapshot, drive.desired)
         # A kept version is dropped when its window ends, not at the next drift check.
         due = [k.until for k in kept.values()]
@@ -274,6 +297,8 @@ class Controller:
         with self._lock:
             self.state.last_result = result
             self.state.rollouts = drive.statuses
+            self.state.serving = driven
+            self.state.pulls = view.pulls if view is not None else ()
             self.state.previous = kept
             self.state.last_reconcile_at = datetime.now(UTC).isoformat(timespec="seconds")
             if result.in_sync:
@@ -460,7 +485,7 @@ class Controller:
         one this process saw (a restarted controller rebuilds running ones from notes)."""
         with self._lock:
             status = self.state.rollouts.get(model)
-            snapshot = self.state.snapshot
+            snapshot = self.state.serving or self.state.snapshot
             plan = snapshot.canary_plan(model) if snapshot else None
             if status is None or plan is None or snapshot is None:
                 return self._histories.get(model)

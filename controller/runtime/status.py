@@ -17,6 +17,7 @@ from controller.decide.desired import Snapshot
 from controller.decide.fleet import ObservedTarget
 from controller.decide.gates import HELD_PHASES
 from controller.decide.previous import KeptPrevious
+from controller.runtime.pulls import PullStatus
 from controller.runtime.reconcile import ReconcileResult
 from controller.runtime.rollout import FAILED_HELD, RolloutStatus
 
@@ -26,10 +27,12 @@ __all__ = [
     "IntervalDoc",
     "ModelDoc",
     "PreviousDoc",
+    "PullRequestDoc",
     "RolloutDoc",
     "StatusDoc",
     "TargetDoc",
     "previous_doc",
+    "pull_request_doc",
     "rollout_doc",
     "status_document",
 ]
@@ -62,6 +65,7 @@ class RolloutDoc(TypedDict):
     message: str
     intervals: list[IntervalDoc]
     awaitingMerge: str  # the branch its verdict waits on (write-back "branch"), or ""
+    pullRequest: str  # the pull request it runs from (--pull-requests), or ""
 
 
 class TargetDoc(TypedDict):
@@ -109,6 +113,18 @@ class HeldDoc(TypedDict):
     message: str
 
 
+class PullRequestDoc(TypedDict):
+    """A pull request's canary of one model (`--pull-requests`), or why it has none."""
+
+    pull: str
+    head: str
+    # running | ready_to_merge | waiting | failed | not_candidate
+    phase: str
+    model: str  # "" for a pull request that proposes no canary
+    version: int | None
+    reason: str
+
+
 class StatusDoc(TypedDict):
     repo: str
     branch: str
@@ -124,6 +140,8 @@ class StatusDoc(TypedDict):
     # held by history gates, or failed and held for a person (analysis.onFailure: pause).
     held: list[HeldDoc]
     models: dict[str, ModelDoc]
+    # Every open pull request, oldest first (`--pull-requests`; empty without it).
+    pullRequests: list[PullRequestDoc]
 
 
 @dataclass
@@ -135,6 +153,10 @@ class ControllerState:
     # Per model: the commit whose spec for it is fully applied on every target.
     model_commits: dict[str, str] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    # What the fleet is driven to: `snapshot` with pull request canaries composed in.
+    serving: Snapshot | None = None
+    # Where each open pull request's canary stands (`--pull-requests`).
+    pulls: tuple[PullStatus, ...] = ()
     rollouts: dict[str, RolloutStatus] = field(default_factory=dict)
     spec_errors: list[str] = field(default_factory=list)
     git_error: str = ""
@@ -159,6 +181,7 @@ def rollout_doc(status: RolloutStatus) -> RolloutDoc:
         "message": status.message,
         "intervals": [cast(IntervalDoc, dict(i)) for i in status.intervals[-INTERVALS_SHOWN:]],
         "awaitingMerge": status.awaiting_merge,
+        "pullRequest": status.pull_request,
     }
 
 
@@ -199,7 +222,8 @@ def status_document(
     observed = {t.name: t for t in result.observed} if result is not None else {}
     findings = result.findings if result is not None else ()
     models: dict[str, ModelDoc] = {}
-    desired = state.snapshot.desired if state.snapshot else None
+    shown = state.serving or state.snapshot
+    desired = shown.desired if shown else None
     for name, model in sorted((desired.models if desired else {}).items()):
         rollout = state.rollouts.get(name)
         models[name] = {
@@ -236,4 +260,11 @@ def status_document(
                      for f in findings],
         "held": held,
         "models": models,
+        "pullRequests": [pull_request_doc(p) for p in state.pulls],
     }
+
+
+def pull_request_doc(status: PullStatus) -> PullRequestDoc:
+    return {"pull": status.pull, "head": status.head, "phase": status.phase,
+            "model": status.model, "version": status.version,
+            "reason": redact(status.reason)}

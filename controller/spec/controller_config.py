@@ -99,6 +99,11 @@ class ControllerConfig(_Strict):
     )
     dns_server: str | None = None
     notifications: list[NotificationEntry] = Field(default_factory=list)
+    pull_requests: str | None = Field(
+        default=None,
+        description="Run canaries from pull requests before merge: the remote refs of their "
+        "heads, '*' for the number (+refs/pull/*/head, refs/merge-requests/*/head).",
+    )
 
     def target_texts(self) -> list[str]:
         return [t.flag_text() for t in self.targets]

@@ -5,13 +5,18 @@ session_bundle_config.proto, scalar fields wrapped like
 `max_batch_size { value: 128 }`) into a frozen `BatchingOptions`, TF Serving's
 defaults for every field left out, and the checks TF Serving makes before it
 creates a batch scheduler. Every error names the file and line.
+
+Also `--enable_per_model_batching_parameters` (SessionBundleConfig's
+enable_per_model_batching_params): a version directory's own
+`batching_params.pbtxt`, and which batching a version gets
+(`version_batching`, TF Serving's GetPerModelBatchingParams).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,8 @@ from serving.config.errors import StartupError
 
 # server.cc names the pool this way when --enable_batching has no file.
 DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"
+# What a SavedModel version directory may hold (bundle_factory_util.cc).
+PER_MODEL_FILE = "batching_params.pbtxt"
 
 
 class BatchingConfigError(StartupError):
@@ -135,8 +142,11 @@ def check(options: BatchingOptions) -> list[tuple[str, str]]:
     return problems
 
 
-def parse_batching_parameters(path: str, text: str) -> BatchingOptions:
-    """Text-format BatchingParameters -> options; BatchingConfigError names file:line."""
+def parse_batching_parameters(path: str, text: str, *, queue_only: bool = False
+                              ) -> BatchingOptions:
+    """Text-format BatchingParameters -> options; BatchingConfigError names file:line.
+    `queue_only`: a version's own file, whose thread fields TF Serving never
+    reads (no scheduler is made from it), so they are not checked either."""
     message: Any = _MESSAGE()
     try:
         text_format.Parse(text, message)
@@ -154,7 +164,7 @@ def parse_batching_parameters(path: str, text: str) -> BatchingOptions:
 
     # num_batch_threads set to 0 is an error in TF Serving, not "one per CPU".
     threads = message.num_batch_threads.value if message.HasField("num_batch_threads") else 0
-    if message.HasField("num_batch_threads") and threads <= 0:
+    if message.HasField("num_batch_threads") and threads <= 0 and not queue_only:
         raise BatchingConfigError(
             f"{path}:{_line_of(text, 'num_batch_threads')}:"
             f" num_batch_threads must be >= 1; was {threads}")
@@ -174,13 +184,16 @@ def parse_batching_parameters(path: str, text: str) -> BatchingOptions:
     return options
 
 
-def read_batching_parameters(path: str) -> BatchingOptions:
+def _read(path: str) -> str:
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except OSError as exc:
         raise BatchingConfigError(
             f"{path}: cannot read batching parameters file: {exc.strerror or exc}") from exc
-    return parse_batching_parameters(path, text)
+
+
+def read_batching_parameters(path: str) -> BatchingOptions:
+    return parse_batching_parameters(path, _read(path))
 
 
 def options_from_flags(enable_batching: bool, parameters_file: str) -> BatchingOptions | None:
@@ -190,3 +203,35 @@ def options_from_flags(enable_batching: bool, parameters_file: str) -> BatchingO
     if not parameters_file:
         return default_options()
     return read_batching_parameters(parameters_file)
+
+
+def version_options(common: BatchingOptions, own: BatchingOptions) -> BatchingOptions:
+    """A version batching with its own file: the file's queue options (sizes,
+    timeout, queue depth, padding) on the server's batch threads. TF Serving
+    shares one scheduler, so one thread pool, across every model; the file's
+    num_batch_threads and thread_pool_name are ignored."""
+    return replace(own, num_batch_threads=common.num_batch_threads,
+                   thread_pool_name=common.thread_pool_name)
+
+
+def read_version_parameters(version_dir: str) -> BatchingOptions | None:
+    """The version's `batching_params.pbtxt`, or None if it has none."""
+    path = os.path.join(version_dir, PER_MODEL_FILE)
+    if not os.path.exists(path):
+        return None
+    return parse_batching_parameters(path, _read(path), queue_only=True)
+
+
+def version_batching(common: BatchingOptions | None, per_model: bool, version_dir: str
+                     ) -> BatchingOptions | None:
+    """How the version at `version_dir` batches (None: it does not), as
+    GetPerModelBatchingParams decides: batching off, nothing batches; per-model
+    parameters off, the server's; on, the version's own file, and a version
+    without one is not batched at all (TF Serving does not fall back on the
+    server's parameters)."""
+    if common is None:
+        return None
+    if not per_model:
+        return common
+    own = read_version_parameters(version_dir)
+    return None if own is None else version_options(common, own)

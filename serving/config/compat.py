@@ -2,10 +2,11 @@
 
 tensorflow_model_server's flags for GPUs, TPUs, TF Lite and XLA:GPU are all
 accepted (a deployment's argv must start unchanged); a value that asks for
-something this build cannot do gets one warning line saying what happens
-instead. None of these makes serving wrong, so none stops the server; the
-ones that would (ALTS credentials off Google Cloud) fail where they are
-used, with their own one-line error. Pure: flags in, lines out.
+something this build cannot do, or that does nothing beside the other flags,
+gets one warning line saying what happens instead. None of these makes
+serving wrong, so none stops the server; the ones that would (ALTS
+credentials off Google Cloud) fail where they are used, with their own
+one-line error. Pure: flags in, lines out.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ def unsupported_notes(flags: ServerFlags) -> list[str]:
                      " TensorFlow's own inter- and intra-op pools run every request; per-request"
                      " thread pools are not applied")
     if flags.platform_config_file and (flags.enable_batching or flags.saved_model_tags != "serve"
-                                       or flags.tensorflow_session_config_file):
+                                       or flags.tensorflow_session_config_file
+                                       or flags.enable_per_model_batching_parameters):
         notes.append("--platform_config_file replaces --enable_batching,"
-                     " --batching_parameters_file, --saved_model_tags and the session flags;"
-                     " those are ignored (as in TF Serving)")
-    if flags.enable_per_model_batching_parameters:
-        notes.append("--enable_per_model_batching_parameters: not applied; every model batches"
-                     " with --batching_parameters_file")
+                     " --batching_parameters_file, --enable_per_model_batching_parameters,"
+                     " --saved_model_tags and the session flags; those are ignored"
+                     " (as in TF Serving)")
+    elif flags.enable_per_model_batching_parameters and not flags.enable_batching:
+        notes.append("--enable_per_model_batching_parameters without --enable_batching: nothing"
+                     " is batched and no batching_params.pbtxt is read (as in TF Serving)")
     return notes

@@ -58,6 +58,9 @@ class PlatformSettings:
     warmup_iterations: int
     # proto3 as well: a platform config file keeps the whole MetaGraphDef unless it says true.
     remove_unused_meta_graph_fields: bool = False
+    # enable_per_model_batching_params: each version's batching_params.pbtxt;
+    # only meaningful with batching_parameters, so false without them.
+    per_model_batching: bool = False
 
 
 def _add(pool: descriptor_pool.DescriptorPool, file: FileDescriptor, seen: set[str]) -> None:
@@ -185,6 +188,7 @@ def parse_platform_config(path: str, text: str, config_proto: FileDescriptor) ->
         enable_model_warmup=bool(legacy.enable_model_warmup),
         warmup_iterations=max(1, iterations),
         remove_unused_meta_graph_fields=bool(legacy.remove_unused_fields_from_bundle_metagraph),
+        per_model_batching=batching is not None and bool(legacy.enable_per_model_batching_params),
     )
 
 

@@ -1,26 +1,17 @@
-"""`rollouts promote | abort | retry` in a real checkout of a real bare remote."""
+"""`rollouts promote | abort | retry | pause | resume` in a real checkout of a real bare
+remote, as a person runs them: what each writes and pushes, and how each refuses."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.gitops import ENV, Person, git, spec
+from tests.gitops import Person, git, rollouts, spec
 
 pytestmark = pytest.mark.integration
 
 CANARY = "    split: {hashKey: x-user-id}  # sticky per user\n    steps: [{weight: 50, hold: 1h}]\n"
-
-
-def rollouts(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = ENV | {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]}
-    return subprocess.run([sys.executable, "-m", "controller", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture
@@ -67,6 +58,10 @@ def test_abort_on_a_new_branch_for_a_pull_request(person: Person) -> None:
     assert result.returncode == 0, result.stderr
     assert "pushed to new branch abort-hp2-v2" in result.stdout
     assert person.remote_head() == head  # main untouched
+    # The checkout stays on main, so the next `--push` goes where it says.
+    assert "this checkout stays on main" in result.stdout
+    assert git(person.clone, "branch", "--show-current") == "main"
+    assert git(person.clone, "rev-parse", "HEAD") == head
     text = git(person.remote, "show", "abort-hp2-v2:rollouts/hp2.yaml")
     assert text == spec(stable=1).rstrip("\n")
     parsed = git(person.remote, "log", "-1", "--format=%(trailers:only,unfold)",
@@ -93,9 +88,16 @@ def test_repo_url_mode_clones_and_pushes(person: Person, tmp_path: Path) -> None
     elsewhere.mkdir()
     usage = rollouts(elsewhere, "abort", "hp2", "--repo", person.url)
     assert usage.returncode == 2 and "add --push, --branch NAME or --dry-run" in usage.stderr
+    head = person.remote_head()
+    dry = rollouts(elsewhere, "pause", "hp2", "--repo", person.url, "--dry-run")
+    assert dry.returncode == 0 and "+    paused: true" in dry.stdout
+    assert person.remote_head() == head and list(elsewhere.iterdir()) == []
     result = rollouts(elsewhere, "abort", "hp2", "--repo", person.url, "--push")
     assert result.returncode == 0, result.stderr
     assert person.remote_file("rollouts/hp2.yaml") == spec(stable=1).rstrip("\n")
+    missing = rollouts(elsewhere, "abort", "hp2", "--repo", person.url, "--push",
+                       "--base", "nope")
+    assert missing.returncode == 2 and "Remote branch nope not found" in missing.stderr
 
 
 def test_outside_a_checkout_or_without_the_model(person: Person, tmp_path: Path) -> None:
@@ -105,3 +107,60 @@ def test_outside_a_checkout_or_without_the_model(person: Person, tmp_path: Path)
     assert result.returncode == 2 and "not a git repository" in result.stderr
     result = rollouts(person.clone, "promote", "nope")
     assert result.returncode == 2 and "no spec for model 'nope'" in result.stderr
+    assert "the models there: hp2" in result.stderr
+    # metadata.name is not the model's name: say which one is meant.
+    person.write("rollouts/other.yaml", spec(name="m", canary=2).replace(
+        "metadata: {name: m}", "metadata: {name: my-model}"), "another model")
+    result = rollouts(person.clone, "pause", "my-model")
+    assert result.returncode == 2
+    assert ("'my-model' is the metadata.name of the spec of model 'm': MODEL is "
+            "spec.model.name") in result.stderr
+
+
+def test_pause_and_resume_refuse_what_is_already_so(person: Person) -> None:
+    refused = rollouts(person.clone, "resume", "hp2", "--push")
+    assert refused.returncode == 1
+    assert refused.stderr == "rollouts resume: hp2: canary version 2 is not paused\n"
+    paused = rollouts(person.clone, "pause", "hp2", "--reason", "weekend", "--push")
+    assert paused.returncode == 0, paused.stderr
+    assert "    version: 2\n    paused: true\n" in person.remote_file("rollouts/hp2.yaml")
+    again = rollouts(person.clone, "pause", "hp2", "--push")
+    assert again.returncode == 1
+    assert again.stderr == "rollouts pause: hp2: canary version 2 is already paused\n"
+    resumed = rollouts(person.clone, "resume", "hp2", "--push")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "    paused: false\n" in person.remote_file("rollouts/hp2.yaml")
+
+
+def test_a_stale_checkout_is_refused_before_anything_is_written(
+    person: Person, tmp_path: Path,
+) -> None:
+    # Someone else promoted meanwhile: acting on this checkout's old spec would abort
+    # a canary that is gone, so the command says to pull first and commits nothing.
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", person.url, str(other))
+    assert rollouts(other, "promote", "hp2", "--push").returncode == 0
+    mine = git(person.clone, "rev-parse", "HEAD")
+    result = rollouts(person.clone, "abort", "hp2", "--push")
+    assert result.returncode == 2
+    assert ("main is 1 commit(s) behind origin/main, whose spec may differ: run "
+            "`git pull`, then this again") in result.stderr
+    assert git(person.clone, "rev-parse", "HEAD") == mine
+    person.pull()
+    result = rollouts(person.clone, "abort", "hp2", "--push")
+    assert result.returncode == 1 and "no canary in the spec" in result.stderr
+
+
+def test_a_rejected_push_says_why_and_where_the_commit_is(person: Person) -> None:
+    hook = person.remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected: open a pull request' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    head = person.remote_head()
+    result = rollouts(person.clone, "abort", "hp2", "--push")
+    assert result.returncode == 2
+    sha = git(person.clone, "rev-parse", "HEAD")
+    assert sha != head and person.remote_head() == head
+    assert f"commit {sha[:12]} is in this checkout but not on origin/main" in result.stderr
+    # git's own reason, the remote's words included, not its closing hint.
+    assert "remote: main is protected: open a pull request" in result.stderr
+    assert "hint:" not in result.stderr

@@ -34,7 +34,7 @@ from tests.grpc_requests import floats, predict_request
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 10.0
+TIMEOUT_S = 60.0
 V1, V2 = 3.0, 4.0  # each version's answer for x = 2.0
 
 

@@ -23,7 +23,7 @@ from tests.grpc_requests import grpc_predict
 pytestmark = pytest.mark.integration
 
 PATH = "/monitoring/prometheus/metrics"
-TIMEOUT_S = 10.0
+TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ commit that reached the remote, and a receiver that is down changes nothing.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,51 +18,20 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.notify import NotificationTarget
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import verify
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import monitored_server, wait_for
 from tests.gitops import Person, spec
 from tests.helpers import free_port
+from tests.receiver import Receiver
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 CANARY = (
     "    split: {hashKey: x-user-id}\n"
     "    steps: [{weight: 50, hold: 2s}]\n"
     "    analysis: {interval: 1s, minRequests: 5, failureLimit: 2,"
     " checks: {errorRate: {max: 0.05}}}\n"
 )
-
-
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that records every POST."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        lock = threading.Lock()
-        posts = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with lock:
-                    posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [json.loads(body).get("event", "") for _, body in list(self.posts)]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -83,10 +50,7 @@ def test_a_promotion_is_told_to_every_receiver(
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    server: ServerProcess = start_server(f"--model_config_file={tmp_path / 'empty.conf'}",
-                                         f"--monitoring_config_file={tmp_path / 'monitoring.conf'}")
+    server = monitored_server(start_server, tmp_path)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     down = f"http://127.0.0.1:{free_port()}/nobody-listens"

@@ -4,9 +4,6 @@ no verdict however long its hold has run; resumed, it goes on and is promoted.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +11,17 @@ import pytest
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import REPO, ServerProcess, wait_for
-from tests.gitops import ENV, Person, git, spec
+from tests.conftest import monitored_server, wait_for
+from tests.gitops import Person, git, rollouts, spec
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 CANARY = (
     "    split: {hashKey: x-user-id}\n"
     "    steps: [{weight: 30, hold: 2s}, {weight: 60, hold: 2s}]\n"
     "    analysis: {interval: 1s, minRequests: 5, checks: {errorRate: {max: 0.05}}}\n"
 )
-
-
-def rollouts(cwd: Path, *args: str) -> None:
-    env = ENV | {"PYTHONPATH": str(REPO), "PATH": os.environ["PATH"]}
-    result = subprocess.run([sys.executable, "-m", "controller", *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
 
 
 def test_paused_canary_holds_then_resumes_to_promotion(
@@ -41,10 +30,7 @@ def test_paused_canary_holds_then_resumes_to_promotion(
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    server: ServerProcess = start_server(f"--model_config_file={tmp_path / 'empty.conf'}",
-                                         f"--monitoring_config_file={tmp_path / 'monitoring.conf'}")
+    server = monitored_server(start_server, tmp_path)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     controller = Controller(ControllerSettings(
@@ -79,7 +65,8 @@ def test_paused_canary_holds_then_resumes_to_promotion(
         (person.clone / "rollouts/hp2.yaml").write_text(
             spec(stable=1, canary=2, canary_block=CANARY))
         git(person.clone, "commit", "-qam", "canary hp2 v2")
-        rollouts(person.clone, "pause", "hp2", "--reason", "hold for the dashboard", "--push")
+        assert rollouts(person.clone, "pause", "hp2", "--reason", "hold for the dashboard",
+                        "--push").returncode == 0
         assert wait_for(lambda: "paused" in events(), 120, 0.1), controller.status()
         assert events().index("started") < events().index("paused")
         # Judged on and on, well past its 2 s hold, at the weight it had: no step taken.
@@ -91,7 +78,7 @@ def test_paused_canary_holds_then_resumes_to_promotion(
         served = controller.status()["models"]["hp2"]["targets"]["s0"]["splitWeightBp"]
         assert served == rollout()["weightBp"]
         person.pull()
-        rollouts(person.clone, "resume", "hp2", "--push")
+        assert rollouts(person.clone, "resume", "hp2", "--push").returncode == 0
         assert wait_for(lambda: "rollouts: promote hp2 to 2" in person.remote_log(), 120, 0.3), (
             controller.status())
         assert "promote hp2" in " ".join(person.remote_log())

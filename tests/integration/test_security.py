@@ -50,7 +50,7 @@ MAX_ELEMENTS = 16
 MAX_BYTES = 64 * 1024
 SLOW_S = 1.5
 FAST_S = 1.0  # a refusal for overload must come before a slow call (SLOW_S) could end
-READY_S = 90.0
+READY_S = 600.0
 # One worker per protocol plus one waiting: a third call at once is overload. (Not 0:
 # grpc frees a slot just after the client sees the reply, so back-to-back calls
 # would race a limit of exactly one.)

@@ -31,7 +31,7 @@ from tests.models import make_tf1_half_plus_two
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 20.0
+TIMEOUT_S = 60.0
 OFFSETS = {"tf1": 2.0, "legacy": 3.0, "tf2": 2.0}
 
 

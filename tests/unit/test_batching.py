@@ -473,3 +473,39 @@ def test_a_cancelled_caller_does_not_cost_the_rest_of_its_batch_their_rows(
     servable.gate.set()
     assert second.result(WAIT_S)["y"].tolist() == [3.0]
     assert batcher.run(servable, "sig", {"x": f32(4)})["y"].tolist() == [4.0]  # thread alive
+
+
+# ----- per-version options (--enable_per_model_batching_parameters)
+
+
+def test_each_servable_batches_with_its_own_options_on_shared_threads() -> None:
+    small, padded, plain = GatedServable(), GatedServable(), GatedServable()
+    own = {id(small): BatchingOptions(max_batch_size=2),
+           id(padded): BatchingOptions(max_batch_size=4, allowed_batch_sizes=(4,)),
+           id(plain): None}
+    recorder = Recorder()
+    batcher = Batcher(BatchingOptions(num_batch_threads=1, max_batch_size=100), recorder,
+                      options_for=lambda servable: own[id(servable)])
+    try:
+        with pytest.raises(ServingError, match="Task size 3 is larger than maximum input"
+                           " batch size 2"):
+            batcher.bind(small, "small", 1).run("sig", {"x": f32(1, 2, 3)})
+        assert batcher.bind(padded, "padded", 1).run("sig", {"x": f32(6)})["y"].tolist() == [5.0]
+        assert recorder.batches == [("padded", 1, (1,), 4, 3)]
+        # Not batched: the servable itself, called directly.
+        assert batcher.bind(plain, "plain", 1) is plain
+    finally:
+        batcher.stop(timeout=WAIT_S)
+
+
+def test_a_version_without_batching_runs_in_the_executor_on_the_loop_path() -> None:
+    servable, core = gated_core()
+    batcher = Batcher(BatchingOptions(num_batch_threads=1), options_for=lambda s: None)
+    dp = DataPlane(core, batcher=batcher)
+    try:
+        result = asyncio.run(dp.predict_async(ModelRef("m"), {"x": f32(2, 4)}))
+        assert result.outputs["y"].tolist() == [3.0, 4.0]
+        assert core.released.is_set()
+        assert batcher.pending() == 0 and len(servable.calls) == 1
+    finally:
+        batcher.stop(timeout=WAIT_S)

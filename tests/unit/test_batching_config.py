@@ -8,12 +8,14 @@ import pytest
 
 from serving.config.batching import (
     DEFAULT_THREAD_POOL_NAME,
+    PER_MODEL_FILE,
     BatchingConfigError,
     BatchingOptions,
     check,
     options_from_flags,
     parse_batching_parameters,
     read_batching_parameters,
+    version_batching,
 )
 from serving.config.flags import FlagError, parse_flags
 
@@ -97,3 +99,61 @@ def test_flags() -> None:
     assert parse_flags([]).enable_batching is False
     with pytest.raises(FlagError, match="without setting --enable_batching"):
         parse_flags(["--batching_parameters_file=/b.cfg"])
+
+
+# ----- --enable_per_model_batching_parameters: GetPerModelBatchingParams
+
+COMMON = BatchingOptions(max_batch_size=64, batch_timeout_micros=5, num_batch_threads=3,
+                         thread_pool_name="shared")
+
+
+def version_dir(tmp_path: Path, text: str | None) -> str:
+    (tmp_path / "1").mkdir(parents=True)
+    if text is not None:
+        (tmp_path / "1" / PER_MODEL_FILE).write_text(text)
+    return str(tmp_path / "1")
+
+
+def test_without_per_model_parameters_every_version_gets_the_servers(tmp_path: Path) -> None:
+    path = version_dir(tmp_path, "max_batch_size { value: 2 }")
+    assert version_batching(COMMON, False, path) == COMMON
+    # Batching off: the file is never read, even with per-model parameters on.
+    assert version_batching(None, True, version_dir(tmp_path / "x", "garbage")) is None
+
+
+def test_a_versions_file_gives_its_queue_options_on_the_servers_threads(tmp_path: Path) -> None:
+    options = version_batching(COMMON, True, version_dir(tmp_path, FULL))
+    assert options == BatchingOptions(
+        max_batch_size=8, batch_timeout_micros=2000, max_enqueued_batches=3,
+        num_batch_threads=3, thread_pool_name="shared", allowed_batch_sizes=(2, 4, 8),
+        pad_variable_length_inputs=True)
+    # Fields the file leaves out take BatchingParameters' defaults, not the server's.
+    lone = version_batching(COMMON, True, version_dir(tmp_path / "y", ""))
+    assert lone == BatchingOptions(num_batch_threads=3, thread_pool_name="shared")
+
+
+def test_a_version_without_a_file_is_not_batched(tmp_path: Path) -> None:
+    # TF Serving does not fall back on the server's parameters here.
+    assert version_batching(COMMON, True, version_dir(tmp_path, None)) is None
+
+
+def test_a_versions_thread_fields_are_ignored_not_checked(tmp_path: Path) -> None:
+    path = version_dir(tmp_path, "num_batch_threads { value: 0 }\nmax_batch_size { value: 4 }")
+    options = version_batching(COMMON, True, path)
+    assert options is not None and (options.num_batch_threads, options.max_batch_size) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("max_batch_size { value: 4 }\nallowed_batch_sizes: 2\n", ":2: Last entry in allowed"),
+        ("\nmax_batch_size { valu: 4 }", ":2:18: Error parsing text-format"),
+        ("max_batch_size { value: 0 }", ":1: max_batch_size must be positive"),
+    ],
+)
+def test_a_bad_versions_file_names_the_file_and_line(tmp_path: Path, text: str,
+                                                     where: str) -> None:
+    path = version_dir(tmp_path, text)
+    with pytest.raises(BatchingConfigError) as info:
+        version_batching(COMMON, True, path)
+    assert str(info.value).startswith(f"{path}/{PER_MODEL_FILE}{where}")

@@ -27,7 +27,7 @@ def test_version_prints_the_installed_distributions_version(
 def completion_script(shell: str, tmp_path: Path) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "controller", "completion", shell],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=True,
     )
     path = tmp_path / f"rollouts.{shell}"
     path.write_text(done.stdout)
@@ -44,7 +44,7 @@ def bash_complete(script: Path, words: list[str]) -> list[str]:
         "_shtab_rollouts\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=60,
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=600,
                           check=True)
     return done.stdout.split()
 
@@ -67,12 +67,12 @@ def test_zsh_script_is_valid_zsh_naming_every_command(tmp_path: Path) -> None:
     for command in ("validate", "render", "schema", "run", "plan", "status", "demo"):
         assert f"    {command}:'" in text, command
     assert "--poll-interval" in text and "--reconcile-deadline" in text
-    subprocess.run(["zsh", "-n", str(script)], check=True, timeout=60)
+    subprocess.run(["zsh", "-n", str(script)], check=True, timeout=600)
     # Loaded by zsh's completion system, the function is defined.
     program = (f"autoload -U compinit && compinit -u -D; source {script}; "
                "whence -w _shtab_rollouts")
     done = subprocess.run(["zsh", "-f", "-c", program], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=600)
     assert "_shtab_rollouts: function" in done.stdout, done.stderr
 
 

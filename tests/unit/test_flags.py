@@ -198,6 +198,12 @@ def test_unsupported_hardware_values_get_one_line_each() -> None:
     assert len(notes) == 5
     assert all("\n" not in note for note in notes)
     assert notes[0] == "--per_process_gpu_memory_fraction=0.5: this build has no GPU; ignored"
+    # Per-model batching parameters mean nothing without batching, as in TF Serving.
+    assert unsupported_notes(parse_flags(["--enable_per_model_batching_parameters"])) == [
+        "--enable_per_model_batching_parameters without --enable_batching: nothing is batched"
+        " and no batching_params.pbtxt is read (as in TF Serving)"]
+    assert unsupported_notes(parse_flags(["--enable_per_model_batching_parameters",
+                                          "--enable_batching"])) == []
     # Accepted without a word: they change nothing a CPU build does.
     assert unsupported_notes(parse_flags(["--skip_initialize_tpu", "--num_tflite_pools=3",
                                           "--xla_cpu_compilation_enabled"])) == []

@@ -39,7 +39,7 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
     # In a child process: protoc next to TensorFlow's protobuf runtime (loaded in
     # this worker by other tests) can crash the process.
     subprocess.run([sys.executable, "-m", "serving.protos.build", str(tmp_path)],
-                   cwd=REPO, check=True, timeout=120)
+                   cwd=REPO, check=True, timeout=600)
     fresh = generated_modules(tmp_path)
     assert fresh == generated_modules(GENERATED), "run `make protos`"
     assert "tensorflow_serving/apis/model_service_pb2_grpc.py" in fresh
@@ -88,5 +88,5 @@ def test_generated_tf_serving_protos_import_no_tensorflow() -> None:
         "('tensorflow', 'tensorflow_serving', 'xla')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=True)
+                          text=True, timeout=600, check=True)
     assert done.stdout.strip() == "[]"

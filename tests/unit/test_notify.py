@@ -102,6 +102,27 @@ def test_a_full_queue_drops_instead_of_blocking() -> None:
     assert wait_for(lambda: notifier.delivered + notifier.dropped == 10, 10)
 
 
+def test_a_receiver_that_hangs_delays_no_other() -> None:
+    release, delivered = threading.Event(), list[str]()
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+        if url.endswith("/hangs"):
+            release.wait(30)
+        delivered.append(url)
+        return 200
+
+    notifier = Notifier([NotificationTarget("http://127.0.0.1:1/hangs"),
+                         NotificationTarget("http://127.0.0.1:1/answers")], post=post)
+    notifier.send(NOTICE)
+    notifier.send(NOTICE)
+    # Both notices reach the receiver that answers while the first one is still stuck.
+    assert wait_for(lambda: delivered.count("http://127.0.0.1:1/answers") == 2, 10)
+    assert "http://127.0.0.1:1/hangs" not in delivered
+    release.set()
+    notifier.close()
+    assert notifier.delivered == 4
+
+
 def test_config_file_notifications_are_validated_and_read(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")

@@ -21,5 +21,5 @@ def test_onednn_is_off_by_default_and_can_be_turned_on(setting: str | None, enab
         env["TF_ENABLE_ONEDNN_OPTS"] = setting
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                         timeout=120, check=True)
+                         timeout=900, check=True)  # a TF import on a busy machine
     assert out.stdout.strip().splitlines()[-1] == enabled

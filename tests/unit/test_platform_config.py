@@ -67,3 +67,11 @@ def test_an_empty_legacy_config_means_serve_no_batching_no_warmup() -> None:
 def test_errors_name_the_file_and_the_problem(text: str, fragment: str) -> None:
     with pytest.raises(PlatformConfigError, match=fragment):
         parse(text)
+
+
+def test_per_model_batching_params_need_batching_parameters() -> None:
+    on = "enable_per_model_batching_params: true\n"
+    assert parse(platform_text(on + "batching_parameters { }")).per_model_batching is True
+    # TF Serving reads the field only when batching_parameters is set.
+    assert parse(platform_text(on)).per_model_batching is False
+    assert parse(platform_text("batching_parameters { }")).per_model_batching is False

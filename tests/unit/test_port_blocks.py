@@ -27,7 +27,7 @@ def test_concurrent_processes_never_share_a_block() -> None:
         mine = free_port()  # while every child still holds its claim
     finally:
         for child in children:
-            child.communicate("\n", timeout=60)
+            child.communicate("\n", timeout=600)
     blocks = {port // 1000 for port in [*ports, mine]}
     assert len(blocks) == 5, ports + [mine]
 

@@ -252,13 +252,15 @@ def test_stable_change_restarts(baseline: int | None, stable: int, verdict: str,
         ({}, {"7": "a"}, [], ["pull request 7 no longer proposes this canary"]),
         ({"m": p("3", head="c")}, {"7": "a", "3": "c"}, [],
          ["pull request 3's canary of m runs instead"]),
+        # the followed branch's own canary of the model took it over
+        ({}, {"7": "a"}, ["8"], ["the followed branch's canary of m (v5) runs first"]),
     ],
 )
 def test_closed_or_changed_pull_request_stops_its_canary(
     running: dict[str, Proposal], heads: dict[str, str], merged: list[str], stopped: list[str],
 ) -> None:
     previous = {"m": p("7", head="a")}
-    found = stops(previous, running, heads, merged)
+    found = stops(previous, running, heads, merged, {"m": 5} if "8" in merged else {})
     assert [s.reason for s in found] == stopped
     for stop in found:
         assert (stop.model, stop.pull, stop.head, stop.version) == ("m", "7", "a", 2)

@@ -543,6 +543,9 @@ def test_on_failure_pause_holds_the_failed_canary_loaded_at_weight_zero(rig) -> 
     assert kinds(git)[-1] == "verdict:held"
     held = [n for n in told if n.event == "failed_held"]
     assert len(held) == 1 and held[0].verdict == "held" and "40.00% err" in held[0].summary
+    # With the analysis behind it, as a written verdict's trailers give it.
+    assert held[0].details["Rollouts-Intervals"] == "0 passed, 2 failed, 0 not judged"
+    assert "40.00% err" in held[0].details["Rollouts-Last-Interval"]
     doc = rollout_doc(status)
     assert doc["phase"] == "failed_held" and doc["weightBp"] == 0
     # Later ticks, and a restarted driver on the same journal, keep holding: no

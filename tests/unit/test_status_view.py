@@ -48,7 +48,7 @@ def test_status_table_and_rollout_lines() -> None:
         assert cell in row, (cell, row)
     assert any("s1" in line and "down: refused" in line for line in text.splitlines())
     assert "20%" not in text
-    assert "hp2 canary v2: wait, step 2/2, targets serve 50%" in text
+    assert "hp2 canary v2 (commit c0ffee): wait, step 2/2, targets serve 50%" in text
     assert "pass  pass at 10%: canary 82 req 0.00% err" in text
     assert "fail  fail at 50%: canary 96 req 3.10% err" in text
     assert "s1 hp2: target unreachable: refused" in text
@@ -68,10 +68,10 @@ def test_a_blocked_canary_is_not_in_sync_and_shows_what_the_targets_serve() -> N
     render_status(doc, console)
     text = console.export_text()
     assert "(in sync)" not in text
-    assert "(blocked: hp2 canary 3 blocked)" in text
+    assert "(not in sync: hp2 canary 3 blocked)" in text
     row = next(line for line in text.splitlines() if "hp2" in line and "s0" in line)
     assert " 0% " in row and "blocked" in row and "20%" not in row
-    assert "hp2 canary v3: blocked, out of traffic (targets serve 0%)" in text
+    assert "hp2 canary v3 (commit c0ffee): blocked, out of traffic (targets serve 0%)" in text
     assert "set canary.retry: true" in text
 
 
@@ -97,8 +97,8 @@ def test_a_failed_canary_held_for_a_person_says_what_it_waits_for() -> None:
     console = Console(file=io.StringIO(), width=200, record=True, color_system=None)
     render_status(doc, console)
     text = console.export_text()
-    assert ("hp2 canary v2: failed, held: waiting for abort, retry or promote "
+    assert ("hp2 canary v2 (commit c0ffee): failed, held: waiting for abort, retry or promote "
             "(step 1/2, targets serve 0%, still loaded)") in text
     assert "fail  fail at 10%: 40.00% err" in text
     assert "Analysis failed; held at weight 0: 0 passed, 2 failed" in text
-    assert "blocked: hp2 canary 2 failed_held" in text
+    assert "(not in sync: hp2 canary 2 failed, held for a person)" in text
