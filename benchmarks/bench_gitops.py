@@ -420,7 +420,14 @@ def measure_rollback(ctl: ControllerProcess, version: int, keep: str,
     if not wait_for(moved(servers, 1), 60, 0.01):
         raise SystemExit(f"revert of v{version}: stable never back on v1: {ctl.status()}")
     took = time.monotonic() - t0
-    return RollbackSample(took, sum(loads_of(s, 1) for s in servers) - before)
+    loads = sum(loads_of(s, 1) for s in servers) - before
+    # The revert brought the canary block back, held out of traffic: drop it, so the
+    # next sample (or the canary benchmark after this one) starts from a spec in sync.
+    person.pull()
+    person.write(f"rollouts/{MODEL}.yaml", spec(stable=1), f"hp2: drop reverted canary v{version}")
+    if not wait_for(lambda: ctl.applied(person.remote_head()), 60, 0.1):
+        raise SystemExit(f"v{version}: the spec without its canary never applied: {ctl.status()}")
+    return RollbackSample(took, loads)
 
 
 def run_rollback(result: Result, fl: Fleet, work: Path, samples: int,

@@ -5,8 +5,10 @@ process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
 
 - in-process: the signature's concrete function called in a loop by N threads
   of this process (no server, no wire): the limit a server can approach;
-- this server (`python -m serving`), REST and gRPC; and again with
-  `--enable_batching` once the server has that flag;
+- this server (`python -m serving`) with its default flags (opportunistic
+  batching on), REST and gRPC; again with `--opportunistic_batching=false`
+  (`unbatched`: today's path before issue 18), and with `--enable_batching`
+  (TF Serving's timed batching);
 - the transport floors (`benchmarks/floors.py`): grpcio and uvicorn answering
   fixed bytes, no model; with the in-process call they bound what any server
   on these stacks can reach;
@@ -19,12 +21,16 @@ process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
 Models: half_plus_two (one float in) and an MLP 784-256-10 (one 784-vector in).
 Goals: REST >= 3x KServe at c=16, gRPC >= 4x; batching at c=64 above the
 in-process single-call loop; p50 at c=1 <= 0.8 ms REST and <= 0.6 ms gRPC.
-Run: `python -m benchmarks.bench_predict [--quick] [--seconds S]`.
+Issue 18, default flags: c=64 >= 1.5x the in-process single-call loop on
+half_plus_two and >= 1x on the MLP; c=1 p50 no worse than unbatched.
+Run: `python -m benchmarks.bench_predict [--quick] [--seconds S]
+[--transports rest grpc] [--variants server unbatched batching]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -45,6 +51,11 @@ REST_VS_KSERVE_GOAL = 3.0
 GRPC_VS_KSERVE_GOAL = 4.0
 REST_P50_GOAL_MS = 0.8
 GRPC_P50_GOAL_MS = 0.6
+# Default flags' c=1 p50 over --opportunistic_batching=false's, same run: "no
+# worse" up to this much run-to-run noise on a shared machine.
+P50_NOISE = 1.1
+VARIANTS = ("server", "unbatched", "batching")
+TRANSPORTS = ("rest", "grpc")
 BATCHING_PARAMETERS = """\
 max_batch_size { value: 64 }
 batch_timeout_micros { value: 500 }
@@ -58,11 +69,12 @@ class ModelCase:
     name: str
     features: int  # 0: a scalar instance (half_plus_two)
     description: str
+    c64_goal: float  # default flags' c=64 req/s over the in-process c=1 loop's
 
 
 MODELS = (
-    ModelCase("hp2", 0, "half_plus_two"),
-    ModelCase("mlp", 784, "MLP 784-256-10"),
+    ModelCase("hp2", 0, "half_plus_two", 1.5),
+    ModelCase("mlp", 784, "MLP 784-256-10", 1.0),
 )
 
 
@@ -130,24 +142,27 @@ def measured(pid: int, key: str, cpu_us: dict[str, float | None],
 
 
 def drive(server: Any, variant: str, case: ModelCase, concurrency: int, seconds: float,
-          rows: dict[str, LoadResult], cpu_us: dict[str, float | None]) -> None:
+          rows: dict[str, LoadResult], cpu_us: dict[str, float | None],
+          transports: Sequence[str] = TRANSPORTS) -> None:
     url = f"{server.rest_url}/v1/models/{case.name}:predict"
     rest, grpc_body = harness.rest_body(case.features), harness.grpc_predict_body(case.name,
                                                                                  case.features)
     pid = server.proc.pid
-    key = f"{variant}/rest/{concurrency}"
-    rows[key] = measured(pid, key, cpu_us,
-                         lambda: run_loadgen("rest", url, rest, concurrency, seconds))
-    key = f"{variant}/grpc/{concurrency}"
-    rows[key] = measured(pid, key, cpu_us,
-                         lambda: run_loadgen("grpc", server.address, grpc_body, concurrency,
-                                             seconds, method=harness.PREDICT_METHOD))
+    if "rest" in transports:
+        key = f"{variant}/rest/{concurrency}"
+        rows[key] = measured(pid, key, cpu_us,
+                             lambda: run_loadgen("rest", url, rest, concurrency, seconds))
+    if "grpc" in transports:
+        key = f"{variant}/grpc/{concurrency}"
+        rows[key] = measured(pid, key, cpu_us,
+                             lambda: run_loadgen("grpc", server.address, grpc_body, concurrency,
+                                                 seconds, method=harness.PREDICT_METHOD))
 
 
 Goal = tuple[str, float | None, str, bool | None]
 
 
-def goals(rows: dict[str, LoadResult], kserve_ok: bool) -> list[Goal]:
+def goals(rows: dict[str, LoadResult], kserve_ok: bool, c64_goal: float = 1.5) -> list[Goal]:
     """(goal, measured, target, met) for one model's rows keyed `<target>/<transport>/<c>`."""
     def rps(key: str) -> float | None:
         r = rows.get(key)
@@ -174,11 +189,20 @@ def goals(rows: dict[str, LoadResult], kserve_ok: bool) -> list[Goal]:
         value = p50(f"server/{transport}/1")
         out.append((f"{transport} p50 at c=1 (ms)", value, f"<= {goal_ms:g}",
                     None if value is None else value <= goal_ms))
+    # Issue 18: opportunistic batching (the default) against the unbatched path.
+    for transport in TRANSPORTS:
+        value = harness.ratio(rps(f"server/{transport}/64"), limit)
+        out.append((f"{transport} c=64 default flags / in-process c=1", value,
+                    f">= {c64_goal:g}x", None if value is None else value >= c64_goal))
+        value = harness.ratio(p50(f"server/{transport}/1"), p50(f"unbatched/{transport}/1"))
+        out.append((f"{transport} p50 at c=1, default / --opportunistic_batching=false", value,
+                    f"<= {P50_NOISE:g}x (noise)", None if value is None else value <= P50_NOISE))
     return out
 
 
 def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve: bool,
-        use_batching: bool, work: Path, models: Sequence[ModelCase] = MODELS) -> bool:
+        use_batching: bool, work: Path, models: Sequence[ModelCase] = MODELS,
+        transports: Sequence[str] = TRANSPORTS, variants: Sequence[str] = VARIANTS) -> bool:
     bases: dict[str, Path] = {}
     exports: dict[str, Path] = {}
     for case in models:
@@ -195,18 +219,27 @@ def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve
         for c in concurrencies:
             rows[case.name][f"in-process/-/{c}"] = in_process(exports[case.name], case.features,
                                                               c, seconds, cpu[case.name])
-    variants: list[tuple[str, list[str]]] = [("server", [])]
+    servers: list[tuple[str, list[str]]] = [("server", []),
+                                            ("unbatched", ["--opportunistic_batching=false"])]
     if use_batching:
         params = work / "batching.config"
         params.write_text(BATCHING_PARAMETERS)
-        variants.append(("batching", ["--enable_batching",
-                                      f"--batching_parameters_file={params}"]))
-    for variant, extra in variants:
-        flags = [f"--model_config_file={config}", *extra]
-        with harness.serving_process(flags, work / f"{variant}.log") as server:
-            for case in models:
-                for c in concurrencies:
-                    drive(server, variant, case, c, seconds, rows[case.name], cpu[case.name])
+        servers.append(("batching", ["--enable_batching",
+                                     f"--batching_parameters_file={params}"]))
+    started = [(v, extra) for v, extra in servers if v in variants]
+    handles = {}
+    with contextlib.ExitStack() as stack:
+        # Every server is up at once and the points alternate between them, so
+        # the default and the unbatched path meet the same machine load.
+        for variant, extra in started:
+            flags = [f"--model_config_file={config}", *extra]
+            handles[variant] = stack.enter_context(
+                harness.serving_process(flags, work / f"{variant}.log"))
+        for case in models:
+            for c in concurrencies:
+                for variant, _ in started:
+                    drive(handles[variant], variant, case, c, seconds, rows[case.name],
+                          cpu[case.name], transports)
     with harness.floor_servers(work) as floor:
         for case in models:
             for c in concurrencies:
@@ -215,6 +248,8 @@ def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve
                          harness.rest_body(case.features), floor.rest_pid),
                         ("grpc", floor.grpc_address,
                          harness.grpc_predict_body(case.name, case.features), floor.grpc_pid)):
+                    if transport not in transports:
+                        continue
                     key = f"floor/{transport}/{c}"
                     rows[case.name][key] = measured(
                         pid, key, cpu[case.name],
@@ -266,7 +301,7 @@ def report(result: Result, case: ModelCase, rows: dict[str, LoadResult],
     result.tables.append(bounds(case, cpu_us, kserve_ok))
     goal_table = Table(f"{case.description}: goals", ["goal", "measured", "target", "met"])
     met = True
-    for name, value, target, ok in goals(rows, kserve_ok):
+    for name, value, target, ok in goals(rows, kserve_ok, case.c64_goal):
         goal_table.add(name, value, target, "n/a" if ok is None else ok)
         met &= ok is not False
     result.tables.append(goal_table)
@@ -309,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-batching", action="store_true")
     parser.add_argument("--models", nargs="*", default=[m.name for m in MODELS],
                         choices=[m.name for m in MODELS])
+    parser.add_argument("--transports", nargs="*", default=list(TRANSPORTS), choices=TRANSPORTS)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                        help="server: default flags; unbatched: --opportunistic_batching=false;"
+                             " batching: --enable_batching")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     seconds = args.seconds or (2.0 if args.quick else 5.0)
@@ -318,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     result.params = {"seconds_per_point": seconds, "concurrency": args.concurrency,
                      "rest_loadgen": "wrk" if have_wrk() else "asyncio (wrk not installed)",
                      "grpc_loadgen": "grpc.aio", "batching": use_batching,
-                     "kserve": use_kserve}
+                     "kserve": use_kserve, "transports": args.transports,
+                     "variants": args.variants}
     if not use_kserve:
         result.notes.append(f"KServe column skipped: no KServe venv. Create it with: "
                             f"{harness.KSERVE_HOWTO}.")
@@ -330,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         "transport at the same concurrency (in-process with KServe REST).")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         models = [m for m in MODELS if m.name in args.models]
-        met = run(result, seconds, args.concurrency, use_kserve, use_batching, Path(tmp), models)
+        met = run(result, seconds, args.concurrency, use_kserve, use_batching, Path(tmp), models,
+                  args.transports, args.variants)
     markdown, document = result.write()
     print(result.to_markdown())
     print(f"written: {markdown} and {document}")

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Executor, Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -210,6 +210,9 @@ class _Queue:
 class Batcher:
     """Merges concurrent `run` calls per queue; see the module docstring."""
 
+    # A call stays in its batch once queued, even if its caller gives up.
+    withdrawable = False
+
     def __init__(self, options: BatchingOptions, observer: BatchObserver | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  options_for: Callable[[Any], BatchingOptions | None] | None = None) -> None:
@@ -243,10 +246,12 @@ class Batcher:
 
     def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
                output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
-               options: BatchingOptions | None = None) -> Future[dict[str, np.ndarray]]:
+               options: BatchingOptions | None = None, executor: Executor | None = None,
+               ) -> Future[dict[str, np.ndarray]]:
         """Queue `inputs` for a batch (with `options`, default the server's);
-        the future completes when that batch has run. Refusals (too large,
-        queue full, stopping) raise here, at once."""
+        the future completes when that batch has run, on a batch thread
+        (`executor` is unused). Refusals (too large, queue full, stopping)
+        raise here, at once."""
         options = options or self.options
         size = batch_size_of(inputs)
         if size > options.max_batch_size:
@@ -280,6 +285,10 @@ class Batcher:
             open_batch.opened = self._clock()
         open_batch.calls.append(call)
         open_batch.size += call.size
+
+    def joins(self, model: str) -> bool:
+        """Every call joins a batch (and waits for it)."""
+        return True
 
     def bind(self, servable: Any, model: str, version: int) -> Any:
         """`servable` as the data plane sees it: a BatchedServable whose `run`
@@ -418,7 +427,8 @@ class BatchedServable:
                                  options=self._options)
 
     def submit(self, signature_key: str, inputs: Mapping[str, np.ndarray],
-               output_keys: Sequence[str] | None = None) -> Future[dict[str, np.ndarray]]:
+               output_keys: Sequence[str] | None = None, executor: Executor | None = None,
+               ) -> Future[dict[str, np.ndarray]]:
         """As `run`, without blocking: the batch's result, when it has run."""
         return self._batcher.submit(self._servable, signature_key, inputs, output_keys,
                                     model=self._model, version=self._version,

@@ -33,7 +33,13 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tensor_codec as tc
-from serving.core.status import Code, ServingError, failed_precondition, invalid_argument
+from serving.core.status import (
+    Code,
+    ServingError,
+    failed_precondition,
+    invalid_argument,
+    unavailable,
+)
 from serving.example_results import (
     SignatureLike,
     classification_outputs,
@@ -120,10 +126,17 @@ class CoreLike(Protocol):
 
 
 class BatcherLike(Protocol):
-    """serving.batching.Batcher: wraps a servable so its `run` is batched (a
-    servable it does not batch comes back as it is)."""
+    """serving.batching.Batcher (--enable_batching; a servable it does not
+    batch comes back as it is) or serving.opportunistic.OpportunisticBatcher
+    (--opportunistic_batching): wraps a servable so its `run` and `submit` are
+    batched. `withdrawable`: a call whose awaiting caller is cancelled before
+    it starts may be taken back."""
+
+    withdrawable: bool
 
     def bind(self, servable: Any, model: str, version: int) -> Any: ...
+
+    def joins(self, model: str) -> bool: ...
 
 
 class MetricsLike(Protocol):
@@ -286,15 +299,21 @@ def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[st
     return dict(tensors)
 
 
-def _outcome(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
-    """An awaitable for a batch thread's future. Unlike asyncio.wrap_future,
-    cancelling the awaiting task leaves the batch's own future alone: the
-    batch still runs, completes it, and releases the handle."""
+def _outcome(future: concurrent.futures.Future[Any], withdraw: bool = False,
+             ) -> asyncio.Future[Any]:
+    """An awaitable for a batch's future. Unlike asyncio.wrap_future,
+    cancelling the awaiting task leaves the batch's own future alone (the
+    batch still runs, completes it, and releases the handle), unless
+    `withdraw`: then a call not yet started is taken back (its future is
+    cancelled, which releases the handle at once; a started one runs on)."""
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[Any] = loop.create_future()
 
     def settle(done: concurrent.futures.Future[Any]) -> None:
         if waiter.cancelled():
+            return
+        if done.cancelled():  # withdrawn, or its pool shut down before it ran
+            waiter.set_exception(unavailable("The call was cancelled before it ran"))
             return
         error = done.exception()
         if error is not None:
@@ -303,6 +322,8 @@ def _outcome(future: concurrent.futures.Future[Any]) -> asyncio.Future[Any]:
             waiter.set_result(done.result())
 
     future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
+    if withdraw:
+        waiter.add_done_callback(lambda w: future.cancel() if w.cancelled() else None)
     return waiter
 
 
@@ -317,6 +338,7 @@ class DataPlane:
         self.metrics = metrics
         self._clock = clock
         self.batcher = batcher
+        self._withdrawable = batcher is not None and batcher.withdrawable
         self.method_name_check = method_name_check
         self.shadow = shadow
 
@@ -325,6 +347,14 @@ class DataPlane:
         """Whether Predict goes through a batcher (an event loop should then
         call `predict_async` rather than block a thread per request)."""
         return self.batcher is not None
+
+    def joins_from_loop(self, model: str) -> bool:
+        """Whether an event loop should call `predict_async` for a Predict of
+        `model` now rather than run `predict` in a thread: always with timed
+        batching; with opportunistic batching while a call of the model runs
+        (it will likely join it). An idle model's call then takes the thread
+        exactly as unbatched, and still runs at once in that thread."""
+        return self.batcher is not None and self.batcher.joins(model)
 
     def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
                 primary: Mapping[str, np.ndarray]) -> None:
@@ -489,7 +519,7 @@ class DataPlane:
                 raise
             # Whatever happens to the awaiting task, the handle goes with the batch.
             future.add_done_callback(lambda _: held.close())
-            outputs = await _outcome(future)
+            outputs = await _outcome(future, self._withdrawable)
             self._shadow(handle, _predict_replay(key, tensors, output_filter, missing_signature),
                          outputs)
             return PredictResult(served[0], outputs)
@@ -498,11 +528,13 @@ class DataPlane:
                 output_keys: Sequence[str] | None, executor: concurrent.futures.Executor | None,
                 ) -> concurrent.futures.Future[dict[str, np.ndarray]]:
         """The handle's call handed to its batcher; the future completes when it
-        has run. A version the batcher does not batch (per-model batching
+        has run (an opportunistic batcher starts an idle lane's call in
+        `executor`). A version the batcher does not batch (per-model batching
         parameters, none in its directory) runs in `executor` instead."""
         runner = self._runner(h)
         if hasattr(runner, "submit"):
-            return runner.submit(key, tensors, output_keys)  # type: ignore[no-any-return]
+            return runner.submit(  # type: ignore[no-any-return]
+                key, tensors, output_keys, executor=executor)
         done: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
 
         def call() -> None:

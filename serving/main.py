@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import FrameType
@@ -84,6 +84,7 @@ from serving.grpc.tensor_limit import TensorLimitInterceptor  # noqa: E402
 from serving.loaders.options import SavedModelOptions  # noqa: E402
 from serving.loaders.registry import default_registry  # noqa: E402
 from serving.metrics import LoadedVersions, Metrics, timed_loads  # noqa: E402
+from serving.opportunistic import OpportunisticBatcher, planned_loads  # noqa: E402
 from serving.rest.app import build_rest_app  # noqa: E402
 from serving.rest.cors import Cors  # noqa: E402
 from serving.rest.inference import DEFAULT_MAX_BODY_BYTES, RestInference  # noqa: E402
@@ -194,13 +195,29 @@ class Wiring:
 
     metrics: Metrics
     dataplane: DataPlane
-    batcher: Batcher | None = None
+    batcher: Batcher | OpportunisticBatcher | None = None
     shadow: ShadowScorer | None = None
+
+
+def choose_batcher(batching: BatchingOptions | None, opportunistic: int, metrics: Metrics,
+                   options_for: Callable[[Any], BatchingOptions | None] | None = None,
+                   ) -> Batcher | OpportunisticBatcher | None:
+    """--enable_batching (TF Serving's timed batching, one pool of batch threads
+    for all models; `options_for`: per-model parameters) wins over
+    opportunistic batching, whose `opportunistic` is its row bound (0: off): a
+    deployment that asked for batch timeouts and allowed sizes gets exactly those."""
+    if batching is not None:
+        if opportunistic:
+            log.info("--enable_batching is on: opportunistic batching is off")
+        return Batcher(batching, metrics, options_for=options_for)
+    if opportunistic:
+        return OpportunisticBatcher(opportunistic, metrics)
+    return None
 
 
 def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
                     method_name_check: bool = False, per_model_batching: bool = False,
-                    ) -> Wiring:
+                    opportunistic: int = 0) -> Wiring:
     """One Metrics object fed by requests, loads and version states; the
     hash-split router; the data plane over the core. Call before the first
     reload so the startup loads are measured too. `per_model_batching`
@@ -213,9 +230,13 @@ def wire_data_plane(core: ServerCore, batching: BatchingOptions | None = None,
         core.registry.register(platform, versions.loads(factory) if versions else factory)
     core.add_listener(LoadedVersions(metrics))
     core.router = routing.route
-    # --enable_batching: one batcher (one pool of batch threads) for all models.
-    batcher = (Batcher(batching, metrics, options_for=versions.options_for if versions else None)
-               if batching is not None else None)
+    batcher = choose_batcher(batching, opportunistic, metrics,
+                             versions.options_for if versions else None)
+    if isinstance(batcher, OpportunisticBatcher):
+        # Each version's batch plan is decided, and logged, as it loads.
+        for platform in core.registry.platforms():
+            core.registry.register(
+                platform, planned_loads(core.registry.factory("", platform), batcher))
     # Shadow scoring is idle until a split sets a shadow rate.
     shadow = ShadowScorer(core, metrics)
     dataplane = DataPlane(DataPlaneCore(core), metrics, batcher=batcher, shadow=shadow,
@@ -417,7 +438,9 @@ def run(flags: ServerFlags) -> int:
     core = ServerCore(core_options(flags),
                       registry=default_registry(loading))
     wiring = wire_data_plane(core, batching, flags.enable_signature_method_name_check,
-                             per_model_batching)
+                             per_model_batching,
+                             flags.opportunistic_batching_max_batch_size
+                             if flags.opportunistic_batching else 0)
     freeze_startup_heap()
     try:
         # A signal while the start-up models load stops the wait at once.

@@ -1,4 +1,5 @@
-"""Helpers shared by every test and benchmark: bounded waits and loopback ports.
+"""Helpers shared by every test and benchmark: bounded waits, loopback ports,
+and calls started together on threads.
 
 Fakes of the code under test live in tests/unit/fakes.py; fixtures that start
 real processes in tests/conftest.py.
@@ -9,10 +10,11 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 WAIT_S = 60.0  # default bound on a condition; reached only when a test fails
 
@@ -100,3 +102,27 @@ def _any_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_concurrently(calls: Sequence[Callable[[], Any]], timeout: float = 30.0,
+                     ) -> list[tuple[Any, float]]:
+    """Run every call on its own thread, all released together; (result or the
+    exception it raised, time.monotonic() when it finished) per call, in order."""
+    out: list[tuple[Any, float]] = [(None, 0.0)] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def worker(i: int) -> None:
+        start.wait(timeout)
+        try:
+            result: Any = calls[i]()
+        except Exception as exc:  # the caller asserts on what each call gave
+            result = exc
+        out[i] = (result, time.monotonic())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout * 2)
+        assert not t.is_alive()
+    return out

@@ -285,3 +285,81 @@ def _as_legacy_export(export_dir: Path) -> None:
                 signature.inputs["inputs"].tensor_shape.Clear()
                 signature.inputs["inputs"].dtype = types_pb2.DT_FLOAT
     pb_path.write_bytes(saved.SerializeToString())
+
+
+# ------------------------------------------------------------ row-wise models (batching)
+
+ROW_WIDTH = 4
+MLP_IN, MLP_HIDDEN, MLP_OUT = 32, 64, 10
+
+
+def _sleep(micros: int) -> tf.Tensor:
+    """A graph-serializable sleep of `micros` (see _HalfPlus._compute)."""
+    return tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).apply(
+        data_testing.sleep(micros)).reduce(tf.constant(0, tf.int64), lambda acc, v: acc + v)
+
+
+class _RowWise(tf.Module):
+    """Each output row depends on every value of its own input row, and on no
+    other row: y = x / sum(|x|) per row, top = argmax per row. A NaN fails the
+    call (check_numerics), as a real model's input validation would."""
+
+    def __init__(self, slow_seconds: float) -> None:
+        super().__init__()
+        self._slow_micros = int(slow_seconds * 1_000_000)
+
+    def _rows(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        checks = [tf.debugging.check_numerics(x, "x has NaN or Inf values")]
+        if self._slow_micros:
+            checks.append(_sleep(self._slow_micros))
+        with tf.control_dependencies(checks):
+            y = x / tf.reduce_sum(tf.abs(x), axis=1, keepdims=True)
+            return {"y": y, "top": tf.argmax(x, axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, ROW_WIDTH], tf.float32, name="x")])
+    def predict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._rows(x)
+
+    @tf.function(input_signature=[tf.TensorSpec([2, ROW_WIDTH], tf.float32, name="x")])
+    def fixed(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._rows(x)
+
+
+def make_rowwise(base: Path, version: int, *, slow_seconds: float = 0.0) -> Path:
+    """A row-wise SavedModel (`_RowWise`) at base/<version>: `serving_default`
+    takes x [None, 4] (batched opportunistically), `fixed` x [2, 4] (never)."""
+    export_dir = Path(base) / str(version)
+    module = _RowWise(slow_seconds)
+    tf.saved_model.save(module, str(export_dir), signatures={
+        "serving_default": module.predict.get_concrete_function(),
+        "fixed": module.fixed.get_concrete_function()})
+    return export_dir
+
+
+class _Mlp(tf.Module):
+    """x [None, 32] -> relu(x W1 + b1) W2 + b2 [None, 10], fixed random weights."""
+
+    def __init__(self, slow_seconds: float) -> None:
+        super().__init__()
+        rng = tf.random.Generator.from_seed(7)
+        self.w1 = tf.Variable(rng.normal([MLP_IN, MLP_HIDDEN]))
+        self.b1 = tf.Variable(rng.normal([MLP_HIDDEN]))
+        self.w2 = tf.Variable(rng.normal([MLP_HIDDEN, MLP_OUT]))
+        self.b2 = tf.Variable(rng.normal([MLP_OUT]))
+        self._slow_micros = int(slow_seconds * 1_000_000)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, MLP_IN], tf.float32, name="x")])
+    def predict(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        checks = [_sleep(self._slow_micros)] if self._slow_micros else []
+        with tf.control_dependencies(checks):
+            hidden = tf.nn.relu(tf.matmul(x, self.w1) + self.b1)
+            return {"logits": tf.matmul(hidden, self.w2) + self.b2}
+
+
+def make_mlp(base: Path, version: int, *, slow_seconds: float = 0.0) -> Path:
+    """A small MLP SavedModel (`_Mlp`) at base/<version>, batched opportunistically."""
+    export_dir = Path(base) / str(version)
+    module = _Mlp(slow_seconds)
+    tf.saved_model.save(module, str(export_dir),
+                        signatures={"serving_default": module.predict.get_concrete_function()})
+    return export_dir

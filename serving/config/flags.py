@@ -128,6 +128,15 @@ class ServerFlags:
     max_wait_for_version_ms: int = _flag(
         30000, "a request for a model with a version loading and none available waits this"
                " long, ms", tf_serving=False)
+    # Opportunistic batching (serving/opportunistic.py): never waits, so on by
+    # default; --enable_batching (TF Serving's timed batching) takes precedence.
+    opportunistic_batching: bool = _flag(
+        True, "extension: a call to an idle signature runs at once; calls arriving while one"
+              " runs join the next call (signatures with an unknown leading dim only;"
+              " off while --enable_batching is on)", tf_serving=False)
+    opportunistic_batching_max_batch_size: int = _flag(
+        64, "extension: the most rows one opportunistically batched call runs",
+        tf_serving=False)
     # Security and limits (serving/admin_auth.py, serving/config/tls.py, serving/limits.py).
     admin_token_file: str = _flag("", "bearer token file the admin calls need",
                                   tf_serving=False)
@@ -261,7 +270,8 @@ def _check(flags: ServerFlags) -> None:
         # server.cc's refusal, so a forgotten --enable_batching is not silent.
         raise FlagError("--batching_parameters_file is set without setting --enable_batching"
                         " to true.")
-    for name in ("grpc_max_threads", "rest_api_num_threads"):
+    for name in ("grpc_max_threads", "rest_api_num_threads",
+                 "opportunistic_batching_max_batch_size"):
         if getattr(flags, name) < 1:
             raise FlagError(f"--{name} must be at least 1")
     for name in ("max_request_bytes", "max_tensor_elements", "max_wait_for_version_ms"):

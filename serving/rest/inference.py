@@ -220,9 +220,10 @@ class _Inference:
         deadline = self._deadline()
         ref = dataclasses.replace(ref, wait_s=self._left(deadline))
         try:
-            if api == "Predict" and self.dataplane.batches_predict:
+            if api == "Predict" and self.dataplane.joins_from_loop(ref.name):
                 # Batching: join the batch from the loop, no thread per request
-                # waiting on it (a call that finds its signature idle runs in the pool).
+                # waiting on it. A model with no call running takes the
+                # unbatched path below (its call runs at once in the thread).
                 text, served = await self._await(
                     self._predict_async(ref, doc, signature), deadline)
             else:

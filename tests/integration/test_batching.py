@@ -9,7 +9,6 @@ to the allowed sizes 2 or 4, at most 2 batches waiting per queue.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from serving.generated import rollouts_serving_pb2 as rpb
 from tests.conftest import ServerProcess, serving, wait_for
 from tests.grpc_requests import grpc_predict
+from tests.helpers import run_concurrently
 
 pytestmark = pytest.mark.integration
 
@@ -77,28 +77,6 @@ def metric_samples(server: ServerProcess) -> dict[tuple[str, tuple[tuple[str, st
     text = httpx.get(server.rest_url + METRICS, timeout=TIMEOUT_S).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def run_concurrently(calls: list[Callable[[], Any]]) -> list[tuple[Any, float]]:
-    """Run every call on its own thread; (result or exception, finish time) each."""
-    out: list[tuple[Any, float]] = [(None, 0.0)] * len(calls)
-    start = threading.Barrier(len(calls))
-
-    def worker(i: int) -> None:
-        start.wait(TIMEOUT_S)
-        try:
-            result: Any = calls[i]()
-        except Exception as exc:  # an expected refusal is asserted on below
-            result = exc
-        out[i] = (result, time.monotonic())
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT_S * 2)
-        assert not t.is_alive()
-    return out
 
 
 def test_concurrent_grpc_and_rest_requests_are_merged_and_answered_row_by_row(
