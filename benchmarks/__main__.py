@@ -29,7 +29,8 @@ RESULTS_MD = HERE / "RESULTS.md"
 BEGIN = "<!-- generated: python -m benchmarks rewrites from here -->"
 END = "<!-- generated: end -->"
 # Cheap first, so a quick look at the output comes early.
-ORDER = ("validate", "controller", "scale", "predict", "swaps", "isolation", "memory", "gitops")
+ORDER = ("validate", "controller", "scale", "predict", "shadow", "swaps", "isolation",
+         "memory", "gitops")
 TIMEOUT_S = 3600
 # TensorFlow's C++ start-up chatter, kept out of saved output.
 _NOISE = re.compile(r"^(?:[IWE]\d{4} |WARNING: All log messages|To enable the following)")

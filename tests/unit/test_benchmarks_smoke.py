@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import benchmarks.__main__ as runner
-from benchmarks import bench_memory, bench_predict, bench_scale, harness, loadgen
+from benchmarks import bench_memory, bench_predict, bench_scale, bench_shadow, harness, loadgen
 from benchmarks.loadgen import LoadResult
 
 BENCH_DIR = Path(runner.__file__).resolve().parent
@@ -186,3 +186,49 @@ def test_kserve_bound_is_kserve_cpu_over_floor_plus_tf_call() -> None:
     assert grpc[0] == "grpc" and grpc[3] == 500 and grpc[6] == 3.0 and grpc[7] == 1.5
     _, unmeasured = bench_predict.bounds(bench_predict.MODELS[0], cpu, False).rows
     assert unmeasured[5] is None and unmeasured[6] is None
+
+
+def test_shadow_outcomes_are_read_per_model_and_differenced_per_window() -> None:
+    text = (
+        "# TYPE rollouts_shadow_comparisons_total counter\n"
+        'rollouts_shadow_comparisons_total{baseline_version="1",model="mlp",outcome="same",'
+        'version="2"} 40\n'
+        'rollouts_shadow_comparisons_total{baseline_version="1",model="mlp",outcome="dropped",'
+        'version="2"} 3\n'
+        'rollouts_shadow_comparisons_total{baseline_version="1",model="hp2",outcome="same",'
+        'version="2"} 9\n'
+        'rollouts_shadow_abs_diff_total{baseline_version="1",model="mlp",version="2"} 0\n'
+    )
+    after = bench_shadow.shadow_outcomes(text, "mlp")
+    assert after == {"same": 40.0, "dropped": 3.0}
+    assert bench_shadow.delta(after, {"same": 10.0, "dropped": 3.0}) == {"same": 30.0}
+    window = bench_shadow.Window(_result(100, 1.0), 500.0, {"same": 30.0, "dropped": 2.0})
+    assert window.compared == 30.0
+
+
+def test_shadow_windows_take_the_median_over_rounds() -> None:
+    windows = [bench_shadow.Window(_result(rps, p50), cpu, {"same": 1.0})
+               for rps, p50, cpu in ((100, 1.0, 400.0), (300, 3.0, None), (200, 2.0, 600.0))]
+    merged = bench_shadow.median_window(windows)
+    assert (merged.load.rps, merged.load.p50_ms, merged.load.p99_ms) == (200, 2.0, 4.0)
+    assert merged.load.requests == 600 and merged.cpu_us == 500.0
+    assert merged.outcomes == {"same": 3.0}
+
+
+def test_shadow_bench_labels_both_versions_of_every_model() -> None:
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    text = bench_shadow.server_config({"hp2": Path("/b/hp2"), "mlp": Path("/b/mlp")})
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    for config in parsed.model_config_list.config:
+        assert list(config.model_version_policy.specific.versions) == [1, 2]
+        assert dict(config.version_labels) == {"stable": 1, "canary": 2}
+
+
+def test_shadow_ratios_pair_each_round_with_its_own_baseline() -> None:
+    off = [bench_shadow.Window(_result(100, p50), None, {}) for p50 in (1.0, 10.0, 2.0)]
+    on = [bench_shadow.Window(_result(100, p50), None, {}) for p50 in (1.1, 12.0, 3.0)]
+    # Per round 1.1, 1.2, 1.5: the median is 1.2 (the medians' ratio would be 3/2).
+    assert bench_shadow.paired_ratio(on, off, "p99_ms") == pytest.approx(1.2)
+    assert bench_shadow.paired_ratio(on, off, "rps") == 1.0
