@@ -95,6 +95,14 @@ def unbatchable_reason(signature: _Signature) -> str | None:
     return None
 
 
+def has_rows(inputs: Tensors) -> bool:
+    """Whether a request can be cut into rows: every input has a leading dimension
+    of one size (a scalar, or inputs of unlike lengths, runs alone and gets the
+    model's own answer, as an unbatched server gives it)."""
+    sizes = {getattr(value, "shape", ())[:1] for value in inputs.values()}
+    return len(sizes) == 1 and () not in sizes
+
+
 def batch_plan(signatures: Mapping[str, _Signature]) -> dict[str, str | None]:
     """Each signature key -> None if batched, else why not."""
     return {key: unbatchable_reason(sig) for key, sig in signatures.items()}
@@ -193,7 +201,7 @@ class OpportunisticBatcher:
             ) -> Outputs:
         """Blocking: an idle lane's call runs here, in the caller's thread;
         otherwise the caller waits for the call it joined."""
-        if not self.batches(servable, signature_key):
+        if not self.batches(servable, signature_key) or not has_rows(inputs):
             return servable.run(signature_key, inputs, output_keys)
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
                                        version)
@@ -212,7 +220,7 @@ class OpportunisticBatcher:
         """Non-blocking: an idle lane's call starts at once in `executor` (None:
         this batcher's threads); the future completes when its call has run."""
         pool = executor if executor is not None else self._threads
-        if not self.batches(servable, signature_key):
+        if not self.batches(servable, signature_key) or not has_rows(inputs):
             return pool.submit(servable.run, signature_key, inputs, output_keys)
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
                                        version)
