@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.common import Result, Table
+from benchmarks.common import Result, Table, finish
 from benchmarks.loadgen import LoadResult, have_wrk, run_loadgen, summarize_latencies
 
 CONCURRENCIES = (1, 16, 64)
@@ -372,10 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         models = [m for m in MODELS if m.name in args.models]
         met = run(result, seconds, args.concurrency, use_kserve, use_batching, Path(tmp), models,
                   args.transports, args.variants)
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":
