@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controller.adapters.gitrepo import (
+from controller.adapters.gitresults import (
     GitError,
     RevertResult,
     WriteOutcome,

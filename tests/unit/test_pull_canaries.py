@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import PathNotFound
+from controller.adapters.gitresults import PathNotFound
 from controller.adapters.journal import journal_line, parse_journal
 from controller.adapters.pulls import PullHead, parse_refspec
 from controller.decide.analysis import VersionWindow

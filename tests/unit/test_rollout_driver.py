@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import (
+from controller.adapters.gitresults import (
     PushResult,
     PushStatus,
     RevertResult,
