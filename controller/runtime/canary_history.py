@@ -15,7 +15,7 @@ from controller.decide import trailers
 from controller.decide.gates import is_promotion_of, reverted_commit
 from controller.spec import yamledit
 
-__all__ = ["CanaryHistory", "CommitMessage", "HistoryGit"]
+__all__ = ["CanaryHistory", "CommitMessage", "GitLog", "HistoryGit"]
 
 
 class CommitMessage(Protocol):
@@ -26,10 +26,14 @@ class CommitMessage(Protocol):
     def message(self) -> str: ...
 
 
-class HistoryGit(Protocol):
-    """The git reads of canary history (`controller.adapters.gitrepo.GitRepo`, or a fake)."""
+class GitLog(Protocol):
+    """`git log` from a revision, newest first (`controller.adapters.gitrepo.GitRepo.log`)."""
 
     def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[CommitMessage]: ...
+
+
+class HistoryGit(GitLog, Protocol):
+    """The git reads of canary history (`controller.adapters.gitrepo.GitRepo`, or a fake)."""
 
     def find_commit_that_set(
         self, head: str, path: str, predicate: Callable[[str | None], bool], /
