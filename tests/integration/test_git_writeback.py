@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from controller.cli.controller import load_settings
+from controller.cli.settings import load_settings
 from controller.runtime.runner import Controller
 from controller.runtime.verdicts import Pending
 from tests.conftest import ServerProcess, wait_for
