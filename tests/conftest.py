@@ -184,6 +184,39 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
 
 
+@pytest.fixture(scope="module")
+def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's ServerPool (tests/server_pool.py); its servers stop with the module."""
+    from tests.server_pool import ServerPool
+
+    pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
+    yield pool
+    pool.stop()
+
+
+TakeServers = Callable[[Sequence[str], int], list[ServerProcess]]
+
+
+@pytest.fixture
+def shared_servers(request: pytest.FixtureRequest, server_pool: Any) -> Iterator[TakeServers]:
+    """shared_servers(flags, n) -> n servers of the module's pool, emptied for this test
+    (flags must name files that outlive the test: server_pool.workdir's). When the
+    test fails, what they logged during it is printed."""
+    taken: list[tuple[ServerProcess, int]] = []
+
+    def take(flags: Sequence[str], count: int) -> list[ServerProcess]:
+        servers: list[ServerProcess] = server_pool.take(flags, count)
+        taken.extend((server, len(server.output())) for server in servers)
+        return servers
+
+    yield take
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for server, offset in taken:
+            print(f"--- shared server output during the test ({' '.join(server.args)}) ---\n"
+                  f"{server.output()[offset:]}")
+
+
 MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 
 

@@ -27,16 +27,17 @@ EMPTY_CONFIG = "model_config_list {}\n"
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, start_server: Any, make_model: Any) -> dict[str, Any]:
+def fleet(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+          ) -> dict[str, Any]:
+    """Two servers that start with no models (the module's, emptied for each test;
+    one a test stopped is replaced), v1 and v2 of hp2 and a person's remote."""
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2, offset=3.0)
-    config = tmp_path / "empty.conf"
+    config: Path = server_pool.workdir / "empty.conf"
     config.write_text(EMPTY_CONFIG)
-    servers = [
-        start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2")
-        for _ in range(2)
-    ]
+    servers = shared_servers([f"--model_config_file={config}",
+                              "--file_system_poll_wait_seconds=0.2"], 2)
     person = Person(tmp_path)
     return {"root": root, "servers": servers, "person": person, "config": config}
 
