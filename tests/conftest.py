@@ -184,9 +184,10 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's ServerPool (tests/server_pool.py); its servers stop with the module."""
+    """This process's ServerPool (tests/server_pool.py): servers by their flags, shared
+    by every test (of any module) that takes them; they stop with the session."""
     from tests.server_pool import ServerPool
 
     pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
@@ -220,13 +221,26 @@ def shared_servers(request: pytest.FixtureRequest, server_pool: Any) -> Iterator
 MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 
 
-def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
-    """A server that starts with no models (the controller pushes its config) and
-    exports Prometheus metrics, as every controller test's target does."""
+def monitored_flags(workdir: Path) -> list[str]:
+    """Flags of a server that starts with no models (the controller pushes its config)
+    and exports Prometheus metrics, as every controller test's target does; the
+    files they name are written in `workdir`."""
     (workdir / "empty.conf").write_text("model_config_list {}\n")
     (workdir / "monitoring.conf").write_text(MONITORING)
-    return start(f"--model_config_file={workdir / 'empty.conf'}",
-                 f"--monitoring_config_file={workdir / 'monitoring.conf'}")
+    return [f"--model_config_file={workdir / 'empty.conf'}",
+            f"--monitoring_config_file={workdir / 'monitoring.conf'}"]
+
+
+def polling_flags(workdir: Path) -> list[str]:
+    """Flags of a server that starts with no models and finds new version
+    directories within 0.2 s (a controller test that adds versions)."""
+    (workdir / "empty.conf").write_text("model_config_list {}\n")
+    return [f"--model_config_file={workdir / 'empty.conf'}", "--file_system_poll_wait_seconds=0.2"]
+
+
+def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
+    """A server started with monitored_flags (files in `workdir`)."""
+    return start(*monitored_flags(workdir))
 
 
 @pytest.hookimpl(hookwrapper=True)

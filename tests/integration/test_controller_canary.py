@@ -24,7 +24,7 @@ from controller.adapters.journal import GitNotes
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import REPO, ServerProcess
+from tests.conftest import REPO, ServerProcess, monitored_flags
 from tests.gitops import Person, git, spec
 from tests.helpers import free_port, wait_for
 from tests.traffic import Traffic
@@ -54,19 +54,13 @@ def canary_block(
 @pytest.fixture
 def fleet(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
           ) -> dict[str, Any]:
-    """Two servers that start with no models (the module's, emptied for each test:
-    starting them is most of a test's time), v1-v3 of hp2 and a person's remote."""
+    """Two servers that start with no models (the pool's, emptied for each test:
+    starting them was most of a test's time), v1-v3 of hp2 and a person's remote."""
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2, offset=3.0)
     make_model(root / "hp2", 3, offset=3.0, fail_above=5.0)  # fails on half the inputs
-    workdir: Path = server_pool.workdir
-    (workdir / "empty.conf").write_text("model_config_list {}\n")
-    (workdir / "monitoring.conf").write_text(MONITORING)
-    flags = [
-        f"--model_config_file={workdir / 'empty.conf'}",
-        f"--monitoring_config_file={workdir / 'monitoring.conf'}",
-    ]
+    flags = monitored_flags(server_pool.workdir)
     servers = shared_servers(flags, 2)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
