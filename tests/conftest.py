@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -29,22 +31,50 @@ READY_TIMEOUT_S = 600.0  # bounds a failure only: a TF import took over 90 s at 
 ModelFactory = Callable[..., Path]
 
 
+def _model_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where built SavedModels are kept: under xdist, the run's directory that every
+    worker's own temp directory sits in, so each model is built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "model-cache"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def _cached_model(root: Path, kwargs: dict[str, Any]) -> Path:
+    """The half_plus_two SavedModel built with `kwargs`, built now by whichever
+    process asks first while the others wait on its lock."""
+    key = repr(sorted(kwargs.items()))
+    name = "m" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    built = root / name / "1"
+    with open(root / f"{name}.lock", "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed
+        if not built.exists():
+            from tests.models import make_half_plus_two
+
+            staging = root / f".staging-{name}"
+            shutil.rmtree(staging, ignore_errors=True)  # a build cut short by a killed run
+            make_half_plus_two(staging / name, 1, **kwargs)
+            (root / name).mkdir()
+            (staging / name / "1").rename(built)
+            shutil.rmtree(staging)
+    return built
+
+
 @pytest.fixture(scope="session")
 def make_model(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
     """make_model(base, version, **kwargs): a half_plus_two SavedModel at base/<version>.
 
-    Each distinct kwargs combination is built with TensorFlow once per session
-    and copied for every further version.
+    Each distinct kwargs combination is built with TensorFlow once per run (shared by
+    the xdist workers) and copied for every further version.
     """
-    cache_root = tmp_path_factory.mktemp("model-cache")
+    cache_root = _model_cache_root(tmp_path_factory)
     cache: dict[tuple[Any, ...], Path] = {}
 
     def make(base: Path, version: int, **kwargs: Any) -> Path:
-        from tests.models import make_half_plus_two
-
         key = tuple(sorted(kwargs.items()))
         if key not in cache:
-            cache[key] = make_half_plus_two(cache_root / f"m{len(cache)}", 1, **kwargs)
+            cache[key] = _cached_model(cache_root, kwargs)
         target = Path(base) / str(version)
         # Copy beside the target, then rename: the source never sees a half-copied dir.
         staging = Path(base) / f".staging-{version}"
