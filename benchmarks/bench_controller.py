@@ -12,7 +12,6 @@ Goals: plan < 1.5 s, controller < 120 MB (issue 14; both were 11-24 s and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Result, summarize
+from benchmarks.common import Result, argument_parser, finish, summarize
 from benchmarks.harness import RssSampler, make_half_plus_two, rss_mb, serving_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +92,7 @@ def status(listen: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sample-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
@@ -150,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "protos were generated into serving/generated/ the controller imported TensorFlow: "
         "11-24 s per plan and ~710 MB held (issue 14).")
     result.data = {"plan_warm_s": warm, "plan_cold_s": cold, "rss_samples": sampler.samples[-50:]}
-    result.write()
-    print(result.to_markdown())
-    return 0 if plan_p50 < PLAN_GOAL_S and sampler.peak_mb < RSS_GOAL_MB else 1
+    return finish(result, plan_p50 < PLAN_GOAL_S and sampler.peak_mb < RSS_GOAL_MB)
 
 
 if __name__ == "__main__":

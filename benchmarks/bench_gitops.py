@@ -48,7 +48,7 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 from tensorflow_serving.apis import get_model_status_pb2  # noqa: E402
 
-from benchmarks.common import Result, Table, summarize  # noqa: E402
+from benchmarks.common import Result, Table, argument_parser, finish, summarize  # noqa: E402
 from controller.runtime.webhook import signature  # noqa: E402
 from tests.conftest import ServerProcess  # noqa: E402
 from tests.gitops import Person, git, spec  # noqa: E402
@@ -468,7 +468,7 @@ def run_rollback(result: Result, fl: Fleet, work: Path, samples: int,
 
 # -- the run ---------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples and configs")
     parser.add_argument("--samples", type=int, default=None, help="pushed->applied samples")
     parser.add_argument("--canary-samples", type=int, default=None)
@@ -519,10 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"work directory kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 def run_sync(result: Result, fl: Fleet, work: Path, samples: int,

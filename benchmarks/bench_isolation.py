@@ -13,7 +13,6 @@ Run: `python -m benchmarks.bench_isolation [--quick] [--megabytes MB]`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.common import Result, summarize
+from benchmarks.common import Result, argument_parser, finish, summarize
 from benchmarks.loadgen import LoadProcess
 
 A, B = "hp2", "big"
@@ -58,7 +57,7 @@ def cycle_b(server: Any, a: Any, b: Any, until: float) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter windows, 100 MB model")
     parser.add_argument("--megabytes", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=None)
@@ -107,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result.data = {"steady": [vars(r) for r in steady], "during": [vars(r) for r in during],
                    "b_load_s": b_loads}
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Run: `python -m benchmarks.bench_memory [--quick] [--megabytes MB]`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.common import Result
+from benchmarks.common import Result, argument_parser, finish
 
 MODEL = "big"
 GOAL_RATIO = 1.2
@@ -70,7 +69,7 @@ def growth_ratio(idle: float, steady: float, peak: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a 100 MB model instead of 200 MB")
     parser.add_argument("--megabytes", type=float, default=None)
     args = parser.parse_args(argv)
@@ -102,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                       "n/a" if ok is None else ok)
             result.data[policy] = got
     table.notes.append("one model = steady - idle; peak / one model = (peak - idle) / one model.")
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":

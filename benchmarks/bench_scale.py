@@ -20,7 +20,6 @@ Run: `python -m benchmarks.bench_scale [--quick] [--models N] [--rollouts N]`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 
 from benchmarks import harness
-from benchmarks.common import Result
+from benchmarks.common import Result, argument_parser, finish
 
 RELOAD_GOAL_S = 0.1
 PLAN_GOAL_S = 0.5
@@ -186,7 +185,7 @@ def plan_many(result: Result, count: int, runs: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="50 models instead of 200")
     parser.add_argument("--models", type=int, default=None)
     parser.add_argument("--rollouts", type=int, default=1000)
@@ -199,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     met = plan_many(result, args.rollouts, args.runs)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         met &= serve_many(result, Path(tmp), count)
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Run: `python -m benchmarks.bench_shadow [--quick] [--seconds S] [--rounds N]`.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import shutil
@@ -37,7 +36,7 @@ from typing import Any
 
 from benchmarks import harness
 from benchmarks.bench_predict import MODELS, ModelCase, measured
-from benchmarks.common import Result
+from benchmarks.common import Result, argument_parser, finish
 from benchmarks.loadgen import LoadResult, have_wrk, run_loadgen
 
 RATES = (0.0, 0.1, 1.0)
@@ -232,7 +231,7 @@ def report(result: Result, runs: Mapping[Key, Mapping[float, Sequence[Window]]])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="2 s windows, three rounds, instead of 3 s and five rounds")
     parser.add_argument("--seconds", type=float, default=None)
@@ -279,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "outcomes": w.outcomes} for w in ws]
                          for rate, ws in per_rate.items()}
         for (m, t, c), per_rate in runs.items()}
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":

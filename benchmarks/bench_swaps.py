@@ -18,7 +18,6 @@ Run: `python -m benchmarks.bench_swaps [--quick] [--swaps N]`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.common import Result
+from benchmarks.common import Result, argument_parser, finish
 from benchmarks.loadgen import LoadProcess, LoadResult
 
 MODEL = "hp2"
@@ -108,7 +107,7 @@ def add_rows(table: Any, policy: str, style: str, got: dict[str, Any],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="0.5 s per swap instead of 1 s")
     parser.add_argument("--swaps", type=int, default=20)
     args = parser.parse_args(argv)
@@ -143,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 "steady": [vars(r) for r in got["steady"]],
                 "during": [vars(r) for r in got["during"]],
             }
-    markdown, document = result.write()
-    print(result.to_markdown())
-    print(f"written: {markdown} and {document}")
-    return 0 if met else 1
+    return finish(result, met)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ end to end in a subprocess, and prints a markdown table. Run:
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import argument_parser
 from controller.cli.validate import validate_paths
 
 GOAL_SECONDS = 2.0
@@ -95,7 +95,7 @@ def time_cli(directory: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)

@@ -1,15 +1,17 @@
 """Shared benchmark plumbing: percentiles, markdown tables, machine info, result files.
 
-Every benchmark builds a `Result` (one or more `Table`s plus raw samples), prints
-its markdown and calls `Result.write()`, which leaves `benchmarks/results/<name>.md`
-and `<name>.json` with the date and the machine the numbers came from (the
-machine is shared and noisy, so a figure without its machine means little).
-Formatting and statistics are pure functions; only `machine_info` and
-`Result.write` touch the system.
+Every benchmark builds its command line with `argument_parser`, a `Result` (one
+or more `Table`s plus raw samples), and ends with `finish`: `Result.write()` leaves
+`benchmarks/results/<name>.md` and `<name>.json` with the date and the machine the
+numbers came from (the machine is shared and noisy, so a figure without its
+machine means little), the markdown is printed, and whether every goal was met
+becomes the exit code. Formatting and statistics are pure functions; only
+`machine_info`, `Result.write` and `finish` touch the system.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -200,3 +202,20 @@ class Result:
         markdown.write_text(self.to_markdown())
         document.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
         return markdown, document
+
+
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser, described by the first line of its module docstring."""
+    return argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+
+
+def finish(result: Result, met: bool, directory: Path = RESULTS_DIR) -> int:
+    """Write the result files, print the markdown and where it went; the exit code.
+
+    0 when every goal was met, 1 when one was missed: `python -m benchmarks`
+    tells a missed goal from a failure by the files having been written.
+    """
+    markdown, document = result.write(directory)
+    print(result.to_markdown())
+    print(f"written: {markdown} and {document}")
+    return 0 if met else 1

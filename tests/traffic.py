@@ -40,7 +40,7 @@ class Traffic:
     def _run(self) -> None:
         rng = random.Random(self.seed)
         end = time.monotonic() + self.max_seconds
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=60) as client:  # failure-only bound
             for sent in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() > end:
                     return

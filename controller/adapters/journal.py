@@ -5,7 +5,7 @@ Two parts:
   JSON. Keys are camelCase like the specs and the status document; notes written before
   that (``weight_bp``) are read the same, so an upgraded controller resumes any rollout.
 - `GitNotes`: the notes under ``refs/notes/rollouts`` of the controller's clone
-  (`controller.adapters.gitrepo.GitRepo`): read, append, publish, and merge what others
+  (`controller.adapters.gitclone.GitClone`): read, append, publish, and merge what others
   published. Entries are single lines; concurrent writers' notes are merged with git's
   ``cat_sort_uniq`` strategy before pushing, so nobody's entry is lost (an entry starts
   with an ISO-8601 UTC timestamp, so the merged order is chronological).
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from controller.adapters.gitrepo import GitRepo, PushResult, PushStatus
+from controller.adapters.gitclone import GitClone
+from controller.adapters.gitresults import PushResult, PushStatus
 from controller.decide.progress import Event
 
 __all__ = ["NOTES_REF", "GitNotes", "NoteStore", "journal_line", "parse_journal"]
@@ -87,7 +88,7 @@ class GitNotes:
     """The journal's notes in the controller's clone; every sync of `repo` merges the
     notes others pushed."""
 
-    def __init__(self, repo: GitRepo) -> None:
+    def __init__(self, repo: GitClone) -> None:
         self.repo = repo
         repo.also_fetch(_FETCH_NOTES, self._merge_fetched)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.adapters.gitrepo import GitRepo
+from controller.adapters.gitread import GitReader
 
 __all__ = ["LOCAL_PREFIX", "PullHead", "PullRefspec", "PullRequestRefs", "parse_refspec"]
 
@@ -68,7 +68,7 @@ class PullHead:
 class PullRequestRefs:
     """The pull request refs of `repo`'s clone (fetched by every `repo.sync`)."""
 
-    def __init__(self, repo: GitRepo, refspec: str) -> None:
+    def __init__(self, repo: GitReader, refspec: str) -> None:
         self.repo = repo
         self.refspec = parse_refspec(refspec)
         repo.also_fetch(self.refspec.fetch, lambda: None)

@@ -13,7 +13,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from controller.decide.gates import HELD_PHASES
-from controller.runtime.rollout import FAILED_HELD
+from controller.runtime.rollout_status import FAILED_HELD
 
 
 def render_status(document: dict[str, Any], console: Console | None = None) -> None:

@@ -15,8 +15,9 @@ from controller.decide.analysis import Criteria
 from controller.decide.fleet import DesiredModel, DesiredState, SplitRule
 from controller.decide.progress import CanaryPlan, Step
 from controller.decide.render import policy_name, render_split, spec_entry
+from controller.spec.analysis import SERVER_ERROR_CODES
 from controller.spec.load import LoadedSpec, load_texts
-from controller.spec.model import SERVER_ERROR_CODES, RolloutSpec
+from controller.spec.model import RolloutSpec
 
 
 @dataclass(frozen=True)

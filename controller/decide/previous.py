@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from controller.decide.fleet import DesiredModel, DesiredState
-from controller.spec.model import PREVIOUS_LABEL, RolloutSpec
+from controller.spec.fields import PREVIOUS_LABEL
+from controller.spec.model import RolloutSpec
 
 __all__ = [
     "KeptPrevious",

@@ -34,7 +34,8 @@ from typing import Literal
 from controller.decide.desired import Snapshot, desired_model
 from controller.decide.fleet import DesiredState
 from controller.decide.progress import Event
-from controller.spec.model import Canary, RolloutSpec, rule_violations
+from controller.spec.canary import Canary
+from controller.spec.model import RolloutSpec, rule_violations
 
 __all__ = [
     "Candidacy",

@@ -20,7 +20,8 @@ from google.protobuf import json_format, text_format
 
 from controller.decide.fleet import ShadowRule, SplitRule
 from controller.decide.plan import ModelEntry
-from controller.spec.model import CANARY_LABEL, STABLE_LABEL, RolloutSpec
+from controller.spec.fields import CANARY_LABEL, STABLE_LABEL
+from controller.spec.model import RolloutSpec
 from serving.generated import rollouts_serving_pb2
 from serving.generated.tensorflow_serving.config import model_server_config_pb2
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from controller.adapters.journal import NoteStore, journal_line
 from controller.adapters.redact import redact
@@ -27,25 +26,12 @@ from controller.decide.fleet import DesiredState, ObservedTarget
 from controller.decide.gates import canary_unloaded
 from controller.decide.notices import Notice
 from controller.decide.progress import Event
+from controller.runtime.canary_history import GitLog
 
 __all__ = ["AbortWatch", "Running"]
 
 # How far back `old..new` is read for abort commits: a poll brings a few commits.
 _SCAN = 200
-
-
-class _Commit(Protocol):
-    @property
-    def sha(self) -> str: ...
-
-    @property
-    def message(self) -> str: ...
-
-
-class History(Protocol):
-    """`git log` of a revision range (`controller.adapters.gitrepo.GitRepo.log`)."""
-
-    def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[_Commit]: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +53,7 @@ class _Abort:
 
 
 class AbortWatch:
-    def __init__(self, git: History, journal: NoteStore, notify: Callable[[Notice], None],
+    def __init__(self, git: GitLog, journal: NoteStore, notify: Callable[[Notice], None],
                  clock: Callable[[], float]) -> None:
         self.git = git
         self.journal = journal

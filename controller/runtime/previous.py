@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from controller.adapters.gitrepo import FileChanges, GitError
+from controller.adapters.gitresults import FileChanges, GitError
 from controller.adapters.redact import redact
 from controller.decide.desired import Snapshot
 from controller.decide.previous import (

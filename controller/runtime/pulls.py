@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.adapters.gitrepo import GitError, PathNotFound
+from controller.adapters.gitresults import GitError, PathNotFound
 from controller.adapters.journal import NoteStore, journal_line, parse_journal
 from controller.adapters.pulls import PullHead
 from controller.adapters.redact import redact

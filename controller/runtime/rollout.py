@@ -18,6 +18,9 @@ verdict instead: the canary stays loaded and labelled with no split, nothing is
 written to git, and every later tick (a restarted controller's too) keeps it so
 until a person's commit changes the spec. A promotion is committed first and
 applied from git afterwards.
+
+The driver's git reads of history are `canary_history`'s, writing a verdict to git
+is `verdicts`', and what it reports per canary is `rollout_status`'.
 """
 
 from __future__ import annotations
@@ -25,113 +28,41 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.adapters.gitrepo import (
-    GitError,
-    RevertResult,
-    WriteOutcome,
-    WriteResult,
-    WriteStatus,
-)
 from controller.adapters.journal import NoteStore, journal_line, parse_journal
 from controller.adapters.metrics import MetricsProvider
 from controller.adapters.redact import redact
-from controller.decide import trailers
 from controller.decide.analysis import judge_interval
 from controller.decide.desired import Snapshot, held_out_of_traffic, with_weight
 from controller.decide.fleet import DesiredModel, DesiredState, ObservedTarget
-from controller.decide.gates import (
-    canary_load_error,
-    canary_ready,
-    history_gate,
-    is_promotion_of,
-    reverted_commit,
-)
+from controller.decide.gates import canary_load_error, canary_ready, history_gate
 from controller.decide.notices import Event as NoticeEvent
 from controller.decide.notices import Notice
 from controller.decide.progress import CanaryPlan, Decision, Event, decide, fold
 from controller.decide.pull_requests import current_run
 from controller.decide.verdict_text import analysis_trailers, interval_detail, verdict_summary
 from controller.runtime.aborts import AbortWatch, Running
+from controller.runtime.canary_history import CanaryHistory, HistoryGit
 from controller.runtime.logfields import fields
 from controller.runtime.pulls import PullCanary
-from controller.runtime.writeback import (
-    BranchStatus,
-    BranchWriter,
-    verdict_branch,
-    write_to_branch,
-)
-from controller.spec import yamledit
+from controller.runtime.rollout_status import FAILED_HELD, READY_TO_MERGE, RolloutStatus
+from controller.runtime.verdicts import Pending, VerdictGit, VerdictWriter
+from controller.runtime.writeback import BranchWriter
 from controller.spec.model import RolloutSpec
 
 log = logging.getLogger(__name__)
 
 
-class CommitMessage(Protocol):
-    @property
-    def sha(self) -> str: ...
+class RolloutGit(HistoryGit, VerdictGit, Protocol):
+    """The git roles the driver plays: reading spec history (`canary_history`) and writing
+    its verdicts (`verdicts`); `controller.adapters.gitrepo.GitRepo`, or a fake in tests.
+    The journal is a separate role (`controller.adapters.journal.NoteStore`)."""
 
-    @property
-    def message(self) -> str: ...
-
-
-class RolloutGit(Protocol):
-    """The git roles the driver plays: reading spec history and writing its verdicts
-    (`controller.adapters.gitrepo.GitRepo`, or a fake in tests). The journal is a
-    separate role (`controller.adapters.journal.NoteStore`)."""
-
-    def log(self, rev: str, /, *, max_count: int = ...) -> Sequence[CommitMessage]: ...
-
-    def find_commit_that_set(
-        self, head: str, path: str, predicate: Callable[[str | None], bool], /
-    ) -> str | None: ...
-
-    def read_file(self, commit: str, path: str, /) -> str | None: ...
-
-    def write_with_retry(
-        self, make_change: Callable[[str], WriteResult | None], /
-    ) -> WriteOutcome: ...
-
-    def commit_file_edit(
-        self, base_commit: str, path: str, new_text: str, message: str,
-        trailers: Sequence[tuple[str, str]] = ..., /,
-    ) -> str: ...
-
-    def revert_or_remove_canary(
-        self, base: str, commit: str, path: str, model_name: str, message: str,
-        trailers: Sequence[tuple[str, str]] = ..., /,
-    ) -> RevertResult: ...
-
-
-@dataclass
-class RolloutStatus:
-    """Where one canary stands (`controller.runtime.status` shows it)."""
-
-    model: str
-    version: int
-    phase: str
-    step: int
-    steps: int
-    weight_bp: int
-    canary_commit: str = ""
-    message: str = ""
-    intervals: list[dict[str, Any]] = field(default_factory=list)
-    due_at: float | None = None  # wall-clock time of this canary's next decision
-    # The journal's other events (proposed, started, step, verdict), for the dashboard.
-    events: list[dict[str, Any]] = field(default_factory=list)
-    awaiting_merge: str = ""  # the branch its verdict waits on (write-back "branch")
-    pull_request: str = ""  # the pull request it runs from (`--pull-requests`), or ""
-
-
-# The phase of a failed canary that `analysis.onFailure: pause` holds for a person.
-FAILED_HELD = "failed_held"
-# The phase of a pull request's canary that passed: merging it promotes.
-READY_TO_MERGE = "ready_to_merge"
 
 # Journal events that people are told of: (kind, verdict outcome) -> notice event.
-# Promotions and reverts are told when their commit is written (`_tell`).
+# Promotions and reverts are told when their commit is written (`verdicts`).
 _NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
     ("started", ""): "canary_started",
     ("paused", ""): "paused",
@@ -139,20 +70,6 @@ _NOTICE_OF: dict[tuple[str, str], NoticeEvent] = {
     ("verdict", "ready"): "ready_to_promote",
     ("verdict", "held"): "failed_held",
 }
-
-
-@dataclass
-class Pending:
-    """A verdict recorded in the journal and not yet written to git."""
-
-    kind: str  # "promote" | "fail"
-    model: str
-    version: int
-    path: str
-    canary_commit: str
-    summary: str
-    # The analysis in trailer form (Rollouts-Intervals, Rollouts-Last-Interval).
-    analysis: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -199,26 +116,17 @@ class RolloutDriver:
         the journal of the canary a commit started lives (`PullRequestCanaries.
         journal_home`: a merged pull request's head; default: that commit)."""
         self.journal_home = journal_home or (lambda start, _spec: start)
-        self.git = git
         self.journal = journal
         self.provider = provider
         self.clock = clock
-        self.branch_writer = branch_writer
         # Told of each journaled step and written verdict (`runtime.notify.Notifier.send`).
         self.notify = notify or (lambda _notice: None)
         self._stable: dict[str, int | None] = {}  # per model, at its last decision
-        # Verdicts whose write-back failure people were told of (once, not every retry).
-        self._failure_told: set[tuple[str, int, str]] = set()
-        # Per model: the branch its verdict waits on to be merged (write-back "branch").
-        self.awaiting_merge: dict[str, str] = {}
-        # Verdict commits that could not be written (push error, lost races, a taken
-        # branch), counted by kind, for the controller's own metrics.
-        self.write_failures: dict[str, int] = {}
-        # Verdict commits written (or proposed on their branch), by kind.
-        self.verdicts: dict[str, int] = {}
-        self._start_commits: dict[tuple[str, str, int, int], str | None] = {}
-        self._reverted: dict[str, Mapping[str, frozenset[int]]] = {}
-        self._promotion_reverts: dict[tuple[str, str, int], bool] = {}
+        self.history = CanaryHistory(git)
+        # Through `self.notify`, so whoever replaces it is told of written verdicts too.
+        self.writer = VerdictWriter(git, notify=lambda notice: self.notify(notice),
+                                    stable_of=self._stable.get, clock=clock,
+                                    branch_writer=branch_writer)
         self._warned: set[tuple[str, str, int]] = set()
         # A person's abort of a canary this driver ran is told once it is carried out.
         self.aborts = AbortWatch(git, journal, self.notify, clock)
@@ -246,7 +154,7 @@ class RolloutDriver:
                 continue
             document = snapshot.documents[name]
             pull = pulls.get(name)
-            start = pull.head if pull is not None else self.start_commit(
+            start = pull.head if pull is not None else self.history.start_commit(
                 snapshot.commit, document.path, name, plan.version, _attempt(document.spec))
             held = self.held_back(snapshot, name, plan, start)
             if held is not None:
@@ -309,9 +217,8 @@ class RolloutDriver:
                 log.warning("pushing notes failed: %s", result.detail)
         # A verdict proposed on its own branch stops waiting once its change is on
         # the followed branch (the spec no longer has that canary: nothing pending).
-        still = {p.model for p in pending}
-        self.awaiting_merge = {m: b for m, b in self.awaiting_merge.items() if m in still}
-        for model, branch in self.awaiting_merge.items():
+        awaiting = self.writer.keep_awaiting({p.model for p in pending})
+        for model, branch in awaiting.items():
             if model in statuses:
                 statuses[model].awaiting_merge = branch
         return DriveResult(
@@ -330,7 +237,7 @@ class RolloutDriver:
             plan = snapshot.canary_plan(name)
             if plan is None or snapshot.documents[name].spec.spec.canary is None:
                 continue
-            start = self.start_commit(
+            start = self.history.start_commit(
                 snapshot.commit, snapshot.documents[name].path, name, plan.version,
                 _attempt(snapshot.documents[name].spec),
             )
@@ -366,10 +273,10 @@ class RolloutDriver:
         gate = history_gate(
             plan.version,
             canary_spec.retry,
-            reverted=self.reverted_versions(snapshot.commit).get(name, frozenset()),
+            reverted=self.history.reverted_versions(snapshot.commit).get(name, frozenset()),
             # Looked up only when it can matter: a retry lifts the hold anyway.
             promotion_reverted=start is not None and not canary_spec.retry
-            and self.reverts_promotion(start, name, plan.version),
+            and self.history.reverts_promotion(start, name, plan.version),
         )
         if gate is None:
             return None
@@ -545,179 +452,26 @@ class RolloutDriver:
                                summary=redact(" ".join(summary.split())),
                                details={k: redact(v) for k, v in analysis}))
 
-    # -- writing verdicts to git ------------------------------------------
+    # -- writing verdicts to git (`verdicts`) ------------------------------
     def finish(self, pending: Pending) -> str | None:
         """Write the promotion or revert commit; returns its sha once it is on the
         followed branch, or None (not needed, failed, or proposed on its own branch)."""
-        if pending.kind == "promote":
-            make = self._promotion(pending)
-        else:
-            make = self._revert(pending)
-        if self.branch_writer is not None:
-            self._finish_on_branch(self.branch_writer, pending, make)
-            return None
-        try:
-            outcome = self.git.write_with_retry(make)
-        except GitError as err:
-            log.error("%s: writing the %s failed: %s", pending.model, pending.kind, err,
-                      extra=fields("write_failed", model=pending.model,
-                                   commit=pending.canary_commit))
-            self._write_failed(pending)
-            return None
-        if outcome.status is WriteStatus.WRITTEN:
-            sha = outcome.sha or ""
-            kind = "promotion" if pending.kind == "promote" else "revert"
-            log.log(
-                logging.INFO if pending.kind == "promote" else logging.WARNING,
-                "%s: %s of canary %s pushed as commit %s", pending.model, kind, pending.version,
-                sha[:12], extra=fields(kind, model=pending.model, commit=sha),
-            )
-            self._tell(pending, "promoted" if pending.kind == "promote" else "reverted", sha)
-            self._count(self.verdicts, pending)
-            return outcome.sha
-        if outcome.status is WriteStatus.EXHAUSTED:
-            log.warning(
-                "%s: lost every push race writing the %s; will retry", pending.model, pending.kind,
-                extra=fields("write_failed", model=pending.model, commit=pending.canary_commit),
-            )
-            self._write_failed(pending)
-        return None
+        return self.writer.finish(pending)
 
-    def _write_failed(self, pending: Pending) -> None:
-        self._count(self.write_failures, pending)
-        self._tell(pending, "write_back_failed", pending.canary_commit)
+    @property
+    def awaiting_merge(self) -> dict[str, str]:
+        """Per model: the branch its verdict waits on to be merged (write-back "branch")."""
+        return self.writer.awaiting_merge
 
-    @staticmethod
-    def _count(counts: dict[str, int], pending: Pending) -> None:
-        counts[pending.kind] = counts.get(pending.kind, 0) + 1
+    @property
+    def write_failures(self) -> dict[str, int]:
+        """Verdict commits that could not be written, by kind."""
+        return self.writer.write_failures
 
-    def _tell(self, pending: Pending, kind: NoticeEvent, commit: str) -> None:
-        key = (pending.model, pending.version, pending.kind)
-        if kind == "write_back_failed":
-            if key in self._failure_told:
-                return
-            self._failure_told.add(key)
-        else:
-            self._failure_told.discard(key)
-        self.notify(Notice(
-            kind, pending.model, self.clock(), pending.version, self._stable.get(pending.model),
-            commit, "pass" if pending.kind == "promote" else "fail",
-            summary=redact(pending.summary), details=dict(pending.analysis),
-        ))
-
-    def _finish_on_branch(
-        self, writer: BranchWriter, pending: Pending, make: Callable[[str], WriteResult | None]
-    ) -> None:
-        branch = verdict_branch(pending.model, pending.kind, pending.version)
-        outcome = write_to_branch(writer, branch, pending.canary_commit, make)
-        if outcome.status is BranchStatus.PUSHED:
-            self._count(self.verdicts, pending)
-            log.info(
-                "%s: %s commit %s pushed to branch %s; the canary is held until it reaches %s",
-                pending.model, pending.kind, outcome.sha[:12], branch, writer.branch,
-            )
-        elif outcome.status is BranchStatus.FAILED:
-            log.warning("%s: proposing the %s on %s failed: %s", pending.model,
-                        pending.kind, branch, redact(outcome.detail))
-            self._write_failed(pending)
-        if outcome.status in (BranchStatus.PUSHED, BranchStatus.WAITING):
-            self.awaiting_merge[pending.model] = branch
-        else:
-            self.awaiting_merge.pop(pending.model, None)
-
-    def _still_current(self, head: str, pending: Pending) -> bool:
-        text = self.git.read_file(head, pending.path)
-        if text is None:
-            return False
-        try:
-            return yamledit.canary_version(text, pending.model) == pending.version
-        except yamledit.YamlEditError:
-            return False
-
-    def _promotion(self, pending: Pending) -> Callable[[str], WriteResult | None]:
-        def make(head: str) -> WriteResult | None:
-            if not self._still_current(head, pending):
-                return None  # someone changed this canary meanwhile: re-plan
-            text = self.git.read_file(head, pending.path) or ""
-            edited = yamledit.promote(text, pending.model)
-            message = f"rollouts: promote {pending.model} to {pending.version}\n\n{pending.summary}"
-            pairs = trailers.RolloutTrailers(
-                model=pending.model,
-                verdict="pass",
-                promoted_version=pending.version,
-                canary_commit=pending.canary_commit,
-                extra=pending.analysis,
-            ).to_pairs()
-            sha = self.git.commit_file_edit(
-                head, pending.path, edited, redact(message), _redacted(pairs)
-            )
-            return WriteResult(sha)
-
-        return make
-
-    def _revert(self, pending: Pending) -> Callable[[str], WriteResult | None]:
-        def make(head: str) -> WriteResult | None:
-            if not self._still_current(head, pending):
-                return None
-            message = (
-                f"rollouts: revert {pending.model} canary {pending.version}\n\n{pending.summary}"
-            )
-            pairs = trailers.RolloutTrailers(
-                model=pending.model,
-                verdict="fail",
-                reverted_version=pending.version,
-                canary_commit=pending.canary_commit,
-                extra=pending.analysis,
-            ).to_pairs()
-            result = self.git.revert_or_remove_canary(
-                head, pending.canary_commit, pending.path, pending.model, redact(message),
-                _redacted(pairs),
-            )
-            return WriteResult(result.sha)
-
-        return make
-
-    # -- history lookups (cached per head) --------------------------------
-    def start_commit(
-        self, head: str, path: str, model: str, version: int, attempt: int = 1
-    ) -> str | None:
-        """The commit that started this run of the canary: the one that set its version,
-        or the later one that raised `canary.attempt` (a retry starts a fresh journal)."""
-        key = (head, model, version, attempt)
-        if key not in self._start_commits:
-
-            def sets_version(text: str | None) -> bool:
-                if text is None:
-                    return False
-                try:
-                    return yamledit.canary_run(text, model) == (version, attempt)
-                except yamledit.YamlEditError:
-                    return False
-
-            self._start_commits[key] = self.git.find_commit_that_set(head, path, sets_version)
-        return self._start_commits[key]
-
-    def reverts_promotion(self, commit: str, model: str, version: int) -> bool:
-        """Whether `commit` is a `git revert` of our promotion of `model` to `version`."""
-        key = (commit, model, version)
-        if key not in self._promotion_reverts:
-            found = False
-            infos = self.git.log(commit, max_count=1)
-            reverted_sha = reverted_commit(infos[0].message) if infos else None
-            if reverted_sha is not None:
-                try:
-                    reverted = self.git.log(reverted_sha, max_count=1)
-                except GitError:
-                    reverted = []
-                found = bool(reverted) and is_promotion_of(reverted[0].message, model, version)
-            self._promotion_reverts[key] = found
-        return self._promotion_reverts[key]
-
-    def reverted_versions(self, head: str) -> Mapping[str, frozenset[int]]:
-        if head not in self._reverted:
-            messages = [info.message for info in self.git.log(head, max_count=1000)]
-            self._reverted = {head: trailers.auto_reverted_versions(messages)}
-        return self._reverted[head]
+    @property
+    def verdicts(self) -> dict[str, int]:
+        """Verdict commits written (or proposed on their branch), by kind."""
+        return self.writer.verdicts
 
 
 def _pull_verdict(pull: PullCanary, kind: str, summary: str) -> tuple[str, NoticeEvent]:
@@ -738,7 +492,3 @@ def _attempt(spec: RolloutSpec) -> int:
 
 def _with(event: Event, outcome: str, detail: dict[str, Any]) -> Event:
     return Event(event.kind, event.at, event.model, event.version, event.step, outcome, detail)
-
-
-def _redacted(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(key, redact(value)) for key, value in pairs]

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.adapters.discovery import DnsDiscovery, parse_dns_server, parse_dns_target
-from controller.adapters.gitrepo import GitError, GitRepo, PathNotFound, Signing
+from controller.adapters.gitrepo import GitRepo
+from controller.adapters.gitresults import GitError, PathNotFound, Signing
 from controller.adapters.journal import GitNotes
 from controller.adapters.metrics import (
     MetricsProvider,

@@ -19,7 +19,7 @@ from controller.decide.gates import HELD_PHASES
 from controller.decide.previous import KeptPrevious
 from controller.runtime.pulls import PullStatus
 from controller.runtime.reconcile import ReconcileResult
-from controller.runtime.rollout import FAILED_HELD, RolloutStatus
+from controller.runtime.rollout_status import FAILED_HELD, RolloutStatus
 
 __all__ = [
     "ControllerState",

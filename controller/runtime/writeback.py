@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.adapters.gitrepo import (
+from controller.adapters.gitresults import (
     CommitInfo,
     GitError,
     NothingToCommit,

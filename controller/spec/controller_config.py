@@ -14,11 +14,11 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from controller.spec.durations import Duration
+from controller.spec.fields import Strict
 from controller.spec.load import Problem, load_settings_file
-from controller.spec.model import _Strict
 
 
-class TargetEntry(_Strict):
+class TargetEntry(Strict):
     """A target as a mapping, or as the `--target` text "[NAME=]HOST:PORT[,METRICS_URL]"."""
 
     name: str = Field(default="", description="Display name; default: the gRPC address.")
@@ -42,7 +42,7 @@ class TargetEntry(_Strict):
             f",{self.metrics}" if self.metrics else "")
 
 
-class GitAuthor(_Strict):
+class GitAuthor(Strict):
     """Author and committer of the controller's verdict commits."""
 
     name: str = Field(min_length=1, description="e.g. Rollouts Bot")
@@ -59,7 +59,7 @@ NoticeEvent = Literal[
 ]
 
 
-class NotificationEntry(_Strict):
+class NotificationEntry(Strict):
     """Where to tell people what happened, in which shape, about which events."""
 
     url: str = Field(pattern=r"^https?://", description="The receiver's http(s) URL.")
@@ -71,7 +71,7 @@ class NotificationEntry(_Strict):
         default=None, description="File with an HMAC secret: X-Hub-Signature-256 on each.")
 
 
-class ControllerConfig(_Strict):
+class ControllerConfig(Strict):
     repo: str | None = None
     branch: str | None = None
     specs_dir: str | None = None

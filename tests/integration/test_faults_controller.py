@@ -44,7 +44,8 @@ pytestmark = pytest.mark.integration
 TRIALS = 20
 SEED = 20261122
 TICK_S = 0.1
-TRIAL_DEADLINE_S = 20.0
+# Failure-only bounds: a healthy trial takes a few seconds, a loaded machine more.
+TRIAL_DEADLINE_S = 120.0
 
 
 def block() -> str:
@@ -67,8 +68,10 @@ def test_random_controller_kills_never_double_a_verdict(
 ) -> None:
     servers: list[ServerProcess] = fleet["servers"]
     rng = random.Random(SEED)
-    traffic = Traffic([s.rest_url for s in servers], max_seconds=120).start()
-    began = time.monotonic()
+    # Traffic must outlive every trial: a canary with no requests never reaches a
+    # verdict (minRequests), so the bound is the sum of the trial deadlines.
+    traffic = Traffic([s.rest_url for s in servers],
+                      max_seconds=TRIALS * (TRIAL_DEADLINE_S + 30)).start()
     crashes: list[tuple[int, str]] = []
     try:
         for trial in range(TRIALS):
@@ -81,7 +84,8 @@ def test_random_controller_kills_never_double_a_verdict(
             state = settings(fleet, root)
             # Converge on v1 first (the previous trial may have promoted v2).
             first = Controller(state)
-            assert _ticks_until(first, lambda: label_version(servers[0], "stable") == 1, 30)
+            assert _ticks_until(first, lambda: label_version(servers[0], "stable") == 1,
+                                TRIAL_DEADLINE_S)
             person.write("rollouts/hp2.yaml", spec(stable=1, canary=canary,
                                                    canary_block=block()), f"canary {canary}")
             kill_after = rng.randrange(0, 30)
@@ -119,7 +123,6 @@ def test_random_controller_kills_never_double_a_verdict(
             assert person.remote_file("rollouts/hp2.yaml") == spec(stable=stable).rstrip("\n")
     finally:
         traffic.stop()
-    assert time.monotonic() - began < 180
     # The seeded schedule really did kill the controller inside operations.
     assert len(crashes) >= 3, crashes
     assert traffic.statuses[500] == 0 and traffic.statuses[0] == 0

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from controller.cli.controller import load_settings
-from controller.runtime.rollout import Pending
+from controller.cli.settings import load_settings
 from controller.runtime.runner import Controller
+from controller.runtime.verdicts import Pending
 from tests.conftest import ServerProcess, wait_for
 from tests.gitops import Person, git, spec
 from tests.integration.test_controller_canary import (  # noqa: F401 - fleet is a fixture

@@ -13,15 +13,15 @@ from pathlib import Path
 import git as gitlib
 import pytest
 
-from controller.adapters.gitrepo import (
+from controller.adapters.gitclone import _redacted_error
+from controller.adapters.gitrepo import GitRepo
+from controller.adapters.gitresults import (
     GitError,
-    GitRepo,
     NothingToCommit,
     PathNotFound,
     RevertConflict,
     WriteResult,
     WriteStatus,
-    _redacted_error,
 )
 from controller.decide import trailers
 from controller.spec import yamledit

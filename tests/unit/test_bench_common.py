@@ -1,4 +1,5 @@
-"""benchmarks.common: percentiles, summaries, markdown tables, CPU model, result files."""
+"""benchmarks.common: percentiles, summaries, markdown tables, CPU model, result files,
+the command line and the exit code every benchmark ends with."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from benchmarks.common import (
     Result,
     Table,
+    argument_parser,
+    finish,
     format_cell,
     markdown_table,
     parse_cpu_model,
@@ -126,3 +129,20 @@ def test_result_fills_in_this_machine_when_not_given(tmp_path: Path) -> None:
     result.write(tmp_path)
     machine = json.loads((tmp_path / "bench_y.json").read_text())["machine"]
     assert machine["nproc"] >= 1 and machine["python"].count(".") == 2
+
+
+@pytest.mark.parametrize(("met", "code"), [(True, 0), (False, 1)])
+def test_finish_writes_prints_and_exits_with_whether_goals_were_met(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], met: bool, code: int
+) -> None:
+    result = Result("bench_z", "Z", machine={"nproc": 1})
+    assert finish(result, met, tmp_path) == code
+    out = capsys.readouterr().out
+    assert "## Z" in out
+    assert f"written: {tmp_path / 'bench_z.md'} and {tmp_path / 'bench_z.json'}" in out
+    assert (tmp_path / "bench_z.md").read_text() == result.to_markdown()
+
+
+def test_argument_parser_is_described_by_the_docstrings_first_line() -> None:
+    parser = argument_parser("Benchmark X (goal: fast).\n\nMore words.")
+    assert parser.description == "Benchmark X (goal: fast)."

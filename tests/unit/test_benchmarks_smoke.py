@@ -146,22 +146,31 @@ def test_predict_goals_compare_side_by_side_figures() -> None:
         "kserve/rest/16": _result(100.0, 10.0),
         "kserve/grpc/16": _result(80.0, 12.0, "grpc"),
         "server/rest/16": _result(350.0, 5.0),
-        "server/grpc/16": _result(350.0, 5.0, "grpc"),
+        "server/grpc/16": _result(250.0, 5.0, "grpc"),
         "server/rest/1": _result(1000.0, 0.7),
         "server/grpc/1": _result(1000.0, 0.7, "grpc"),
         "in-process/-/1": _result(2000.0, 0.1),
+        "floor/grpc/1": _result(3000.0, 0.25, "grpc"),
         "batching/rest/64": _result(2500.0, 20.0),
         "batching/rest/16": _result(250.0, 20.0),
     }
     got = {name: (value, met) for name, value, _, met in bench_predict.goals(rows, True)}
     assert got["rest c=16 throughput / KServe rest c=16"] == (3.5, True)
-    assert got["grpc c=16 throughput / KServe grpc c=16"] == (4.375, True)  # gRPC vs gRPC
+    # gRPC vs gRPC, issue 18's 3x.
+    assert got["grpc c=16 throughput / KServe grpc c=16"] == (3.125, True)
     assert got["rest c=16 throughput with batching / KServe rest c=16"] == (2.5, False)
     assert got["grpc c=16 throughput with batching / KServe grpc c=16"] == (None, None)
     assert got["batching rest c=64 / in-process c=1"] == (1.25, True)
     assert got["batching grpc c=64 / in-process c=1"] == (None, None)  # not measured
     assert got["rest p50 at c=1 (ms)"] == (0.7, True)
+    # Issue 18: at most 0.3 ms over the floor's 0.25 plus the in-process 0.1.
     assert got["grpc p50 at c=1 (ms)"] == (0.7, False)
+    rows["server/grpc/1"] = _result(1000.0, 0.6, "grpc")
+    got = {name: (value, met) for name, value, _, met in bench_predict.goals(rows, True)}
+    assert got["grpc p50 at c=1 (ms)"] == (0.6, True)
+    del rows["floor/grpc/1"]  # no floor measured: the goal cannot be judged
+    got = {name: (value, met) for name, value, _, met in bench_predict.goals(rows, True)}
+    assert got["grpc p50 at c=1 (ms)"] == (0.6, None)
     without_kserve = bench_predict.goals(rows, False)
     assert without_kserve[0][1] is None and without_kserve[0][3] is None
 

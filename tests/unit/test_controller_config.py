@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import controller as cli_controller
 from controller.cli.main import build_parser, main
+from controller.cli.settings import load_settings
 from controller.runtime.runner import ControllerSettings
 from controller.spec.controller_config import ConfigFileError, read_controller_config
 
@@ -26,7 +26,7 @@ def settings(tmp_path: Path, text: str, *flags: str) -> ControllerSettings:
     path = tmp_path / "controller.yaml"
     path.write_text(text)
     args = build_parser().parse_args(["run", "--config", str(path), *flags])
-    return cli_controller.load_settings(args)
+    return load_settings(args)
 
 
 def problems(tmp_path: Path, text: str) -> list[str]:

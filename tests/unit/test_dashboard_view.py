@@ -191,7 +191,7 @@ def test_auth_bearer_cookie_and_loopback_rule() -> None:
 def test_history_of_a_running_canary_carries_its_spec_limits() -> None:
     from controller.decide.analysis import Criteria
     from controller.decide.progress import CanaryPlan, Step
-    from controller.runtime.rollout import RolloutStatus
+    from controller.runtime.rollout_status import RolloutStatus
 
     status = RolloutStatus("hp2", 3, "analyse", 0, 2, 0, "c" * 40,
                            intervals=[{"at": T0, "outcome": "pass"}],

@@ -3,7 +3,7 @@ with our real parsers and with each other (targets, ports, paths, mounts).
 
 No cluster here: these checks are what stands between the manifests and rot. Flags are
 checked with the real parsers (`serving.config.flags.parse_flags`,
-`controller.cli.main.build_parser`, `controller.cli.controller.load_settings`), the config
+`controller.cli.main.build_parser`, `controller.cli.settings.load_settings`), the config
 files with the real readers.
 """
 
@@ -21,6 +21,7 @@ import yaml
 
 from controller.cli import controller as cli_controller
 from controller.cli.main import build_parser
+from controller.cli.settings import load_settings
 from controller.spec.load import load_specs
 from serving.config.files import read_model_server_config, read_monitoring_config
 from serving.config.flags import ServerFlags, parse_flags
@@ -153,7 +154,7 @@ def controller_config(tmp_path: Path) -> tuple[dict[str, Any], Any]:
         secret_file = tmp_path / flag
         secret_file.write_text(secret)
         setattr(args, flag, str(secret_file))
-    return raw, cli_controller.load_settings(args)
+    return raw, load_settings(args)
 
 
 # --- shape ---------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from controller.adapters.promtext import combine, diff, parse
 from controller.decide.analysis import Criteria, VersionWindow, judge_interval
 from controller.decide.desired import desired_from_tree
 from controller.decide.verdict_text import interval_detail
+from controller.spec.analysis import SERVER_ERROR_CODES
 from controller.spec.load import load_texts
-from controller.spec.model import SERVER_ERROR_CODES
 
 SPEC = """\
 apiVersion: rollouts/v1

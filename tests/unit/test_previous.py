@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from controller.adapters.gitrepo import FileChanges
+from controller.adapters.gitresults import FileChanges
 from controller.decide.desired import desired_from_tree
 from controller.decide.fleet import DesiredState, ObservedModel, ObservedTarget
 from controller.decide.plan import ReloadConfig, entry_for, plan, ready_labels

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import PathNotFound
+from controller.adapters.gitresults import PathNotFound
 from controller.adapters.journal import journal_line, parse_journal
 from controller.adapters.pulls import PullHead, parse_refspec
 from controller.decide.analysis import VersionWindow
@@ -16,7 +16,8 @@ from controller.decide.desired import Snapshot, desired_from_tree
 from controller.decide.notices import Notice
 from controller.decide.progress import Event
 from controller.runtime.pulls import PullCanary, PullRequestCanaries
-from controller.runtime.rollout import READY_TO_MERGE, RolloutDriver
+from controller.runtime.rollout import RolloutDriver
+from controller.runtime.rollout_status import READY_TO_MERGE
 from controller.runtime.status import ControllerState, status_document
 from tests.unit.fakes import FakeClock
 from tests.unit.test_rollout_driver import FakeGit, FakeProvider, target

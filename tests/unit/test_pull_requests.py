@@ -22,7 +22,8 @@ from controller.decide.pull_requests import (
     select,
     stops,
 )
-from controller.spec.model import Canary, RolloutSpec
+from controller.spec.canary import Canary
+from controller.spec.model import RolloutSpec
 
 
 def doc(name: str = "m", stable: int = 1, canary: int | None = None, **extra: Any) -> RolloutSpec:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.adapters.gitrepo import (
+from controller.adapters.gitresults import (
     PushResult,
     PushStatus,
     RevertResult,
@@ -24,8 +24,9 @@ from controller.decide.fleet import ObservedModel, ObservedTarget, SplitRule
 from controller.decide.gates import canary_load_error, canary_ready
 from controller.decide.notices import Notice
 from controller.decide.progress import Event
-from controller.runtime.rollout import Pending, RolloutDriver
+from controller.runtime.rollout import RolloutDriver
 from controller.runtime.status import rollout_doc
+from controller.runtime.verdicts import Pending
 from tests.unit.fakes import FakeClock
 
 SPEC = """\

@@ -8,7 +8,7 @@ from typing import Any
 
 from controller.adapters.journal import parse_journal
 from controller.decide.desired import desired_from_tree
-from controller.runtime.rollout import RolloutStatus
+from controller.runtime.rollout_status import RolloutStatus
 from controller.runtime.status import ControllerState, rollout_doc, status_document
 
 SPEC = """\

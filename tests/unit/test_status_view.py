@@ -10,7 +10,7 @@ from rich.console import Console
 
 from controller.cli.status_view import render_status
 from controller.decide.previous import KeptPrevious
-from controller.runtime.rollout import RolloutStatus
+from controller.runtime.rollout_status import RolloutStatus
 from controller.runtime.status import previous_doc, rollout_doc
 
 

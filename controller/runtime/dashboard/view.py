@@ -14,7 +14,7 @@ from typing import Any
 
 from controller.decide.analysis import Criteria
 from controller.decide.progress import CanaryPlan
-from controller.runtime.rollout import RolloutStatus
+from controller.runtime.rollout_status import RolloutStatus
 
 __all__ = [
     "RolloutHistory",
