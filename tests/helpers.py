@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -126,3 +128,26 @@ def run_concurrently(calls: Sequence[Callable[[], Any]], timeout: float = 30.0,
         t.join(timeout * 2)
         assert not t.is_alive()
     return out
+
+
+def interrupt(process: subprocess.Popen[str], timeout: float = WAIT_S * 2) -> int:
+    """Ctrl-C `process` and return its exit code. A process still running after
+    `timeout` is sent SIGABRT first: started with PYTHONFAULTHANDLER=1
+    (`FAULTHANDLER_ENV`), it prints every thread's stack, and the assertion
+    says where it was stuck."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        raise AssertionError(f"still running {timeout:g} s after SIGINT; stacks:\n{err}"
+                             ) from None
+
+
+FAULTHANDLER_ENV = {"PYTHONFAULTHANDLER": "1"}
+"""For processes the tests interrupt: a stuck one can be asked where it is."""

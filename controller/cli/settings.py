@@ -39,7 +39,7 @@ def load_settings(args: argparse.Namespace) -> Any:
     from controller.runtime.dashboard.auth import check_listen
     from controller.runtime.dashboard.routes import command_names
     from controller.runtime.notify import NotificationTarget
-    from controller.runtime.runner import ControllerSettings
+    from controller.runtime.settings import ControllerSettings
     from controller.spec.controller_config import ControllerConfig, read_controller_config
 
     config = read_controller_config(args.config) if args.config else ControllerConfig()

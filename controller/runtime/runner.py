@@ -12,10 +12,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,11 +40,12 @@ from controller.runtime.dashboard.routes import DashboardSettings
 from controller.runtime.dashboard.view import RolloutHistory, history_of
 from controller.runtime.fleet import Fleet
 from controller.runtime.logfields import fields
-from controller.runtime.notify import NotificationTarget, Notifier
+from controller.runtime.notify import Notifier
 from controller.runtime.previous import PreviousVersions
 from controller.runtime.pulls import PullRequestCanaries
 from controller.runtime.reconcile import Backoff, Reconciler, ReconcileResult
 from controller.runtime.rollout import RolloutDriver
+from controller.runtime.settings import ControllerSettings as ControllerSettings  # re-export
 from controller.runtime.status import ControllerState, StatusDoc, status_document
 from controller.runtime.status_server import StatusServer
 from controller.runtime.telemetry import CanaryView, ControllerMetrics, StateView, TimedTarget
@@ -63,50 +62,6 @@ class _SkippedRunFilter(logging.Filter):
 
 
 logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRunFilter())
-
-
-@dataclass
-class ControllerSettings:
-    repo: str
-    model_root: str
-    targets: Sequence[TargetAddress]
-    state_dir: Path
-    branch: str = "main"
-    specs_dir: str = "rollouts"
-    poll_interval_s: float = 10.0
-    reconcile_interval_s: float = 5.0
-    reconcile_deadline_s: float = 60.0
-    listen: str = ""
-    webhook_secret: bytes = b""
-    # Empty: scrape every target's metrics endpoint directly.
-    prometheus_url: str = ""
-    # How the controller authenticates to its targets (empty: plaintext, no token).
-    target_token: str = field(default="", repr=False)
-    target_root_ca: bytes = b""
-    target_client_cert: bytes = b""
-    target_client_key: bytes = field(default=b"", repr=False)
-    # Targets discovered in DNS ("NAME:PORT[,METRICS_PORT]", resolved every reconcile)
-    # and the DNS server to ask ("IP[:PORT]"; empty: the system's resolver).
-    targets_dns: Sequence[str] = ()
-    dns_server: str = ""
-    # The dashboard on `listen`: its token (empty: open, loopback only), the link
-    # template for commits (`{sha}`), and the acting `rollouts` commands to offer.
-    dashboard_token: str = field(default="", repr=False)
-    commit_url: str = ""
-    acting_commands: tuple[str, ...] = ()
-    # Where to tell people what happened (the config file's `notifications`).
-    notifications: tuple[NotificationTarget, ...] = ()
-    # Who the verdict commits are by (author and committer), and git's own signing:
-    # an SSH key file (format "ssh") or an OpenPGP key id ("openpgp"); empty: unsigned.
-    git_author: tuple[str, str] = ("rollouts-controller", "rollouts@localhost")
-    git_signing_key: str = ""
-    git_signing_format: str = "ssh"
-    # "push": verdicts go onto the followed branch; "branch": each onto
-    # rollouts/<model>/<verdict>-<version> for a bot or person to merge.
-    write_back: str = "push"
-    # Canaries from pull requests (`--pull-requests`): the remote refs of their heads,
-    # e.g. "+refs/pull/*/head"; empty: only the followed branch's canaries run.
-    pull_requests: str = ""
 
 
 class Controller:

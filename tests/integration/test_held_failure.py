@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from controller.runtime.webhook import verify
 from serving.generated import rollouts_serving_pb2 as ext
 from tests.conftest import REPO, ServerProcess, monitored_flags
 from tests.gitops import ENV, Person, git, rollouts, spec
-from tests.helpers import free_port, wait_for
+from tests.helpers import FAULTHANDLER_ENV, free_port, interrupt, wait_for
 from tests.receiver import Receiver
 from tests.traffic import Traffic
 
@@ -128,7 +127,7 @@ def test_held_failure_then_retry_then_abort(
     watch = subprocess.Popen(
         [sys.executable, "-m", "controller", "status", "--watch", "--interval", "250ms",
          "--controller", f"http://{listen}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=ENV | {"PYTHONPATH": str(REPO), "COLUMNS": "200"})
+        text=True, env=ENV | FAULTHANDLER_ENV | {"PYTHONPATH": str(REPO), "COLUMNS": "200"})
     watched: list[str] = []
     assert watch.stdout is not None
     stdout = watch.stdout
@@ -243,8 +242,7 @@ def test_held_failure_then_retry_then_abort(
         second = line_of(f"hp2 canary v3 (commit {retry_commit[:12]}): failed, held", first)
         assert first >= 0 and second > first, watched
         assert wait_for(lambda: line_of("(in sync)", second) > second, 30, 0.1), watched[second:]
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(timeout=30) == 0, watch.stderr.read() if watch.stderr else ""
+        assert interrupt(watch) == 0, watch.stderr.read() if watch.stderr else ""
     finally:
         if watch.poll() is None:
             watch.kill()

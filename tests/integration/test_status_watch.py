@@ -5,7 +5,6 @@ Ctrl-C ends the watch with exit 0."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ import pytest
 
 from controller.runtime.status_server import StatusServer
 from tests.conftest import REPO
-from tests.helpers import free_port, wait_for
+from tests.helpers import FAULTHANDLER_ENV, free_port, interrupt, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ def test_watch_redraws_on_change_and_ends_on_ctrl_c(
     served: tuple[Source, StatusServer, str],
 ) -> None:
     source, server, url = served
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = os.environ | FAULTHANDLER_ENV | {"PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "controller", "status", "--watch", "--interval", "100ms",
          "--controller", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -88,8 +87,7 @@ def test_watch_redraws_on_change_and_ends_on_ctrl_c(
         assert not wait_for(lambda: len(lines) > printed, 1.0, 0.1)
         server.stop()
         assert wait_for(lambda: any("cannot read" in line for line in lines), 30, 0.05), lines
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0, process.stderr.read() if process.stderr else ""
+        assert interrupt(process) == 0, process.stderr.read() if process.stderr else ""
     finally:
         if process.poll() is None:
             process.kill()
