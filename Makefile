@@ -20,7 +20,9 @@ install: $(STAMP)
 # contracts (pyproject.toml's [tool.importlinter]) and types,
 # then run the whole suite. The 5-minute soak runs in its own pytest process
 # beside the rest (3 xdist workers), so the suite takes as long as its longest
-# part, not their sum; its summary is printed before the main one. pytest exit
+# part, not their sum; its summary is printed before the main one. Files go to
+# workers whole, in collection order (--no-loadscope-reorder: xdist would otherwise
+# hand out files with the most tests first, and a long one-test file last, alone). pytest exit
 # code 5 ("no tests collected") is a failure. Every run prints its 15 slowest tests
 # (--durations=15), so growth is visible.
 test: $(STAMP)
@@ -32,7 +34,7 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests/integration/test_soak.py \
 	  > build/soak.log 2>&1 & soak=$$!; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 -n 3 --dist loadfile \
-	  --ignore=tests/integration/test_soak.py 2>&1 | tee build/suite.log; rc=$${PIPESTATUS[0]}; \
+	  --no-loadscope-reorder --ignore=tests/integration/test_soak.py 2>&1 | tee build/suite.log; rc=$${PIPESTATUS[0]}; \
 	wait $$soak; soak_rc=$$?; \
 	echo "--- soak (tests/integration/test_soak.py) ---"; \
 	if [ $$soak_rc -ne 0 ]; then cat build/soak.log; else tail -n 1 build/soak.log; fi; \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -29,22 +31,50 @@ READY_TIMEOUT_S = 600.0  # bounds a failure only: a TF import took over 90 s at 
 ModelFactory = Callable[..., Path]
 
 
+def _model_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where built SavedModels are kept: under xdist, the run's directory that every
+    worker's own temp directory sits in, so each model is built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "model-cache"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def _cached_model(root: Path, kwargs: dict[str, Any]) -> Path:
+    """The half_plus_two SavedModel built with `kwargs`, built now by whichever
+    process asks first while the others wait on its lock."""
+    key = repr(sorted(kwargs.items()))
+    name = "m" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    built = root / name / "1"
+    with open(root / f"{name}.lock", "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed
+        if not built.exists():
+            from tests.models import make_half_plus_two
+
+            staging = root / f".staging-{name}"
+            shutil.rmtree(staging, ignore_errors=True)  # a build cut short by a killed run
+            make_half_plus_two(staging / name, 1, **kwargs)
+            (root / name).mkdir()
+            (staging / name / "1").rename(built)
+            shutil.rmtree(staging)
+    return built
+
+
 @pytest.fixture(scope="session")
 def make_model(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
     """make_model(base, version, **kwargs): a half_plus_two SavedModel at base/<version>.
 
-    Each distinct kwargs combination is built with TensorFlow once per session
-    and copied for every further version.
+    Each distinct kwargs combination is built with TensorFlow once per run (shared by
+    the xdist workers) and copied for every further version.
     """
-    cache_root = tmp_path_factory.mktemp("model-cache")
+    cache_root = _model_cache_root(tmp_path_factory)
     cache: dict[tuple[Any, ...], Path] = {}
 
     def make(base: Path, version: int, **kwargs: Any) -> Path:
-        from tests.models import make_half_plus_two
-
         key = tuple(sorted(kwargs.items()))
         if key not in cache:
-            cache[key] = make_half_plus_two(cache_root / f"m{len(cache)}", 1, **kwargs)
+            cache[key] = _cached_model(cache_root, kwargs)
         target = Path(base) / str(version)
         # Copy beside the target, then rename: the source never sees a half-copied dir.
         staging = Path(base) / f".staging-{version}"
@@ -184,16 +214,63 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             print(f"--- server output ({' '.join(server.args)}) ---\n{server.output()}")
 
 
+@pytest.fixture(scope="session")
+def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """This process's ServerPool (tests/server_pool.py): servers by their flags, shared
+    by every test (of any module) that takes them; they stop with the session."""
+    from tests.server_pool import ServerPool
+
+    pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
+    yield pool
+    pool.stop()
+
+
+TakeServers = Callable[[Sequence[str], int], list[ServerProcess]]
+
+
+@pytest.fixture
+def shared_servers(request: pytest.FixtureRequest, server_pool: Any) -> Iterator[TakeServers]:
+    """shared_servers(flags, n) -> n servers of the module's pool, emptied for this test
+    (flags must name files that outlive the test: server_pool.workdir's). When the
+    test fails, what they logged during it is printed."""
+    taken: list[tuple[ServerProcess, int]] = []
+
+    def take(flags: Sequence[str], count: int) -> list[ServerProcess]:
+        servers: list[ServerProcess] = server_pool.take(flags, count)
+        taken.extend((server, len(server.output())) for server in servers)
+        return servers
+
+    yield take
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for server, offset in taken:
+            print(f"--- shared server output during the test ({' '.join(server.args)}) ---\n"
+                  f"{server.output()[offset:]}")
+
+
 MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 
 
-def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
-    """A server that starts with no models (the controller pushes its config) and
-    exports Prometheus metrics, as every controller test's target does."""
+def monitored_flags(workdir: Path) -> list[str]:
+    """Flags of a server that starts with no models (the controller pushes its config)
+    and exports Prometheus metrics, as every controller test's target does; the
+    files they name are written in `workdir`."""
     (workdir / "empty.conf").write_text("model_config_list {}\n")
     (workdir / "monitoring.conf").write_text(MONITORING)
-    return start(f"--model_config_file={workdir / 'empty.conf'}",
-                 f"--monitoring_config_file={workdir / 'monitoring.conf'}")
+    return [f"--model_config_file={workdir / 'empty.conf'}",
+            f"--monitoring_config_file={workdir / 'monitoring.conf'}"]
+
+
+def polling_flags(workdir: Path) -> list[str]:
+    """Flags of a server that starts with no models and finds new version
+    directories within 0.2 s (a controller test that adds versions)."""
+    (workdir / "empty.conf").write_text("model_config_list {}\n")
+    return [f"--model_config_file={workdir / 'empty.conf'}", "--file_system_poll_wait_seconds=0.2"]
+
+
+def monitored_server(start: StartServer, workdir: Path) -> ServerProcess:
+    """A server started with monitored_flags (files in `workdir`)."""
+    return start(*monitored_flags(workdir))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -203,18 +280,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
-# The longest files, longest first: xdist (--dist loadfile) hands files out in
-# collection order, so these start at once and the short ones fill in beside
-# them instead of leaving one long file running alone at the end.
+# The longest files, longest first (measured alone, issue 17): xdist (--dist loadfile
+# --no-loadscope-reorder, as `make test` runs it) hands files out in collection
+# order, so these start at once and the short ones fill in beside them instead of
+# leaving one long file running alone at the end.
 LONGEST_FIRST = (
     "test_soak.py",
     "test_faults_controller.py",
+    "test_server_process.py",
+    "test_security.py",
     "test_controller_canary.py",
     "test_demo.py",
-    "test_faults_server.py",
-    "test_faults_prometheus.py",
+    "test_tf_serving_flags.py",
     "test_controller_sync.py",
-    "test_security.py",
+    "test_pull_request_canaries.py",
 )
 
 

@@ -24,7 +24,7 @@ from controller.adapters.journal import GitNotes
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import REPO, ServerProcess
+from tests.conftest import REPO, ServerProcess, monitored_flags
 from tests.gitops import Person, git, spec
 from tests.helpers import free_port, wait_for
 from tests.traffic import Traffic
@@ -52,18 +52,16 @@ def canary_block(
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, start_server: Any, make_model: Any) -> dict[str, Any]:
+def fleet(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+          ) -> dict[str, Any]:
+    """Two servers that start with no models (the pool's, emptied for each test:
+    starting them was most of a test's time), v1-v3 of hp2 and a person's remote."""
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2, offset=3.0)
     make_model(root / "hp2", 3, offset=3.0, fail_above=5.0)  # fails on half the inputs
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    flags = [
-        f"--model_config_file={tmp_path / 'empty.conf'}",
-        f"--monitoring_config_file={tmp_path / 'monitoring.conf'}",
-    ]
-    servers = [start_server(*flags) for _ in range(2)]
+    flags = monitored_flags(server_pool.workdir)
+    servers = shared_servers(flags, 2)
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     return {"root": root, "servers": servers, "person": person, "flags": flags}

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, polling_flags
 from tests.gitops import Person, spec
 from tests.helpers import free_port, wait_for
 
@@ -34,14 +34,12 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def test_real_run_logs_each_change_with_target_and_commit_and_no_tick_chatter(
-    tmp_path: Path, start_server: Any, make_model: Any
+    tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any
 ) -> None:
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2, offset=3.0)
-    config = tmp_path / "empty.conf"
-    config.write_text("model_config_list {}\n")
-    server = start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2")
+    server = shared_servers(polling_flags(server_pool.workdir), 1)[0]
     person = Person(tmp_path)
     first = person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     listen = f"127.0.0.1:{free_port()}"

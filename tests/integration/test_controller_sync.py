@@ -17,28 +17,24 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import signature
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, polling_flags
 from tests.gitops import Person, git, spec
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-EMPTY_CONFIG = "model_config_list {}\n"
-
-
 @pytest.fixture
-def fleet(tmp_path: Path, start_server: Any, make_model: Any) -> dict[str, Any]:
+def fleet(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+          ) -> dict[str, Any]:
+    """Two servers that start with no models (the pool's, emptied for each test;
+    one a test stopped is replaced), v1 and v2 of hp2 and a person's remote."""
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2, offset=3.0)
-    config = tmp_path / "empty.conf"
-    config.write_text(EMPTY_CONFIG)
-    servers = [
-        start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2")
-        for _ in range(2)
-    ]
+    flags = polling_flags(server_pool.workdir)
+    servers = shared_servers(flags, 2)
     person = Person(tmp_path)
-    return {"root": root, "servers": servers, "person": person, "config": config}
+    return {"root": root, "servers": servers, "person": person, "flags": flags}
 
 
 def settings(fleet: dict[str, Any], tmp_path: Path, **extra: Any) -> ControllerSettings:
@@ -158,9 +154,7 @@ def test_drift_and_restarts_converge(
         assert wait_for(lambda: any(
             f["target"] == "s1" and "unreachable" in f["message"]
             for f in controller.status()["findings"]), 30, 0.2), controller.status()
-        restarted = start_server(
-            f"--model_config_file={fleet['config']}", port=port, rest_port=rest_port
-        )
+        restarted = start_server(*fleet["flags"], port=port, rest_port=rest_port)
         assert wait_for(lambda: converged(restarted) and controller.status()["inSync"], 60, 0.2), (
             controller.status())
     finally:

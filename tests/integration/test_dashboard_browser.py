@@ -22,7 +22,7 @@ import pytest
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import REPO, ServerProcess, free_port, wait_for
+from tests.conftest import REPO, ServerProcess, free_port, monitored_flags, wait_for
 from tests.gitops import Person, spec
 from tests.traffic import Traffic
 
@@ -36,7 +36,6 @@ needs_chromium = pytest.mark.skipif(
     reason="chromium absent: apt-get install -y chromium (Debian package)")
 
 TOKEN = "dashboard-test-token-0123456789"
-MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 CANARY = (
     "    split: {hashKey: x-user-id}\n"
     "    steps: [{weight: 30, hold: 1h}, {weight: 60, hold: 1h}]\n"
@@ -52,14 +51,12 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
 
 
 @pytest.fixture
-def live(tmp_path: Path, start_server: Any, make_model: Any) -> Iterator[dict[str, Any]]:
+def live(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+         ) -> Iterator[dict[str, Any]]:
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    (tmp_path / "empty.conf").write_text("model_config_list {}\n")
-    (tmp_path / "monitoring.conf").write_text(MONITORING)
-    server: ServerProcess = start_server(f"--model_config_file={tmp_path / 'empty.conf'}",
-                                         f"--monitoring_config_file={tmp_path / 'monitoring.conf'}")
+    server: ServerProcess = shared_servers(monitored_flags(server_pool.workdir), 1)[0]
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     canary_commit = person.write("rollouts/hp2.yaml",

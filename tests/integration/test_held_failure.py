@@ -29,7 +29,7 @@ from controller.runtime.notify import NotificationTarget
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import verify
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import REPO, ServerProcess, monitored_server
+from tests.conftest import REPO, ServerProcess, monitored_flags
 from tests.gitops import ENV, Person, git, rollouts, spec
 from tests.helpers import FAULTHANDLER_ENV, free_port, interrupt, wait_for
 from tests.receiver import Receiver
@@ -71,14 +71,15 @@ def receivers() -> Iterator[dict[str, Receiver]]:
 
 
 def test_held_failure_then_retry_then_abort(
-    tmp_path: Path, start_server: Any, make_model: Any, receivers: dict[str, Receiver],
+    tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+    receivers: dict[str, Receiver],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "controller.runtime.reconcile")
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 3, offset=3.0, fail_above=5.0)
-    server = monitored_server(start_server, tmp_path)
+    server = shared_servers(monitored_flags(server_pool.workdir), 1)[0]
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     oncall = tmp_path / "oncall"

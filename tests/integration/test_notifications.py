@@ -18,7 +18,7 @@ from controller.decide.fleet import TargetAddress
 from controller.runtime.notify import NotificationTarget
 from controller.runtime.runner import Controller, ControllerSettings
 from controller.runtime.webhook import verify
-from tests.conftest import monitored_server, wait_for
+from tests.conftest import monitored_flags, wait_for
 from tests.gitops import Person, spec
 from tests.helpers import free_port
 from tests.receiver import Receiver
@@ -43,14 +43,14 @@ def receivers() -> Iterator[tuple[Receiver, Receiver]]:
 
 
 def test_a_promotion_is_told_to_every_receiver(
-    tmp_path: Path, start_server: Any, make_model: Any,
+    tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
     receivers: tuple[Receiver, Receiver],
 ) -> None:
     plain, slack = receivers
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    server = monitored_server(start_server, tmp_path)
+    server = shared_servers(monitored_flags(server_pool.workdir), 1)[0]
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     down = f"http://127.0.0.1:{free_port()}/nobody-listens"

@@ -11,7 +11,7 @@ import pytest
 
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
-from tests.conftest import monitored_server, wait_for
+from tests.conftest import monitored_flags, wait_for
 from tests.gitops import Person, git, rollouts, spec
 from tests.traffic import Traffic
 
@@ -25,12 +25,12 @@ CANARY = (
 
 
 def test_paused_canary_holds_then_resumes_to_promotion(
-    tmp_path: Path, start_server: Any, make_model: Any,
+    tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
 ) -> None:
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "hp2", 2)
-    server = monitored_server(start_server, tmp_path)
+    server = shared_servers(monitored_flags(server_pool.workdir), 1)[0]
     person = Person(tmp_path)
     person.write("rollouts/hp2.yaml", spec(stable=1), "hp2 at v1")
     controller = Controller(ControllerSettings(

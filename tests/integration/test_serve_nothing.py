@@ -18,20 +18,19 @@ from controller.cli.main import main as cli_main
 from controller.decide.fleet import TargetAddress
 from controller.runtime.runner import Controller, ControllerSettings
 from serving.generated import rollouts_serving_pb2 as ext
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, polling_flags, wait_for
 from tests.gitops import Person, git, spec
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, start_server: Any, make_model: Any) -> dict[str, Any]:
+def fleet(tmp_path: Path, shared_servers: Any, server_pool: Any, make_model: Any,
+          ) -> dict[str, Any]:
     root = tmp_path / "models"
     make_model(root / "hp2", 1)
     make_model(root / "other", 1)
-    config = tmp_path / "empty.conf"
-    config.write_text("model_config_list {}\n")
-    server = start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0.2")
+    server = shared_servers(polling_flags(server_pool.workdir), 1)[0]
     return {"root": root, "server": server, "person": Person(tmp_path)}
 
 
