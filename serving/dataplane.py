@@ -2,12 +2,14 @@
 and model metadata with TF Serving's semantics and error texts.
 
 Every call takes one servable handle from the core (so a request runs on one
-version from start to end), checks the request against the signature, runs it,
-and reports which model, version and label actually served it. The gRPC and
-REST adapters only translate wire formats; metrics are recorded here, once.
-With a shadow scorer, a sampled Predict, Classify or Regress answered by one
-side of a split is handed to it once the answer is ready (`_shadow`): the
-scorer replays it on the other side later, never on the response path.
+version from start to end), checks the request against the signature
+(request_checks), runs it, and reports which model, version and label
+actually served it. The gRPC and REST adapters only translate wire formats;
+metrics are recorded here, once. With a shadow scorer, a sampled Predict,
+Classify or Regress answered by one side of a split is handed to it once the
+answer is ready (`_shadow`, with the call's replay from example_tasks): the
+scorer replays it on the other side later, never on the response path. What
+the plane needs of the core, batchers and metrics is in dataplane_ports.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from tensorflow_serving.apis import (
@@ -32,118 +34,32 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import tensor_codec as tc
-from serving.core.status import (
-    Code,
-    ServingError,
-    failed_precondition,
-    invalid_argument,
-    unavailable,
-)
+from serving.batch_await import batch_outcome, run_in_future
+from serving.core.status import Code, ServingError, invalid_argument
+from serving.dataplane_ports import BatcherLike, CoreLike, MetricsLike
 from serving.example_results import (
-    SignatureLike,
     classification_outputs,
     classification_result,
     regression_outputs,
     regression_result,
     serialized_examples,
 )
+from serving.example_tasks import Example, example_task, plan_tasks, predict_replay
+from serving.request_checks import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    Inputs,
+    check_method_name,
+    examples_signature,
+    predict_inputs,
+    predict_missing_signature,
+)
 from serving.shadow import ShadowJob, ShadowScorer
 
-DEFAULT_SIGNATURE = "serving_default"
-
 Result = TypeVar("Result")
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
 SIGNATURE_DEF_FIELD = "signature_def"
 
 log = logging.getLogger(__name__)
-
-Replay = Callable[[Any], Mapping[str, np.ndarray]]
-"""A finished call replayed on another version's handle (shadow scoring)."""
-Example = tuple[Result, dict[str, np.ndarray], Replay]
-"""What a Classify or Regress task gives: its result, raw outputs and replay."""
-
-
-# ------------------------------------------------ what the data plane needs
-
-
-class TensorInfoLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def dtype(self) -> int: ...
-
-
-class ServableLike(Protocol):
-    @property
-    def signatures(self) -> Mapping[str, Any]: ...
-
-    def run(
-        self,
-        signature_key: str,
-        inputs: Mapping[str, np.ndarray],
-        output_keys: Sequence[str] | None = None,
-    ) -> dict[str, np.ndarray]: ...
-
-    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap: ...
-
-
-class HandleLike(Protocol):
-    @property
-    def model(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def servable(self) -> Any: ...
-
-
-class CoreLike(Protocol):
-    """The part of serving.server_core.ServerCore the data plane uses."""
-
-    def handle(
-        self,
-        model: str,
-        version: int | None = None,
-        label: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        wait_s: float | None = None,
-    ) -> AbstractContextManager[Any]: ...
-
-    async def wait_for_version(
-        self,
-        model: str,
-        version: int | None = None,
-        label: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        wait_s: float | None = None,
-    ) -> None: ...
-
-    def list_models(self) -> Sequence[Any]: ...
-
-
-class BatcherLike(Protocol):
-    """serving.batching.Batcher (--enable_batching; a servable it does not
-    batch comes back as it is) or serving.opportunistic.OpportunisticBatcher
-    (--opportunistic_batching): wraps a servable so its `run` and `submit` are
-    batched. `withdrawable`: a call whose awaiting caller is cancelled before
-    it starts may be taken back."""
-
-    withdrawable: bool
-
-    def bind(self, servable: Any, model: str, version: int) -> Any: ...
-
-    def joins(self, model: str) -> bool: ...
-
-
-class MetricsLike(Protocol):
-    def observe(
-        self, model: str, version: int | None, label: str, api: str, entrypoint: str,
-        status_code: Code, seconds: float,
-    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -200,131 +116,7 @@ class MetadataResult:
     signature_def_map: get_model_metadata_pb2.SignatureDefMap
 
 
-# A request's inputs, or a function of the chosen signature that decodes them
-# (REST can only parse its JSON once it knows the signature's dtypes).
-Inputs = Mapping[str, np.ndarray] | Callable[[Any], Mapping[str, np.ndarray]]
-
-
-def predict_missing_signature(name: str) -> ServingError:
-    return failed_precondition(f'Serving signature key "{name}" not found.')
-
-
-# ------------------------------------------------------------ pure checks
-
-
-def check_input_names(signature: SignatureLike, names: Sequence[str]) -> None:
-    """predict_util.cc VerifyRequestInputsSize, then unknown aliases."""
-    sent, wanted = set(names), set(signature.inputs)
-    if len(sent) != len(wanted):
-        raise invalid_argument(
-            f"input size does not match signature: {len(sent)}!={len(wanted)}"
-            f" len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}})."
-            f" Sent extra: {{{','.join(sorted(sent - wanted))}}}."
-            f" Missing but required: {{{','.join(sorted(wanted - sent))}}}."
-        )
-    for alias in sorted(sent - wanted):
-        raise invalid_argument(
-            f"input tensor alias not found in signature: {alias}."
-            f" Inputs expected to be in the set {{{','.join(sorted(wanted))}}}."
-        )
-
-
-def check_input_dtypes(signature: SignatureLike, tensors: Mapping[str, Any]) -> None:
-    """Each input's dtype must be the signature's, as a TF Serving session insists
-    (a gRPC TensorProto names its dtype; REST builds tensors in the signature's)."""
-    for index, alias in enumerate(sorted(signature.inputs)):
-        value = tensors.get(alias)
-        if not isinstance(value, np.ndarray):
-            continue
-        try:
-            given = tc.tf_dtype(value)
-        except ValueError:
-            continue  # a dtype without a name here: TensorFlow itself decides
-        wanted = signature.inputs[alias].dtype
-        if given != wanted:
-            raise invalid_argument(
-                f"Expects arg[{index}] to be {tc.dtype_name(wanted)} but "
-                f"{tc.dtype_name(given)} is provided"
-            )
-
-
-def check_method_name(signature: Any, api: str) -> None:
-    """--enable_signature_method_name_check: the signature's method_name must fit
-    the call (predict_util.cc, classifier.cc, regressor.cc and their texts)."""
-    method = getattr(signature, "method_name", "")
-    if api == "Predict":
-        if method not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-            raise ServingError(
-                Code.INTERNAL,
-                f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, "
-                f"{CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: {method}")
-        return
-    kind, wanted = (("classification", CLASSIFY_METHOD) if api == "Classify"
-                    else ("regression", REGRESS_METHOD))
-    if method != wanted:
-        raise invalid_argument(
-            f"Expected {kind} signature method_name to be {wanted}. Was: {method}")
-
-
-def check_output_filter(signature: SignatureLike, output_filter: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise invalid_argument(
-                f"output tensor alias not found in signature: {alias}"
-                f" Outputs expected to be in the set {{{','.join(sorted(signature.outputs))}}}."
-            )
-        if alias in seen:
-            raise invalid_argument(f"duplicate output tensor alias: {alias}")
-        seen.add(alias)
-
-
 # ------------------------------------------------------------- the plane
-
-
-def _predict_inputs(h: Any, key: str, inputs: Inputs, output_filter: Sequence[str],
-                    missing_signature: Callable[[str], ServingError],
-                    method_name_check: bool = False) -> dict[str, Any]:
-    """Predict's checked inputs for the handle's servable: its signature `key`
-    must exist, and the inputs and output filter must name its tensors."""
-    signature = h.servable.signatures.get(key)
-    if signature is None:
-        raise missing_signature(key)
-    if method_name_check:
-        check_method_name(signature, "Predict")
-    tensors = inputs(signature) if callable(inputs) else inputs
-    check_input_names(signature, list(tensors))
-    check_input_dtypes(signature, tensors)
-    check_output_filter(signature, output_filter)
-    return dict(tensors)
-
-
-def _outcome(future: concurrent.futures.Future[Any], withdraw: bool = False,
-             ) -> asyncio.Future[Any]:
-    """An awaitable for a batch's future. Unlike asyncio.wrap_future,
-    cancelling the awaiting task leaves the batch's own future alone (the
-    batch still runs, completes it, and releases the handle), unless
-    `withdraw`: then a call not yet started is taken back (its future is
-    cancelled, which releases the handle at once; a started one runs on)."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[Any] = loop.create_future()
-
-    def settle(done: concurrent.futures.Future[Any]) -> None:
-        if waiter.cancelled():
-            return
-        if done.cancelled():  # withdrawn, or its pool shut down before it ran
-            waiter.set_exception(unavailable("The call was cancelled before it ran"))
-            return
-        error = done.exception()
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(done.result())
-
-    future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
-    if withdraw:
-        waiter.add_done_callback(lambda w: future.cancel() if w.cancelled() else None)
-    return waiter
 
 
 class DataPlane:
@@ -436,10 +228,10 @@ class DataPlane:
         def body(served: list[Served]) -> PredictResult:
             with self._handle(ref) as h:
                 served.append(self._served(h, key))
-                tensors = _predict_inputs(h, key, inputs, output_filter, missing_signature,
+                tensors = predict_inputs(h, key, inputs, output_filter, missing_signature,
                                           self.method_name_check)
                 outputs = self._runner(h).run(key, tensors, list(output_filter) or None)
-                self._shadow(h, _predict_replay(key, tensors, output_filter, missing_signature),
+                self._shadow(h, predict_replay(key, tensors, output_filter, missing_signature),
                              outputs)
                 return PredictResult(served[0], outputs)
 
@@ -511,7 +303,7 @@ class DataPlane:
                 self._handle(ref, wait_s=0.0))
             try:
                 served.append(self._served(handle, key))
-                tensors = _predict_inputs(handle, key, inputs, output_filter, missing_signature,
+                tensors = predict_inputs(handle, key, inputs, output_filter, missing_signature,
                                           self.method_name_check)
                 future = self._submit(handle, key, tensors, outputs_wanted, executor)
             except BaseException:
@@ -519,8 +311,8 @@ class DataPlane:
                 raise
             # Whatever happens to the awaiting task, the handle goes with the batch.
             future.add_done_callback(lambda _: held.close())
-            outputs = await _outcome(future, self._withdrawable)
-            self._shadow(handle, _predict_replay(key, tensors, output_filter, missing_signature),
+            outputs = await batch_outcome(future, self._withdrawable)
+            self._shadow(handle, predict_replay(key, tensors, output_filter, missing_signature),
                          outputs)
             return PredictResult(served[0], outputs)
 
@@ -535,46 +327,36 @@ class DataPlane:
         if hasattr(runner, "submit"):
             return runner.submit(  # type: ignore[no-any-return]
                 key, tensors, output_keys, executor=executor)
-        done: concurrent.futures.Future[dict[str, np.ndarray]] = concurrent.futures.Future()
-
-        def call() -> None:
-            if not done.set_running_or_notify_cancel():
-                return
-            try:
-                done.set_result(runner.run(key, tensors, output_keys))
-            except BaseException as exc:
-                done.set_exception(exc)
-
-        asyncio.get_running_loop().run_in_executor(executor, call)
-        return done
+        return run_in_future(runner, key, tensors, output_keys, executor)
 
     def _examples_call(self, ref: ModelRef, api: str, inp: input_pb2.Input, signature_name: str,
-                       entrypoint: str, make: Callable[..., Example[Result]]) -> Result:
+                       entrypoint: str, make: Callable[..., Example[Any]],
+                       wrap: Callable[[Served, Any], Result]) -> Result:
         key = signature_name or DEFAULT_SIGNATURE
 
         def body(served: list[Served]) -> Result:
             with self._handle(ref) as h:
                 served.append(self._served(h, key))
-                signature = _examples_signature(h, key)
+                signature = examples_signature(h, key)
                 if self.method_name_check:
                     check_method_name(signature, api)
-                result, outputs, replay = make(self._runner(h), key, signature, inp, served[0])
+                result, outputs, replay = make(self._runner(h), key, signature, inp)
                 self._shadow(h, replay, outputs)
-                return result
+                return wrap(served[0], result)
 
         return self._call(ref, api, entrypoint, body)
 
     def classify(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                  *, entrypoint: str = "") -> ClassifyResult:
-        make = _example_task(classification_outputs, classification_result, ClassifyResult)
+        make = example_task(classification_outputs, classification_result)
         return self._examples_call(
-            ref, "Classify", inp, signature_name, entrypoint, make)
+            ref, "Classify", inp, signature_name, entrypoint, make, ClassifyResult)
 
     def regress(self, ref: ModelRef, inp: input_pb2.Input, signature_name: str = "",
                 *, entrypoint: str = "") -> RegressResult:
-        make = _example_task(regression_outputs, regression_result, RegressResult)
+        make = example_task(regression_outputs, regression_result)
         return self._examples_call(
-            ref, "Regress", inp, signature_name, entrypoint, make)
+            ref, "Regress", inp, signature_name, entrypoint, make, RegressResult)
 
     def multi_inference(self, ref: ModelRef, tasks: Sequence[tuple[str, str]],
                         inp: input_pb2.Input, *, entrypoint: str = "") -> MultiInferenceResult:
@@ -584,7 +366,7 @@ class DataPlane:
         def body(served: list[Served]) -> MultiInferenceResult:
             with self._handle(ref) as h:
                 served.append(self._served(h, ""))
-                plan = self._plan_tasks(h.servable, tasks)
+                plan = plan_tasks(h.servable, tasks, self.method_name_check)
                 records = serialized_examples(inp)
                 results = []
                 for key, method, fetch in plan:
@@ -602,31 +384,6 @@ class DataPlane:
 
         return self._call(ref, "MultiInference", entrypoint, body)
 
-    def _plan_tasks(self, servable: Any, tasks: Sequence[tuple[str, str]]
-                    ) -> list[tuple[str, str, list[str]]]:
-        """multi_inference.cc's per-task checks, before anything runs."""
-        seen: set[str] = set()
-        plan = []
-        for signature_name, method in tasks:
-            key = signature_name or DEFAULT_SIGNATURE
-            if key in seen:
-                raise invalid_argument(f"Duplicate evaluation of signature: {key}")
-            seen.add(key)
-            sig = servable.signatures.get(key)
-            if sig is None:
-                raise invalid_argument(f"Requested signature not found in model graph: {key}")
-            if method in (CLASSIFY_METHOD, REGRESS_METHOD) and self.method_name_check:
-                check_method_name(sig, "Classify" if method == CLASSIFY_METHOD else "Regress")
-            if method == CLASSIFY_METHOD:
-                fetch = classification_outputs(servable, key, sig)
-            elif method == REGRESS_METHOD:
-                fetch = regression_outputs(servable, key, sig)
-            else:
-                raise ServingError(Code.UNIMPLEMENTED,
-                                   f"Unsupported signature method_name: {method}")
-            plan.append((key, method, fetch))
-        return plan
-
     def get_model_metadata(self, ref: ModelRef, metadata_fields: Sequence[str]) -> MetadataResult:
         if not metadata_fields:
             raise invalid_argument(
@@ -641,43 +398,3 @@ class DataPlane:
         return self.core.list_models()
 
 
-def _examples_signature(h: Any, key: str) -> Any:
-    signature = h.servable.signatures.get(key)
-    if signature is None:
-        raise invalid_argument(f"No signature was found with the name: {key}")
-    return signature
-
-
-def _predict_replay(key: str, tensors: Mapping[str, np.ndarray], output_filter: Sequence[str],
-                    missing_signature: Callable[[str], ServingError],
-                    ) -> Callable[[Any], Mapping[str, np.ndarray]]:
-    """The same Predict on another handle, with that version's own checks."""
-
-    def replay(h: Any) -> Mapping[str, np.ndarray]:
-        checked = _predict_inputs(h, key, tensors, output_filter, missing_signature)
-        return h.servable.run(key, checked, list(output_filter) or None)  # type: ignore[no-any-return]
-
-    return replay
-
-
-def _example_task(
-    outputs: Callable[..., Any], result: Callable[..., Any], wrap: Callable[[Served, Any], Result]
-) -> Callable[..., Example[Result]]:
-    """Classify and regress alike: serialized tf.Examples in, one result list out.
-    `make` also returns the raw outputs and how to replay the call on another
-    version's handle (for shadow scoring)."""
-
-    def make(servable: Any, key: str, sig: Any, inp: input_pb2.Input, served: Served,
-             ) -> Example[Result]:
-        fetch = outputs(servable, key, sig)
-        records = serialized_examples(inp)
-        out = servable.run(key, {"inputs": records}, fetch)
-
-        def replay(h: Any) -> Mapping[str, np.ndarray]:
-            other = h.servable
-            wanted = outputs(other, key, _examples_signature(h, key))
-            return other.run(key, {"inputs": records}, wanted)  # type: ignore[no-any-return]
-
-        return wrap(served, result(out, len(records))), out, replay
-
-    return make

@@ -24,9 +24,10 @@ from tensorflow_serving.apis import (
 
 from serving import tensor_codec
 from serving.core.status import invalid_argument
-from serving.dataplane import DataPlane, ModelRef, Served, check_input_names
+from serving.dataplane import DataPlane, ModelRef, Served
 from serving.example_results import SignatureLike
 from serving.grpc.errors import answers_errors
+from serving.request_checks import check_input_names
 
 ENTRYPOINT = "GRPC"
 

@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import limits
 from serving.core.status import Code, ServingError, http_status, invalid_argument
-from serving.dataplane import DataPlane, MetricsLike, ModelRef, Served
+from serving.dataplane import DataPlane, ModelRef, Served
+from serving.dataplane_ports import MetricsLike
 from serving.rest import json_response, json_tensor
 
 ENTRYPOINT = "REST"

@@ -5,9 +5,10 @@ import pytest
 from tensorflow_serving.apis import input_pb2
 
 from serving.core.status import Code, ServingError
-from serving.dataplane import CLASSIFY_METHOD, REGRESS_METHOD, DataPlane, ModelRef
+from serving.dataplane import DataPlane, ModelRef
 from serving.generated import rollouts_serving_pb2
 from serving.metrics import Metrics
+from serving.request_checks import CLASSIFY_METHOD, REGRESS_METHOD
 from tests.unit.dataplane_fakes import half_plus_two_core
 
 M = "half_plus_two"

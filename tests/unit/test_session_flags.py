@@ -15,9 +15,9 @@ from serving.config.files import ConfigFileError
 from serving.config.flags import parse_flags
 from serving.config.session import session_config
 from serving.core.status import Code, ServingError
-from serving.dataplane import check_method_name
 from serving.grpc.health import HealthService
 from serving.loaders.base import Signature
+from serving.request_checks import check_method_name
 
 
 def _config(*argv: str) -> Any:
