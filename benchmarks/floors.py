@@ -4,7 +4,7 @@ Two trivial servers, each its own process, built from the same stacks as ours:
 - `grpc`: grpcio's sync server with the same thread pool and options as
   `serving/grpc/server.py`, answering `PredictionService/Predict` with fixed
   response bytes (no parsing, no model);
-- `rest`: uvicorn with uvloop and httptools, as `serving/main.py` runs it, and a
+- `rest`: uvicorn with uvloop and httptools, as `serving/rest/server.py` runs it, and a
   bare ASGI app answering every POST with fixed JSON (no routing, no model).
 
 Driven by the same load generator as the real servers (`bench_predict`), their

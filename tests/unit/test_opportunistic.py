@@ -509,8 +509,8 @@ def test_enable_batching_takes_precedence_over_opportunistic_batching() -> None:
     from serving.batching import Batcher
     from serving.config.batching import BatchingOptions
     from serving.config.flags import parse_flags
-    from serving.main import choose_batcher
     from serving.metrics import Metrics
+    from serving.wiring import choose_batcher
 
     assert parse_flags([]).opportunistic_batching is True  # on by default
     assert parse_flags(["--opportunistic_batching=false"]).opportunistic_batching is False
