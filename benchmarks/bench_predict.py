@@ -31,7 +31,6 @@ Run: `python -m benchmarks.bench_predict [--quick] [--seconds S]
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import os
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.common import Result, Table, finish
+from benchmarks.common import Result, Table, argument_parser, finish
 from benchmarks.loadgen import LoadResult, have_wrk, run_loadgen, summarize_latencies
 
 CONCURRENCIES = (1, 16, 64)
@@ -352,7 +351,7 @@ def _round(value: float | None) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="2 s per point instead of 5 s")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCIES))

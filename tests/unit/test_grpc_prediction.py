@@ -52,20 +52,20 @@ def predict_request(version: int | None = None, label: str = "") -> predict_pb2.
 
 def test_predict_echoes_served_version(env: tuple) -> None:
     stub, _ = env
-    resp = stub.Predict(predict_request(version=1), timeout=10)
+    resp = stub.Predict(predict_request(version=1), timeout=60)
     assert tensor_codec.parse_tensor(resp.outputs["y"], "y").tolist() == [3.0, 3.5, 4.0]
     assert (resp.model_spec.name, resp.model_spec.signature_name,
             resp.model_spec.version.value) == (M, "serving_default", 1)
-    assert stub.Predict(predict_request(label="canary"), timeout=10).model_spec.version.value == 2
+    assert stub.Predict(predict_request(label="canary"), timeout=60).model_spec.version.value == 2
 
 
 def test_metadata_headers_drive_the_split(env: tuple) -> None:
     stub, core = env
     core.splits[M] = rollouts_serving_pb2.Split(
         match=[rollouts_serving_pb2.HeaderMatch(header="X-Canary", value="1")])
-    r = stub.Predict(predict_request(), metadata=[("x-canary", "1")], timeout=10)
+    r = stub.Predict(predict_request(), metadata=[("x-canary", "1")], timeout=60)
     assert r.model_spec.version.value == 2
-    assert stub.Predict(predict_request(), timeout=10).model_spec.version.value == 1
+    assert stub.Predict(predict_request(), timeout=60).model_spec.version.value == 1
 
 
 @pytest.mark.parametrize("mutate, code, text", [
@@ -87,7 +87,7 @@ def test_predict_errors(env: tuple, mutate: object, code: grpc.StatusCode,
     req = predict_request()
     mutate(req)  # type: ignore[operator]
     with pytest.raises(grpc.RpcError) as e:
-        stub.Predict(req, timeout=10)
+        stub.Predict(req, timeout=60)
     assert e.value.code() == code
     if text is not None:
         assert e.value.details() == text
@@ -104,25 +104,25 @@ def test_classify_regress_multi_metadata(env: tuple) -> None:
     c.model_spec.name, c.model_spec.signature_name = M, "classify_x_to_y"
     c.model_spec.version.value = 1
     _input(c.input, 2.0)
-    cr = stub.Classify(c, timeout=10)
+    cr = stub.Classify(c, timeout=60)
     assert cr.result.classifications[0].classes[0].score == 3.0
     assert cr.model_spec.signature_name == "classify_x_to_y"
     r = regression_pb2.RegressionRequest()
     r.model_spec.name, r.model_spec.signature_name = M, "regress_x_to_y"
     r.model_spec.version.value = 1
     _input(r.input, 2.0)
-    assert stub.Regress(r, timeout=10).result.regressions[0].value == 3.0
+    assert stub.Regress(r, timeout=60).result.regressions[0].value == 3.0
     mi = inference_pb2.MultiInferenceRequest()
     for sig, method in (("classify_x_to_y", "tensorflow/serving/classify"),
                         ("regress_x_to_y", "tensorflow/serving/regress")):
         t = mi.tasks.add(method_name=method)
         t.model_spec.name, t.model_spec.signature_name = M, sig
     _input(mi.input, 2.0)
-    mr = stub.MultiInference(mi, timeout=10)
+    mr = stub.MultiInference(mi, timeout=60)
     assert mr.results[1].regression_result.regressions[0].value == 4.0  # v2: 0.5x+3
     md = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     md.model_spec.name = M
-    resp = stub.GetModelMetadata(md, timeout=10)
+    resp = stub.GetModelMetadata(md, timeout=60)
     sigs = get_model_metadata_pb2.SignatureDefMap()
     resp.metadata["signature_def"].Unpack(sigs)
     assert set(sigs.signature_def) == {"serving_default", "classify_x_to_y", "regress_x_to_y"}

@@ -13,7 +13,7 @@ from controller.decide.notices import Notice, render, text
 from controller.runtime.notify import NotificationTarget, Notifier
 from controller.runtime.webhook import verify
 from controller.spec.controller_config import ConfigFileError, read_controller_config
-from tests.helpers import wait_for
+from tests.helpers import WAIT_S, wait_for
 
 NOTICE = Notice("reverted", "hp2", 1_800_000_000.0, 3, 2, "c" * 40, "fail",
                 summary="error rate 20.00% > max 1.00% in 2 consecutive intervals",
@@ -99,7 +99,7 @@ def test_a_full_queue_drops_instead_of_blocking() -> None:
     assert notifier.dropped >= 7
     release.set()
     notifier.close()
-    assert wait_for(lambda: notifier.delivered + notifier.dropped == 10, 10)
+    assert wait_for(lambda: notifier.delivered + notifier.dropped == 10, WAIT_S)
 
 
 def test_a_receiver_that_hangs_delays_no_other() -> None:

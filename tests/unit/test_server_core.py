@@ -18,7 +18,7 @@ from serving.core.status import Code, ServingError
 from serving.generated import rollouts_serving_pb2
 from serving.loaders.registry import PlatformRegistry
 from serving.server_core import CoreOptions, ServerCore
-from tests.helpers import wait_for
+from tests.helpers import WAIT_S, wait_for
 
 # Loads of version directories containing this file block until released.
 BLOCK = "block"
@@ -37,7 +37,7 @@ class FakeLoader:
             raise ServingError(Code.INVALID_ARGUMENT, f"bad model at {self.path}")
         if (Path(self.path) / BLOCK).exists():
             gate = FakeLoader.gates.setdefault(self.path, threading.Event())
-            gate.wait(10)
+            gate.wait(120)  # failure-only: the test opens it
         return self
 
     def unload(self) -> None:
@@ -352,8 +352,8 @@ def test_a_request_in_the_gap_is_served_by_the_new_version(make_core, tmp_path: 
     latest.join(0.05)
     assert latest.is_alive() and pinned.is_alive()
     gate.set()
-    latest.join(10)
-    pinned.join(10)
+    latest.join(WAIT_S)
+    pinned.join(WAIT_S)
     assert latest_out == pinned_out == [2]
 
 
@@ -368,7 +368,7 @@ def test_a_request_nothing_is_about_to_serve_fails_at_once(make_core, tmp_path: 
         ]
         for kwargs, message in cases:
             worker, out = in_thread(partial(served_version, core, **kwargs))
-            worker.join(10)  # an hour's wait would still be running
+            worker.join(WAIT_S)  # failure-only bound; an hour's wait would still be running
             assert not worker.is_alive()
             assert isinstance(out[0], ServingError) and out[0].message == message
     finally:
@@ -393,7 +393,7 @@ def test_a_failed_load_answers_the_waiting_request(make_core, tmp_path: Path) ->
     gate = swap_held_in_load(core, tmp_path / "m", FAIL)
     worker, out = in_thread(lambda: served_version(core))
     gate.set()
-    worker.join(10)
+    worker.join(WAIT_S)
     assert isinstance(out[0], ServingError)
     assert out[0].message == "Servable not found for request: Latest(m)"
 
@@ -407,7 +407,7 @@ def test_an_event_loop_awaits_the_gap(make_core, tmp_path: Path) -> None:
         await asyncio.sleep(0.05)  # the loop is free meanwhile; the wait is not over
         pending = not wait.done()
         gate.set()
-        await asyncio.wait_for(wait, 10)
+        await asyncio.wait_for(wait, WAIT_S)
         with core.handle("m", wait_s=0.0) as handle:
             return pending, handle.version
 
