@@ -221,8 +221,25 @@ def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.server_pool import ServerPool
 
     pool = ServerPool(tmp_path_factory.mktemp("shared-servers"))
+    _POOLS.append(pool)
     yield pool
+    _POOLS.remove(pool)
     pool.stop()
+
+
+_POOLS: list[Any] = []  # the session's ServerPool, once a test has asked for it
+_POOLED_FILES: set[str] = set()  # test files with a test that takes pooled servers
+
+
+def _file_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Idle pooled servers hold TensorFlow's memory (~0.5 GB each): stopped before a
+    # file that takes none (such files are collected after the pooled ones).
+    if _POOLS and _file_of(item) not in _POOLED_FILES:
+        _POOLS[0].release()
 
 
 TakeServers = Callable[[Sequence[str], int], list[ServerProcess]]
@@ -283,7 +300,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # The longest files, longest first (measured alone, issue 17): xdist (--dist loadfile
 # --no-loadscope-reorder, as `make test` runs it) hands files out in collection
 # order, so these start at once and the short ones fill in beside them instead of
-# leaving one long file running alone at the end.
+# leaving one long file running alone at the end. Then the files that take pooled
+# servers, so a worker goes from one to the next with its servers up.
 LONGEST_FIRST = (
     "test_soak.py",
     "test_faults_controller.py",
@@ -298,8 +316,12 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    _POOLED_FILES.update(
+        _file_of(i) for i in items if "shared_servers" in getattr(i, "fixturenames", ()))
+
+    def rank(item: pytest.Item) -> tuple[int, bool]:
+        name = _file_of(item).rsplit("/", 1)[-1]
+        longest = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return longest, _file_of(item) not in _POOLED_FILES
 
     items.sort(key=rank)

@@ -7,7 +7,9 @@ once per module and, before handing it to the next test, puts it back in the
 state a fresh one is in: no models (their versions unloaded), no splits or
 shadow settings, every model's transition policy the server's default, and
 GetConfig reporting an empty config. A server a test killed or stopped is
-replaced by a fresh one.
+replaced by a fresh one. Idle servers hold TensorFlow's memory, so the pool
+keeps those of one set of flags at a time, and conftest releases them before
+a test file that takes none.
 
 What is not reset is the metrics registry: counters of earlier tests' versions
 stay at their totals. The controller judges canaries on deltas between two
@@ -32,18 +34,23 @@ class ServerPool:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self._servers: dict[tuple[str, ...], list[ServerProcess]] = {}
-        self._models_seen: dict[int, set[str]] = {}  # by id(server): policies to reset
+        self._models_seen: dict[ServerProcess, set[str]] = {}  # whose policies to reset
         self._started = 0
 
     def take(self, flags: Sequence[str], count: int) -> list[ServerProcess]:
-        pool = self._servers.setdefault(tuple(flags), [])
+        key = tuple(flags)
+        for other in [k for k in self._servers if k != key]:
+            # Servers of one set of flags at a time: each idle one holds ~0.5 GB.
+            for server in self._servers.pop(other):
+                self._retire(server)
+        pool = self._servers.setdefault(key, [])
         fresh: list[ServerProcess] = []
         for i in range(count):
             if i < len(pool) and pool[i].proc.poll() is None:
                 self._empty(pool[i])
                 continue
             if i < len(pool):
-                pool[i].stop()  # a test killed it: its log is closed, a new one starts
+                self._retire(pool[i])  # a test killed it: its log is closed, a new one starts
             server = self._start(flags)
             fresh.append(server)
             if i < len(pool):
@@ -55,12 +62,24 @@ class ServerPool:
             server.wait_ready()
         return pool[:count]
 
+    def release(self) -> None:
+        """Stop every server; a later take() starts fresh ones."""
+        for pool in self._servers.values():
+            for server in pool:
+                self._retire(server)
+        self._servers.clear()
+
     def stop(self) -> None:
         for pool in self._servers.values():
             for server in pool:
-                server.stop()
+                self._retire(server)
                 print(f"--- shared server ({' '.join(server.args)}) ---\n"
                       f"{server.output()[-4000:]}")
+        self._servers.clear()
+
+    def _retire(self, server: ServerProcess) -> None:
+        server.stop()
+        self._models_seen.pop(server, None)
 
     def _start(self, flags: Sequence[str]) -> ServerProcess:
         self._started += 1
@@ -71,7 +90,7 @@ class ServerPool:
 
         from serving.generated import rollouts_serving_pb2 as ext
 
-        seen = self._models_seen.setdefault(id(server), set())
+        seen = self._models_seen.setdefault(server, set())
         listed = server.rollout_stub().ListModels(ext.ListModelsRequest(), timeout=30).models
         seen.update(info.name for info in listed)
         for name in sorted(seen):
