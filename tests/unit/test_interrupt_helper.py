@@ -20,10 +20,12 @@ def stuck_here():
 stuck_here()
 """
 
+# "ready" inside the try: a SIGINT sent as soon as it is read may arrive
+# before the next statement runs (it did, twice, on a loaded machine: -2).
 POLITE = """
 import time
-print("ready", flush=True)
 try:
+    print("ready", flush=True)
     time.sleep(600)
 except KeyboardInterrupt:
     raise SystemExit(0)
