@@ -24,6 +24,14 @@ from tests.helpers import free_port, wait_for
 settings.register_profile("suite", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
+# A suite started in the background of a non-interactive shell (`make test &`, a CI
+# runner's script) inherits SIGINT ignored, and so would every process the tests
+# start: Python leaves an ignored SIGINT ignored, so a `status --watch` the tests
+# Ctrl-C would never stop. A Python-level handler here is reset to the default in
+# each child at exec, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 600.0  # bounds a failure only: a TF import took over 90 s at load 20
 
