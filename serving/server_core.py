@@ -3,7 +3,7 @@
 Owns what TF Serving's model_servers/server_core.cc owns: config validation
 (the pure rules are in `config_rules`, with TF Serving's codes and messages),
 the file-system source's model list, waiting for
-new models with a deadline, version labels with TF Serving's rules, and
+new models with a deadline (`model_wait`), version labels with TF Serving's rules, and
 turning (model, version | label | nothing) into a servable handle. On top of
 TF Serving: a per-model traffic split between two labels, a per-model
 transition policy, and a reload that never waits forever (TF Serving #1519).
@@ -47,12 +47,12 @@ from serving.core.loader import Loader
 from serving.core.manager import AspiredVersion, Manager, VersionStatus
 from serving.core.policies import TransitionPolicy
 from serving.core.source import FileSystemSource, ModelSource
-from serving.core.states import VersionState
 from serving.core.status import Code, ServingError
 from serving.generated import rollouts_serving_pb2
 from serving.limits import check_model_root
 from serving.loaders.base import Servable
 from serving.loaders.registry import LoaderFactory, PlatformRegistry, default_registry
+from serving.model_wait import wait_for_models
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,6 @@ class _State:
 
 def _default_router(split: Split, headers: Mapping[str, str], labels: Mapping[str, int]) -> None:
     return None
-
-
-def _describe(status: VersionStatus) -> str:
-    text = f"{{name: {status.model} version: {status.version}}}"
-    if status.error is not None:
-        return f"{text} due to error: {status.error.code.name}: {status.error.message}"
-    return f"{text} state: {status.state.value}"
 
 
 class ServerCore:
@@ -260,62 +253,9 @@ class ServerCore:
     def _wait_for_models(
         self, names: list[str], timeout: float, cancelled: Callable[[], bool] = lambda: False
     ) -> None:
-        """Wait until each model has an AVAILABLE version, a failure, or the deadline."""
-        if not names:
-            return
-        deadline = self._clock.now() + timeout
-        while True:
-            pending = [n for n in names if not self._settled(n)]
-            failed = [s for n in pending for s in self._failures(n)]
-            if failed:
-                raise ServingError(
-                    Code.UNKNOWN,
-                    f"{len(failed)} model(s) did not become available: {{"
-                    + "".join(f"{{{_describe(s)}}}, " for s in failed) + "}",
-                )
-            if not pending:
-                return
-            if cancelled():
-                raise ServingError(
-                    Code.CANCELLED,
-                    f"interrupted while waiting for {len(pending)} model(s) to become "
-                    f"available: {', '.join(pending)}",
-                )
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                raise ServingError(Code.DEADLINE_EXCEEDED, self._timeout_message(pending, timeout))
-            self.manager.wait_until(self._all_available(pending), min(remaining, 0.1))
-
-    def _settled(self, model: str) -> bool:
-        # Serving, and no version still on its way in: labels applied next
-        # can then rely on every loadable version being AVAILABLE.
-        statuses = self.manager.statuses(model)
-        return any(s.state is VersionState.AVAILABLE for s in statuses) and not any(
-            s.state in (VersionState.START, VersionState.LOADING) for s in statuses
-        )
-
-    def _all_available(self, names: list[str]) -> Callable[[], bool]:
-        return lambda: all(self._settled(n) for n in names)
-
-    def _failures(self, model: str) -> list[VersionStatus]:
-        statuses = self.manager.statuses(model)
-        busy = any(s.state is not VersionState.END for s in statuses)
-        return [] if busy else [s for s in statuses if s.error is not None]
-
-    def _timeout_message(self, pending: list[str], timeout: float) -> str:
-        parts: list[str] = []
-        errors = self.source.errors()
-        for name in pending:
-            statuses = self.manager.statuses(name)
-            if statuses:
-                parts.extend(_describe(s) for s in statuses)
-            else:
-                why = errors.get(name, "no version found under its base path")
-                parts.append(f"{{name: {name}}} no version: {why}")
-        return (
-            f"Timed out after {timeout:g}s waiting for {len(pending)} model(s) to become "
-            f"available: {{" + ", ".join(parts) + "}"
-        )
+        """Until each model serves, one fails, or the deadline (model_wait)."""
+        wait_for_models(self.manager, self.source.errors, self._clock, names, timeout,
+                        cancelled)
 
     def current_config(self) -> ModelServerConfig:
         """The applied config, with the labels currently in force."""
