@@ -33,11 +33,13 @@ class FakeLoader:
         self.unloaded = threading.Event()
 
     def load(self) -> object:
-        if (Path(self.path) / FAIL).exists():
-            raise ServingError(Code.INVALID_ARGUMENT, f"bad model at {self.path}")
+        # Block first, then fail: a version marked with both stays LOADING
+        # until the test opens its gate, so the test sees that state.
         if (Path(self.path) / BLOCK).exists():
             gate = FakeLoader.gates.setdefault(self.path, threading.Event())
             gate.wait(120)  # failure-only: the test opens it
+        if (Path(self.path) / FAIL).exists():
+            raise ServingError(Code.INVALID_ARGUMENT, f"bad model at {self.path}")
         return self
 
     def unload(self) -> None:
@@ -45,12 +47,14 @@ class FakeLoader:
 
 
 def add_version(base: Path, version: int, *markers: str) -> Path:
-    path = base / str(version)
-    path.mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(b"x")
+    """Write the version aside and rename it in, as exporters do: the poller
+    never sees a version directory without its markers."""
+    staging = base / f".staging-{version}"
+    staging.mkdir(parents=True)
+    (staging / "saved_model.pb").write_bytes(b"x")
     for marker in markers:
-        (path / marker).write_text("")
-    return path
+        (staging / marker).write_text("")
+    return staging.rename(base / str(version))
 
 
 def config(
