@@ -62,6 +62,10 @@ def _setup_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
     )
+    # TensorFlow gives its logger a stderr handler of its own when it is
+    # imported before logging is set up (it is, by the loaders); through the
+    # root's handler only, its lines are not printed twice.
+    logging.getLogger("tensorflow").handlers.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +128,9 @@ def run(flags: ServerFlags) -> int:
 
 
 def apply_session_threads(config: Any) -> None:
-    """TF2 functions run on the process's own inter- and intra-op pools, so the
-    session config's thread counts are set there, once, before the first op
+    """A TF2 version served through its object graph (a Session refused it)
+    runs on the process's own inter- and intra-op pools, so the session
+    config's thread counts are set there too, once, before the first op
     creates them (TensorFlow refuses a change afterwards)."""
     if config is None:
         return

@@ -1,9 +1,10 @@
-"""TF1 SavedModels served the way TF Serving serves them: a graph and a Session.
+"""SavedModels served the way TF Serving serves them: a graph and a Session.
 
-A SavedModel without an object graph (SavedModelBuilder, Estimator exports)
-is imported into its own `tf.Graph` and `tf.compat.v1.Session` with the
-requested tags; the loader restores the variables and runs the model's
-`main_op` / `legacy_init_op` (table initializers, asset paths). Each
+Every SavedModel, TF1 (SavedModelBuilder, Estimator exports) or TF2
+(`tf.saved_model.save`), is imported into its own `tf.Graph` and
+`tf.compat.v1.Session` with the requested tags; the loader restores the
+variables and runs the model's init op (`__saved_model_init_op`, `main_op`
+or `legacy_init_op`: table initializers, asset paths). Each
 signature runs through a Session callable built from the signature's tensor
 names, which is TensorFlow's Session::MakeCallable: it feeds and fetches by
 name without the Python-side feed shape checks of `Session.run`, so a graph
@@ -11,6 +12,11 @@ whose placeholders declare tighter shapes than its ops need (TF Serving's
 `saved_model_half_plus_three`) answers as it does under TF Serving. The
 graph is never traced into a TF2 function, whose shape inference rejects
 such parse ops.
+
+Unless the session settings name an inter-op thread count, a call's ops run
+in the calling thread (`session_settings`): profiled, handing each call to
+TensorFlow's inter-op pool and waiting for it cost more than half-plus-two's
+whole graph, and requests already run in parallel on the server's threads.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+from tensorflow.python.util import deprecation
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.core.status import Code, ServingError
@@ -32,9 +39,27 @@ from serving.loaders.tf_errors import clean_message, serving_error
 
 _Callable = Callable[..., list[numpy.ndarray]]
 
+# A TF2 SavedModel's initializer, listed among its SignatureDefs; the loader
+# runs it, and it stays visible in metadata, but it is not a signature to call.
+INIT_OP_SIGNATURE_KEY = "__saved_model_init_op"
+
+
+def session_settings(config: Any) -> config_pb2.ConfigProto:
+    """The ConfigProto a version's Session is made with: `config` (None: the
+    defaults) with an unset inter-op thread count (0: TensorFlow's choice) made
+    -1, DirectSession's "run in the caller's thread". Measured (benchmarks/
+    RESULTS.md): half_plus_two's call 9 us instead of 43, the MLP's 33 us
+    instead of 85, and twice that saved when the pool's threads were asleep."""
+    settings = config_pb2.ConfigProto()
+    if config is not None:
+        settings.CopyFrom(config)
+    if settings.inter_op_parallelism_threads == 0:
+        settings.inter_op_parallelism_threads = -1
+    return settings
+
 
 class SessionServable:
-    """A loaded TF1 SavedModel version; thread-safe for concurrent `run` calls."""
+    """A loaded SavedModel version; thread-safe for concurrent `run` calls."""
 
     def __init__(self, export_dir: str, meta_graph: meta_graph_pb2.MetaGraphDef,
                  options: SavedModelOptions = DEFAULT_OPTIONS) -> None:
@@ -42,18 +67,22 @@ class SessionServable:
         self._meta_graph = meta_graph
         self.session_config = options.session_config
         self._graph = tf.Graph()
-        self._session: Any = tf.compat.v1.Session(graph=self._graph,
-                                                  config=options.session_config)
+        self._session: Any = tf.compat.v1.Session(
+            graph=self._graph, config=session_settings(options.session_config))
         try:
-            with self._graph.as_default():
-                # Imports the graph, restores variables, runs main_op or
-                # legacy_init_op with the asset files' paths fed in.
+            # silence(): the v1 loader is TF Serving's path, not a mistake to
+            # warn about on every version's load.
+            with self._graph.as_default(), deprecation.silence():
+                # Imports the graph, restores variables, runs the init op
+                # with the asset files' paths fed in.
                 tf.compat.v1.saved_model.load(self._session, sorted(options.tags), export_dir)
         except (tf.errors.OpError, ValueError, OSError, RuntimeError, KeyError) as exc:
             self._session.close()
             raise ServingError(Code.INTERNAL, f"Failed to load SavedModel at {export_dir}: "
                                f"{clean_message(str(exc))}") from exc
-        self.signatures: Mapping[str, Signature] = signatures_from_meta_graph(meta_graph)
+        self.signatures: Mapping[str, Signature] = {
+            key: sig for key, sig in signatures_from_meta_graph(meta_graph).items()
+            if key != INIT_OP_SIGNATURE_KEY}
         self._meta_graph = retained(meta_graph, options.remove_unused_meta_graph_fields)
         self._lock = threading.Lock()
         # One callable per (signature, outputs); every signature's full output

@@ -1,11 +1,11 @@
 """The `tensorflow` platform: load a SavedModel version and run its signatures.
 
-Chooses how a version runs, as TF Serving would load it: a TF2 SavedModel
-(an object graph, written by `tf.saved_model.save`) through
-`tf.saved_model.load` and its signature functions, here; a TF1 SavedModel
-(SavedModelBuilder, Estimator exports) in its own graph and Session
-(session_servable). Both are warmed up (warmup) before the version is
-declared AVAILABLE, and map TensorFlow's runtime errors the same way
+Every version runs as TF Serving runs it, in its own graph and Session
+(session_servable), TF1 and TF2 SavedModels alike. A TF2 SavedModel (an
+object graph, written by `tf.saved_model.save`) that a Session cannot load
+falls back to `tf.saved_model.load` and its signature functions, here, and
+the log says why. Either way the version is warmed up (warmup) before it is
+declared AVAILABLE, and TensorFlow's runtime errors map the same way
 (tf_errors).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,8 @@ from serving.loaders.options import DEFAULT_OPTIONS, SavedModelOptions  # noqa: 
 from serving.loaders.session_servable import SessionServable  # noqa: E402
 from serving.loaders.tf_errors import clean_message, serving_error  # noqa: E402
 from serving.loaders.warmup import run_warmup  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 class TensorFlowServable:
@@ -159,11 +162,17 @@ class _FlatCall:
 def load_servable(
     export_dir: str, options: SavedModelOptions = DEFAULT_OPTIONS
 ) -> TensorFlowServable | SessionServable:
-    """The version at `export_dir`, TF2 or TF1 by what its meta graph holds."""
+    """The version at `export_dir` in a Session; a TF2 SavedModel the Session
+    path refuses, through its object graph instead."""
     meta_graph = read_meta_graph(export_dir, options.tags)
-    if is_tf2(meta_graph):
-        return TensorFlowServable(export_dir, meta_graph, options)
-    return SessionServable(export_dir, meta_graph, options)
+    try:
+        return SessionServable(export_dir, meta_graph, options)
+    except ServingError as exc:
+        if not is_tf2(meta_graph):
+            raise
+        log.warning("SavedModel at %s does not load in a Session (%s); serving it through "
+                    "tf.saved_model.load", export_dir, exc.message)
+    return TensorFlowServable(export_dir, meta_graph, options)
 
 
 class TensorFlowLoader:

@@ -1,9 +1,11 @@
-"""TF1 SavedModels (SavedModelBuilder, graph mode) through the tensorflow loader.
+"""SavedModels through the tensorflow loader's Session path, TF1 and TF2.
 
-They load into their own Graph and Session with the requested tags, with the
-init op (main_op or legacy_init_op) run and the asset file's path fed in, and
-each signature runs through a Session callable; TF2 SavedModels keep the
-object-graph path. The legacy model is one TF2's loader rejects outright.
+TF1 exports (SavedModelBuilder, graph mode) and TF2 ones (tf.saved_model.save)
+load into their own Graph and Session with the requested tags, with the init
+op (__saved_model_init_op, main_op or legacy_init_op) run and asset paths fed
+in, and each signature runs through a Session callable; a TF2 export the
+Session refuses falls back to the object-graph path. The legacy model is one
+TF2's loader rejects outright.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pytest
 import tensorflow as tf
 
 from serving.core.status import Code, ServingError
+from serving.loaders import tensorflow_loader
 from serving.loaders.options import SavedModelOptions
-from serving.loaders.session_servable import SessionServable
+from serving.loaders.session_servable import SessionServable, session_settings
 from serving.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
 from serving.loaders.warmup import run_warmup
 from tests.models import WARMUP_RECORDS, make_half_plus_two, make_tf1_half_plus_two
@@ -131,7 +134,7 @@ def test_warmup_off_skips_the_records(tmp_path: Path) -> None:
     with pytest.raises(ServingError):
         TensorFlowLoader(str(path)).load()
     loader = TensorFlowLoader(str(path), SavedModelOptions(enable_warmup=False))
-    assert isinstance(loader.load(), TensorFlowServable)
+    assert isinstance(loader.load(), SessionServable)
     loader.unload()
 
 
@@ -165,10 +168,92 @@ def test_unload_closes_the_session(models: dict[str, Path]) -> None:
         servable.run("serving_default", {"x": numpy.array([2.0])})
 
 
-def test_tf2_models_keep_the_object_graph_path(tmp_path: Path) -> None:
+def test_tf2_models_run_in_a_session_too(tmp_path: Path) -> None:
     loader = TensorFlowLoader(str(make_half_plus_two(tmp_path / "tf2", 1)))
-    assert isinstance(loader.load(), TensorFlowServable)
-    loader.unload()
+    servable = loader.load()
+    try:
+        assert isinstance(servable, SessionServable)
+        # The initializer is run at load and listed in metadata, never called.
+        assert set(servable.signatures) == {"serving_default", "classify_x_to_y",
+                                            "regress_x_to_y"}
+        assert "__saved_model_init_op" in servable.signature_def_map().signature_def
+        y = servable.run("serving_default", {"x": numpy.array([[2.0], [4.0]], numpy.float32)})
+        assert y["y"].tolist() == [[3.0], [4.0]]
+        got = servable.run("regress_x_to_y", {"inputs": examples(2.0)})
+        assert got["outputs"].reshape(-1).tolist() == [3.0]
+    finally:
+        loader.unload()
+
+
+class _Labels(tf.Module):
+    """A TF2 module whose table is filled from an asset file by its init op."""
+
+    def __init__(self, vocabulary: Path) -> None:
+        super().__init__()
+        self.vocabulary = tf.saved_model.Asset(str(vocabulary))
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.vocabulary, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value="?")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="ids")])
+    def lookup(self, ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"labels": self.table.lookup(ids)}
+
+
+def test_a_tf2_table_is_filled_from_its_asset_in_the_session(tmp_path: Path) -> None:
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text("cat\ndog\n")
+    module = _Labels(vocabulary)
+    export = tmp_path / "labels" / "1"
+    tf.saved_model.save(module, str(export), signatures={"serving_default": module.lookup})
+    vocabulary.unlink()  # only the SavedModel's own copy of the asset is left
+    loader = TensorFlowLoader(str(export))
+    servable = loader.load()
+    try:
+        assert isinstance(servable, SessionServable)
+        got = servable.run("serving_default", {"ids": numpy.array([1, 0, 7])})
+        assert got["labels"].tolist() == [b"dog", b"cat", b"?"]
+    finally:
+        loader.unload()
+
+
+def test_a_tf2_model_a_session_refuses_is_served_through_its_object_graph(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        models: dict[str, Path]) -> None:
+    def refuse(export_dir: str, *args: object) -> SessionServable:
+        raise ServingError(Code.INTERNAL, f"no Session for {export_dir}")
+
+    monkeypatch.setattr(tensorflow_loader, "SessionServable", refuse)
+    path = make_half_plus_two(tmp_path / "tf2", 1)
+    loader = TensorFlowLoader(str(path))
+    with caplog.at_level("WARNING", logger=tensorflow_loader.__name__):
+        servable = loader.load()
+    try:
+        assert isinstance(servable, TensorFlowServable)
+        assert servable.run("serving_default", {"x": numpy.array([2.0], numpy.float32)}
+                            )["y"].tolist() == [3.0]
+        assert [r.getMessage() for r in caplog.records] == [
+            f"SavedModel at {path} does not load in a Session (no Session for {path}); "
+            "serving it through tf.saved_model.load"]
+    finally:
+        loader.unload()
+    # A TF1 export has no other path: the Session's error is the load's.
+    with pytest.raises(ServingError, match="no Session for"):
+        TensorFlowLoader(str(models["tf1"])).load()
+
+
+def test_a_call_runs_in_its_callers_thread_unless_an_inter_op_count_is_set() -> None:
+    assert session_settings(None).inter_op_parallelism_threads == -1
+    given = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=3,
+                                     allow_soft_placement=True)
+    settings = session_settings(given)
+    assert (settings.inter_op_parallelism_threads, settings.intra_op_parallelism_threads,
+            settings.allow_soft_placement) == (-1, 3, True)
+    assert given.inter_op_parallelism_threads == 0  # the caller's message is not changed
+    pinned = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=2)
+    assert session_settings(pinned).inter_op_parallelism_threads == 2
 
 
 @pytest.mark.parametrize("name", ["tf1", "tf2"])
