@@ -1,7 +1,8 @@
 """A batched call's concurrent future on an event loop: the awaitable a
 request task waits on (`batch_outcome`), and the same kind of future for a
-version its batcher does not batch (`run_in_future`). The call itself never
-runs on the loop."""
+version its batcher does not batch (`run_in_future`). The call itself runs
+on the loop only when its batcher measured it cheaper than handing it to a
+thread (serving.call_costs)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def batch_outcome(future: concurrent.futures.Future[Any], withdraw: bool = False
         else:
             waiter.set_result(done.result())
 
+    if future.done():  # it ran on the loop: no wake-up from another thread to wait for
+        settle(future)
+        return waiter
     future.add_done_callback(lambda done: loop.call_soon_threadsafe(settle, done))
     if withdraw:
         waiter.add_done_callback(lambda w: future.cancel() if w.cancelled() else None)

@@ -144,8 +144,9 @@ class DataPlane:
         """Whether an event loop should call `predict_async` for a Predict of
         `model` now rather than run `predict` in a thread: always with timed
         batching; with opportunistic batching while a call of the model runs
-        (it will likely join it). An idle model's call then takes the thread
-        exactly as unbatched, and still runs at once in that thread."""
+        (it will likely join it) or when its calls are measured cheap (it will
+        likely run on the loop, serving.call_costs). Otherwise an idle model's
+        call takes the thread exactly as unbatched, and runs at once there."""
         return self.batcher is not None and self.batcher.joins(model)
 
     def _shadow(self, h: Any, run: Callable[[Any], Mapping[str, np.ndarray]],
@@ -253,7 +254,8 @@ class DataPlane:
         batcher, decoding and checks run on the loop and the call joins a
         batch (`_predict_submitted`); without one, `predict` runs whole in
         `executor` (None: the loop's default), as a thread-per-request path
-        would. The model call never runs on the loop."""
+        would. The model call runs on the loop only if the batcher measured its
+signature's calls cheaper than a thread hand-off (serving.call_costs)."""
         if self.batcher is not None:
             return await self._predict_submitted(
                 ref, inputs, signature_name, output_filter, entrypoint, missing_signature,

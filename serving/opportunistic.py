@@ -25,7 +25,9 @@ how much).
 
 Two entry points share the lanes: `run` blocks (a worker thread: the idle
 call runs in that thread) and `submit` returns a future (an event loop: the
-idle call runs in the executor it names). A joined call not yet started can
+idle call runs in the executor it names, or, when its signature's calls are
+measured cheaper than two thread hand-offs, at once in the submitting
+thread; serving.call_costs). A joined call not yet started can
 be withdrawn by cancelling its future; once started it runs to the end, and
 its future completes only after the model call returned, so a handle
 released on completion outlives the call.
@@ -36,6 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor, Future, InvalidStateError
@@ -52,6 +55,7 @@ from serving.batching import (
     queue_key,
     split_outputs,
 )
+from serving.call_costs import INLINE_BUDGET_S, CallCosts, runs_inline
 from serving.core.loader import Loader
 from serving.core.status import unavailable
 
@@ -159,9 +163,15 @@ class OpportunisticBatcher:
     withdrawable = True  # a joined call's future may be cancelled until it starts
 
     def __init__(self, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
-                 observer: BatchObserver | None = None, max_threads: int = 4) -> None:
+                 observer: BatchObserver | None = None, max_threads: int = 4,
+                 inline_budget_s: float = INLINE_BUDGET_S,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.max_batch_rows = max_batch_rows
         self._observer = observer
+        self._inline_budget_s = inline_budget_s  # 0: every submitted call goes to a pool
+        self.costs = CallCosts()
+        self._clock = clock  # times model calls for `costs`
+        self._cheap: set[str] = set()  # models whose last call was measured cheap
         self._lock = threading.Lock()
         self._lanes: dict[Hashable, _Lane] = {}
         self._busy: dict[str, int] = {}  # model -> its lanes running a call
@@ -203,12 +213,18 @@ class OpportunisticBatcher:
         otherwise the caller waits for the call it joined."""
         if not self.batches(servable, signature_key) or not has_rows(inputs):
             return servable.run(signature_key, inputs, output_keys)
+        rows = batch_size_of(inputs)
+        if runs_inline(self.costs.estimate(servable, signature_key, rows), rows,
+                       self.max_batch_rows, self._inline_budget_s):
+            # Cheaper than a hand-off: joining a batch would cost this caller
+            # more than the call itself, so it runs alone, here, at once.
+            return self._timed_run(servable, signature_key, inputs, output_keys, model)
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
                                        version)
         if lane is None:
             return call.future.result()
         try:
-            outputs = servable.run(signature_key, inputs, output_keys)
+            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model)
             self._observe(lane, (call.size,))
             return outputs
         finally:
@@ -217,21 +233,30 @@ class OpportunisticBatcher:
     def submit(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
                output_keys: Sequence[str] | None = None, *, model: str = "", version: int = 0,
                executor: Executor | None = None) -> Future[Outputs]:
-        """Non-blocking: an idle lane's call starts at once in `executor` (None:
-        this batcher's threads); the future completes when its call has run."""
+        """An idle lane's call starts at once in `executor` (None: this batcher's
+        threads), or runs here if its signature's calls are measured cheap
+        (then the future is done on return); the future completes when its
+        call has run."""
         pool = executor if executor is not None else self._threads
         if not self.batches(servable, signature_key) or not has_rows(inputs):
             return pool.submit(servable.run, signature_key, inputs, output_keys)
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
                                        version)
-        if lane is not None:
+        if lane is None:
+            return call.future
+        if runs_inline(self.costs.estimate(servable, signature_key, call.size), call.size,
+                       self.max_batch_rows, self._inline_budget_s):
+            self._drive(key, lane, [call], pool, started=False)
+        else:
             self._dispatch(pool, key, lane, [call])
         return call.future
 
     def joins(self, model: str) -> bool:
-        """Whether a call of `model` is running in some lane now, so a new call
-        may well join one (a hint, read without the lock)."""
-        return model in self._busy
+        """Whether an event loop should `submit` a call of `model` rather than
+        run it in a thread: a call of it is running in some lane now, so a new
+        call may well join one, or its last call was measured cheap, so a new
+        one likely runs on the loop (hints, read without the lock)."""
+        return model in self._busy or model in self._cheap
 
     def waiting(self) -> int:
         """Calls that joined a busy lane and have not started yet."""
@@ -329,7 +354,7 @@ class OpportunisticBatcher:
         if len(calls) > 1:
             try:
                 merged = merge_inputs([c.inputs for c in calls])
-                outputs = lane.servable.run(lane.signature_key, merged.inputs, lane.output_keys)
+                outputs = self._lane_run(lane, merged.inputs)
                 parts = split_outputs(outputs, merged.sizes)
             except Exception:  # noqa: BLE001 (whatever failed, each call alone decides)
                 # Perhaps one call's rows failed the merged call: run each
@@ -339,11 +364,29 @@ class OpportunisticBatcher:
             return [(call, part, None) for call, part in zip(calls, parts, strict=True)]
         call = calls[0]
         try:
-            result = lane.servable.run(lane.signature_key, call.inputs, lane.output_keys)
+            result = self._lane_run(lane, call.inputs)
         except BaseException as exc:
             return [(call, None, exc)]
         self._observe(lane, (call.size,))
         return [(call, result, None)]
+
+    def _timed_run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
+                   output_keys: Sequence[str] | None, model: str) -> Outputs:
+        """The model call; its wall time, if it succeeds, goes into the
+        signature's measured cost and the model's cheap-or-not hint."""
+        start = self._clock()
+        outputs = servable.run(signature_key, inputs, output_keys)
+        self.costs.observe(servable, signature_key, self._clock() - start, batch_size_of(inputs))
+        if runs_inline(self.costs.estimate(servable, signature_key, 1), 1, self.max_batch_rows,
+                       self._inline_budget_s):
+            self._cheap.add(model)
+        else:
+            self._cheap.discard(model)
+        return outputs
+
+    def _lane_run(self, lane: _Lane, inputs: Tensors) -> Outputs:
+        return self._timed_run(lane.servable, lane.signature_key, inputs, lane.output_keys,
+                               lane.model)
 
     def _observe(self, lane: _Lane, sizes: Sequence[int]) -> None:
         if self._observer is not None:

@@ -4,6 +4,8 @@ The fake model's rows each depend on every value of their own row only
 (y = x / sum(x) per row, and a row-wise argmax), so a batched answer is
 compared bit for bit with an unbatched call's. A gate inside the model holds
 a call running while others arrive; nothing waits on time, only on conditions.
+Submitted calls all go to a pool here (no inline budget); tests/unit/
+test_inline_calls.py covers the calls that run in the submitting thread.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 @pytest.fixture
 def batcher() -> Iterator[OpportunisticBatcher]:
-    b = OpportunisticBatcher(max_batch_rows=8)
+    b = OpportunisticBatcher(max_batch_rows=8, inline_budget_s=0)
     yield b
     b.stop()
 
@@ -363,7 +365,7 @@ def test_blocking_callers_join_too_and_the_next_call_runs_on_the_batchers_thread
 
 def test_calls_waiting_when_the_pool_is_shut_down_fail_unavailable_instead_of_hanging(
         model: RowModel) -> None:
-    batcher = OpportunisticBatcher(max_batch_rows=8)
+    batcher = OpportunisticBatcher(max_batch_rows=8, inline_budget_s=0)
     model.hold()
     ran: list[dict[str, np.ndarray]] = []
     leader = threading.Thread(target=lambda: ran.append(
@@ -390,7 +392,7 @@ def test_the_batch_observer_sees_every_model_call() -> None:
             seen.append((model, version, tuple(input_sizes)))
 
     m = RowModel()
-    b = OpportunisticBatcher(observer=Observer())
+    b = OpportunisticBatcher(observer=Observer(), inline_budget_s=0)
     with ThreadPoolExecutor(2) as p:
         first = start_held_call(b, m, p, rows(0, 1))
         joined = [submit(b, m, rows(i, 2), p) for i in range(2)]
@@ -411,7 +413,7 @@ def row_core(model: RowModel) -> FakeCore:
 def test_predict_async_joins_from_the_loop_and_holds_the_handle_until_its_call_ran(
         model: RowModel, pool: ThreadPoolExecutor) -> None:
     core = row_core(model)
-    batcher = OpportunisticBatcher()
+    batcher = OpportunisticBatcher(inline_budget_s=0)
     plane = DataPlane(core, batcher=batcher)
     assert plane.batches_predict
     xs = [rows(50 + i, n) for i, n in enumerate([1, 2, 3])]
@@ -441,7 +443,7 @@ def test_predict_async_joins_from_the_loop_and_holds_the_handle_until_its_call_r
 def test_a_cancelled_caller_waiting_to_join_is_withdrawn_and_its_handle_released_at_once(
         model: RowModel, pool: ThreadPoolExecutor) -> None:
     core = row_core(model)
-    batcher = OpportunisticBatcher()
+    batcher = OpportunisticBatcher(inline_budget_s=0)
     plane = DataPlane(core, batcher=batcher)
     keep = rows(2, 2)
 
@@ -474,7 +476,7 @@ def test_a_cancelled_caller_waiting_to_join_is_withdrawn_and_its_handle_released
 def test_a_caller_cancelled_while_its_call_runs_keeps_its_handle_until_the_call_ends(
         model: RowModel, pool: ThreadPoolExecutor) -> None:
     core = row_core(model)
-    batcher = OpportunisticBatcher()
+    batcher = OpportunisticBatcher(inline_budget_s=0)
     plane = DataPlane(core, batcher=batcher)
 
     async def scenario() -> None:
@@ -495,7 +497,7 @@ def test_a_caller_cancelled_while_its_call_runs_keeps_its_handle_until_the_call_
 
 
 def test_blocking_predict_batches_opportunistically_too(model: RowModel) -> None:
-    plane = DataPlane(row_core(model), batcher=OpportunisticBatcher())
+    plane = DataPlane(row_core(model), batcher=OpportunisticBatcher(inline_budget_s=0))
     x = rows(5, 3)
     result = plane.predict(ModelRef("m"), {"x": x})
     assert_same(result.outputs, unbatched(x))
