@@ -5,6 +5,9 @@ process: wrk for REST, a grpc.aio client for gRPC), concurrency 1, 16 and 64:
 
 - in-process: the signature's concrete function called in a loop by N threads
   of this process (no server, no wire): the limit a server can approach;
+  and `in-session`, one thread calling the same SavedModel through the
+  Session callable the server itself uses (serving/loaders/session_servable):
+  what the model call costs the server;
 - this server (`python -m serving`) with its default flags (opportunistic
   batching on), REST and gRPC; again with `--opportunistic_batching=false`
   (`unbatched`: today's path before issue 18), and with `--enable_batching`
@@ -95,6 +98,28 @@ def model_config(models: dict[str, Path]) -> str:
         for name, base in models.items()
     )
     return f"model_config_list {{\n{entries}}}\n"
+
+
+def in_session(export_dir: Path, features: int, seconds: float,
+               cpu_us: dict[str, float | None]) -> LoadResult:
+    """One thread calling the SavedModel's Session callable, as the server does."""
+    import numpy as np
+
+    from serving.loaders.tensorflow_loader import load_servable
+
+    servable = load_servable(str(export_dir))
+    x = {"x": np.asarray(harness.instances(features), dtype=np.float32)}
+    servable.run("serving_default", x)  # warm outside the timed window
+    latencies: list[float] = []
+    start, cpu = time.perf_counter(), time.process_time()
+    end = start + seconds
+    while (t0 := time.perf_counter()) < end:
+        servable.run("serving_default", x)
+        latencies.append(time.perf_counter() - t0)
+    cpu_us["in-session/-/1"] = per_request_us(time.process_time() - cpu, len(latencies))
+    servable.close()
+    return summarize_latencies("in-session", 1, time.perf_counter() - start, latencies, 0,
+                               "session callable loop")
 
 
 def per_request_us(cpu_s: float, requests: int) -> float | None:
@@ -234,6 +259,8 @@ def run(result: Result, seconds: float, concurrencies: Sequence[int], use_kserve
         for c in concurrencies:
             rows[case.name][f"in-process/-/{c}"] = in_process(exports[case.name], case.features,
                                                               c, seconds, cpu[case.name])
+        rows[case.name]["in-session/-/1"] = in_session(exports[case.name], case.features,
+                                                       seconds, cpu[case.name])
     servers: list[tuple[str, list[str]]] = [("server", []),
                                             ("unbatched", ["--opportunistic_batching=false"])]
     if use_batching:
