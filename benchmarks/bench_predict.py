@@ -356,12 +356,13 @@ def bounds(case: ModelCase, cpu_us: Mapping[str, float | None], kserve_ok: bool)
     On 2 cores shared with the load generator every server is CPU-bound, so
     throughput follows CPU per request. A server with no code of its own
     would still pay the transport floor (benchmarks.floors: grpcio or uvicorn
-    answering fixed bytes) plus the TensorFlow call (the in-process loop).
-    KServe's CPU per request over that sum bounds the ratio."""
+    answering fixed bytes) plus the TensorFlow call as the server makes it
+    (the Session callable, `in-session`). KServe's CPU per request over that
+    sum bounds the ratio."""
     table = Table(f"{case.description}: what bounds the KServe ratios (c=16, CPU us/request)",
-                  ["transport", "transport floor", "TF call in-process", "floor + TF call",
+                  ["transport", "transport floor", "TF call in-session", "floor + TF call",
                    "this server", "KServe", "best possible x KServe", "this server x KServe"])
-    tf_call = cpu_us.get("in-process/-/16")
+    tf_call = cpu_us.get("in-session/-/1")
     for transport in ("rest", "grpc"):
         floor, ours = cpu_us.get(f"floor/{transport}/16"), cpu_us.get(f"server/{transport}/16")
         kserve = cpu_us.get(f"kserve/{transport}/16") if kserve_ok else None

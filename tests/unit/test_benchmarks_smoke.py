@@ -186,7 +186,8 @@ def test_plan_inputs_are_in_sync_unless_canaries_start() -> None:
 
 
 def test_kserve_bound_is_kserve_cpu_over_floor_plus_tf_call() -> None:
-    cpu = {"in-process/-/16": 200.0, "floor/rest/16": 50.0, "floor/grpc/16": 300.0,
+    cpu = {"in-session/-/1": 200.0, "in-process/-/16": 900.0, "floor/rest/16": 50.0,
+           "floor/grpc/16": 300.0,
            "server/rest/16": 500.0, "server/grpc/16": 1000.0,
            "kserve/rest/16": 1000.0, "kserve/grpc/16": 1500.0}
     table = bench_predict.bounds(bench_predict.MODELS[0], cpu, True)
