@@ -218,7 +218,9 @@ class OpportunisticBatcher:
                        self.max_batch_rows, self._inline_budget_s):
             # Cheaper than a hand-off: joining a batch would cost this caller
             # more than the call itself, so it runs alone, here, at once.
-            return self._timed_run(servable, signature_key, inputs, output_keys, model)
+            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model)
+            self._observe_sizes(model, version, (rows,))
+            return outputs
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
                                        version)
         if lane is None:
@@ -389,8 +391,12 @@ class OpportunisticBatcher:
                                lane.model)
 
     def _observe(self, lane: _Lane, sizes: Sequence[int]) -> None:
+        self._observe_sizes(lane.model, lane.version, sizes)
+
+    def _observe_sizes(self, model: str, version: int, sizes: Sequence[int]) -> None:
+        """One model call of these callers' rows, for the batch-size histogram."""
         if self._observer is not None:
-            self._observer.observe_batch(lane.model, lane.version, sizes, sum(sizes), 0)
+            self._observer.observe_batch(model, version, sizes, sum(sizes), 0)
 
     def record_plan(self, servable: Any, path: str) -> None:
         """Decide and log a freshly loaded version's plan (`planned_loads`)."""

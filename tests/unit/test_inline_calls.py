@@ -148,14 +148,26 @@ def test_a_dear_signature_goes_to_the_pool_and_a_worker_joins_its_lane(
     b.stop()
 
 
+class Observer:
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, tuple[int, ...]]] = []
+
+    def observe_batch(self, model: str, version: int, sizes: Sequence[int], rows: int,
+                      padded: int) -> None:
+        self.batches.append((model, version, tuple(sizes)))
+
+
 def test_a_worker_runs_a_cheap_call_at_once_without_a_lane() -> None:
-    clock = FakeClock()
-    m, b = CostedModel(clock), OpportunisticBatcher(max_batch_rows=8, clock=clock)
+    clock, observer = FakeClock(), Observer()
+    m = CostedModel(clock)
+    b = OpportunisticBatcher(max_batch_rows=8, clock=clock, observer=observer)
     x = {"x": np.arange(2, dtype=np.float32)}
     b.run(m, "serving_default", x, model="m", version=1)
     assert b.run(m, "serving_default", x, model="m", version=1)["y"].tolist() == [0.0, 2.0]
     assert m.threads == [threading.current_thread().name] * 2
     assert b.waiting() == 0 and not b._lanes
+    # Each call still counts as a model call of its rows in the batch histogram.
+    assert observer.batches == [("m", 1, (2,)), ("m", 1, (2,))]
     b.stop()
 
 
