@@ -218,7 +218,7 @@ class OpportunisticBatcher:
                        self.max_batch_rows, self._inline_budget_s):
             # Cheaper than a hand-off: joining a batch would cost this caller
             # more than the call itself, so it runs alone, here, at once.
-            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model)
+            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model, rows)
             self._observe_sizes(model, version, (rows,))
             return outputs
         call, lane, key = self._arrive(servable, signature_key, inputs, output_keys, model,
@@ -226,7 +226,8 @@ class OpportunisticBatcher:
         if lane is None:
             return call.future.result()
         try:
-            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model)
+            outputs = self._timed_run(servable, signature_key, inputs, output_keys, model,
+                                      call.size)
             self._observe(lane, (call.size,))
             return outputs
         finally:
@@ -356,7 +357,7 @@ class OpportunisticBatcher:
         if len(calls) > 1:
             try:
                 merged = merge_inputs([c.inputs for c in calls])
-                outputs = self._lane_run(lane, merged.inputs)
+                outputs = self._lane_run(lane, merged.inputs, sum(merged.sizes))
                 parts = split_outputs(outputs, merged.sizes)
             except Exception:  # noqa: BLE001 (whatever failed, each call alone decides)
                 # Perhaps one call's rows failed the merged call: run each
@@ -366,19 +367,19 @@ class OpportunisticBatcher:
             return [(call, part, None) for call, part in zip(calls, parts, strict=True)]
         call = calls[0]
         try:
-            result = self._lane_run(lane, call.inputs)
+            result = self._lane_run(lane, call.inputs, call.size)
         except BaseException as exc:
             return [(call, None, exc)]
         self._observe(lane, (call.size,))
         return [(call, result, None)]
 
     def _timed_run(self, servable: RunnableServable, signature_key: str, inputs: Tensors,
-                   output_keys: Sequence[str] | None, model: str) -> Outputs:
-        """The model call; its wall time, if it succeeds, goes into the
-        signature's measured cost and the model's cheap-or-not hint."""
+                   output_keys: Sequence[str] | None, model: str, rows: int) -> Outputs:
+        """The model call on `rows` rows; its wall time, if it succeeds, goes into
+        the signature's measured cost and the model's cheap-or-not hint."""
         start = self._clock()
         outputs = servable.run(signature_key, inputs, output_keys)
-        self.costs.observe(servable, signature_key, self._clock() - start, batch_size_of(inputs))
+        self.costs.observe(servable, signature_key, self._clock() - start, rows)
         if runs_inline(self.costs.estimate(servable, signature_key, 1), 1, self.max_batch_rows,
                        self._inline_budget_s):
             self._cheap.add(model)
@@ -386,9 +387,9 @@ class OpportunisticBatcher:
             self._cheap.discard(model)
         return outputs
 
-    def _lane_run(self, lane: _Lane, inputs: Tensors) -> Outputs:
+    def _lane_run(self, lane: _Lane, inputs: Tensors, rows: int) -> Outputs:
         return self._timed_run(lane.servable, lane.signature_key, inputs, lane.output_keys,
-                               lane.model)
+                               lane.model, rows)
 
     def _observe(self, lane: _Lane, sizes: Sequence[int]) -> None:
         self._observe_sizes(lane.model, lane.version, sizes)

@@ -244,7 +244,7 @@ def test_a_tf2_model_a_session_refuses_is_served_through_its_object_graph(
         TensorFlowLoader(str(models["tf1"])).load()
 
 
-def test_a_call_runs_in_its_callers_thread_unless_an_inter_op_count_is_set() -> None:
+def test_an_unset_inter_op_count_becomes_run_in_the_callers_thread() -> None:
     assert session_settings(None).inter_op_parallelism_threads == -1
     given = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=3,
                                      allow_soft_placement=True)
